@@ -1,0 +1,30 @@
+"""What every asset does at the end: record where its artifact is and what it hashes to."""
+
+
+import dagster as dg
+
+from ..core.artifacts import ArtifactRef
+from ..core.report import markdown_table
+from ..resources import TrackedRun
+
+ARTIFACT_IO = "artifact_io_manager"
+
+
+def artifact_output(ref: ArtifactRef, tracked: TrackedRun, metadata: dict) -> dg.Output:
+    """An Output carrying the reference, a DataVersion from the content hash and UI metadata."""
+    tracked.set_tag("domret.data_version", ref.sha256)
+    tracked.set_tag("domret.artifact_path", ref.path)
+    full = {
+        "artifact_path": dg.MetadataValue.path(ref.path),
+        "content_sha256": ref.sha256,
+        **metadata,
+    }
+    if tracked.url:
+        full["mlflow_run"] = dg.MetadataValue.url(tracked.url)
+    return dg.Output(ref, data_version=dg.DataVersion(ref.sha256[:32]), metadata=full)
+
+
+def issues_table(issues, limit: int = 20) -> dg.MetadataValue:
+    rows = [[i.file, i.line, i.row_id or "", i.reason] for i in issues[:limit]]
+    more = f"\n\n… and {len(issues) - limit} more" if len(issues) > limit else ""
+    return dg.MetadataValue.md(markdown_table(["file", "line", "id", "reason"], rows) + more if rows else "none")

@@ -1,0 +1,101 @@
+"""The labeled queries, split by a stable hash of the query id into train/dev/test."""
+
+
+from collections import Counter
+
+import dagster as dg
+
+from ..config import LabelsConfig
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
+from ..core.errors import InputDataError, RowIssue
+from ..core.labels import LabeledQueries
+from ..core.loaders import load_labels
+from ..core.report import markdown_table
+from ..core.serialization import read_documents, write_jsonl
+from ..core.splits import SPLITS, assign_splits
+from ..resources import ArtifactStore, MlflowTracker
+from .common import ARTIFACT_IO, artifact_output, issues_table
+
+LABELS_VERSION = "1"
+
+
+def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueries, list[RowIssue]]:
+    by_id = {d.doc_id: d for d in documents}
+    main = load_labels(config.queries_path, config.qrels_path, set(by_id), config.evidence_path, by_id, config.on_bad_rows)
+    splits = assign_splits(main.queries, config.dev_fraction, config.test_fraction, config.split_salt)
+    labels = LabeledQueries(main.queries, splits, main.qrels, main.evidence)
+    issues = list(main.quarantined)
+    if config.frozen_test_queries_path:
+        if not config.frozen_test_qrels_path:
+            raise ValueError("frozen_test_queries_path is set but frozen_test_qrels_path is not")
+        frozen = load_labels(
+            config.frozen_test_queries_path, config.frozen_test_qrels_path, set(by_id),
+            config.frozen_test_evidence_path, by_id, config.on_bad_rows,
+        )
+        issues += frozen.quarantined
+        clash = sorted(set(frozen.queries) & set(main.queries))
+        if clash:
+            raise InputDataError(
+                [RowIssue(config.frozen_test_queries_path, 0, f"query id also in the training labels: {q!r}", q) for q in clash]
+            )
+        # The external set replaces the hashed test split; those queries go back to training.
+        for qid, split in list(labels.splits.items()):
+            if split == "test":
+                labels.splits[qid] = "train"
+        labels.queries.update(frozen.queries)
+        labels.qrels.update(frozen.qrels)
+        labels.evidence.extend(frozen.evidence)
+        labels.splits.update({q: "test" for q in frozen.queries})
+    return labels, issues
+
+
+@dg.asset(
+    group_name="labels",
+    code_version=LABELS_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "Labeled queries (BEIR queries + qrels, optional sentence evidence) checked against the corpus "
+        "and split train/dev/test by a stable hash of the query id: the test split is the frozen "
+        "evaluation set. An external frozen query set can replace it."
+    ),
+)
+def labeled_queries(
+    context: dg.AssetExecutionContext,
+    config: LabelsConfig,
+    corpus_documents: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    with mlflow.run(context, LABELS_VERSION) as tracked:
+        tracked.log_params({**config.model_dump(), "corpus_documents_sha256": corpus_documents.sha256})
+        documents = read_documents(f"{corpus_documents.path}/documents.jsonl")
+        labels, issues = build_labeled_queries(config, documents)
+        with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
+            labels.save(pending.path)
+            write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
+            write_json(pending.path / "manifest.json", {**config.model_dump(), "corpus_documents": corpus_documents.sha256})
+        split_counts = Counter(labels.splits.values())
+        with_evidence = {e.query_id for e in labels.evidence}
+        rows = []
+        for split in SPLITS:
+            ids = labels.ids(split)
+            rows.append([split, len(ids), sum(q in labels.qrels for q in ids),
+                         sum(q in with_evidence for q in ids) if labels.evidence else "–",
+                         len(labels.without_evidence(split)) if labels.evidence else "–"])
+        counts = {f"{s}_queries": split_counts.get(s, 0) for s in SPLITS}
+        counts.update(judgements=sum(len(v) for v in labels.qrels.values()), evidence_rows=len(labels.evidence),
+                      quarantined_rows=len(issues))
+        tracked.log_metrics(counts)
+        sample = [[q, labels.splits[q], labels.queries[q][:90]] for q in sorted(labels.queries)[:6]]
+        return artifact_output(
+            pending.ref,
+            tracked,
+            {
+                **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+                "splits": dg.MetadataValue.md(
+                    markdown_table(["split", "queries", "with qrels", "with evidence", "abstention cases"], rows)
+                ),
+                "quarantine": issues_table(issues),
+                "sample_rows": dg.MetadataValue.md(markdown_table(["query", "split", "text"], sample)),
+            },
+        )

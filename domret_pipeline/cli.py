@@ -1,0 +1,87 @@
+"""``domret``: run the pipeline from a shell and read its report.
+
+    domret run [--config run_config.yaml]   materialize the whole graph, print the report
+    domret report [--json]                  print the latest evaluation report
+
+Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (the project root by default,
+where ``dagster.yaml`` lives), so they show up in ``dagster dev`` afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _ensure_dagster_home() -> None:
+    if not os.environ.get("DAGSTER_HOME"):
+        if not Path("dagster.yaml").is_file():
+            sys.exit("domret: set DAGSTER_HOME, or run from the project root (where dagster.yaml is)")
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+
+
+def _latest_report_dir() -> Path:
+    from .core.artifacts import ArtifactRef
+
+    home = os.environ.get("DOMRET_HOME", ".domret")
+    ref_path = Path(home) / "refs" / "evaluation_report.json"
+    if not ref_path.is_file():
+        sys.exit(f"domret: no evaluation report yet ({ref_path} is missing): run `domret run` first")
+    return ArtifactRef.from_json(ref_path.read_text(encoding="utf-8")).verify()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _ensure_dagster_home()
+    import yaml
+    from dagster import DagsterInstance
+
+    from .definitions import defs
+
+    run_config = {}
+    if args.config:
+        run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    job = defs.resolve_job_def(args.job)
+    result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.step_key:
+                error = event.event_specific_data.error
+                while error.cause is not None:  # the user's error, not Dagster's wrapper
+                    error = error.cause
+                print(f"domret: step {event.step_key} failed: {error.message.strip()}", file=sys.stderr)
+        print(f"domret: run {result.run_id} failed; earlier artifacts are untouched", file=sys.stderr)
+        return 1
+    ref = result.output_for_node("evaluation_report")
+    print(f"run {result.run_id} succeeded; report: {ref.path}/report.html\n")
+    print(Path(ref.path, "report.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    folder = _latest_report_dir()
+    if args.json:
+        print(json.dumps(json.loads((folder / "report.json").read_text(encoding="utf-8")), indent=2))
+    else:
+        print((folder / "report.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="materialize the whole asset graph and print the evaluation report")
+    run.add_argument("--config", help="Dagster run config YAML (see configs/)")
+    run.add_argument("--job", default="domret_full")
+    run.set_defaults(func=cmd_run)
+    report = commands.add_parser("report", help="print the latest evaluation report")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.set_defaults(func=cmd_report)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

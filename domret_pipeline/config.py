@@ -1,0 +1,69 @@
+"""Run configuration of the assets (editable in the Dagster Launchpad).
+
+Defaults point at the bundled sample handbook, so the graph runs with no configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import dagster as dg
+from pydantic import Field
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data" / "handbook"
+
+
+class CorpusConfig(dg.Config):
+    path: str = Field(
+        default=str(SAMPLE_DIR / "corpus.jsonl"),
+        description="BEIR corpus.jsonl (or its folder), a CSV/TSV/Parquet file, or a folder of .txt/.md files.",
+    )
+    format: Literal["auto", "jsonl", "csv", "parquet", "folder"] = "auto"
+    id_field: str = Field(default="_id", description="Column/field holding the document id.")
+    text_field: str = Field(default="text", description="Column/field holding the document text.")
+    title_field: str = Field(default="title", description="Column/field holding the title (optional).")
+    on_bad_rows: Literal["fail", "quarantine"] = Field(
+        default="fail", description="'fail' stops on the first bad file; 'quarantine' sets bad rows aside and reports them."
+    )
+
+
+class ChunkingConfig(dg.Config):
+    chunk_tokens: int = Field(default=200, description="Token budget of a chunk (model tokenizer, no special tokens).")
+    overlap_tokens: int = Field(default=32, description="Tokens of trailing sentences repeated at the start of the next chunk.")
+
+
+class LabelsConfig(dg.Config):
+    queries_path: str = str(SAMPLE_DIR / "queries.jsonl")
+    qrels_path: str = Field(default=str(SAMPLE_DIR / "qrels"), description="A qrels TSV, or a folder of them.")
+    evidence_path: Optional[str] = Field(
+        default=str(SAMPLE_DIR / "evidence.jsonl"), description="Sentence-level evidence (optional)."
+    )
+    dev_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_salt: str = Field(default="domret", description="Changing it re-draws every split; keep it fixed.")
+    frozen_test_queries_path: Optional[str] = Field(
+        default=None, description="External frozen test queries; replaces the hashed test split."
+    )
+    frozen_test_qrels_path: Optional[str] = None
+    frozen_test_evidence_path: Optional[str] = None
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+
+
+class IndexConfig(dg.Config):
+    exact_max_vectors: int = Field(default=50_000, description="Up to this many chunks the index is exact (flat).")
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    with_title: bool = Field(default=True, description="Encode each chunk with its document title in front.")
+
+
+class BM25Config(dg.Config):
+    k1: float = 1.2
+    b: float = 0.75
+
+
+class EvaluationConfig(dg.Config):
+    split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
+    k_values: list[int] = [10, 100]
+    latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")

@@ -1,0 +1,57 @@
+"""The one Definitions object of the project.
+
+Resources are chosen per environment with ``DOMRET_ENV``: ``local`` (default: project-local
+SQLite MLflow store and artifacts under ``.domret/``) or ``team`` (a tracking server and an
+artifact root from environment variables).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from .assets.common import ARTIFACT_IO
+from .assets.corpus import corpus_chunks, corpus_documents
+from .assets.evaluation import evaluation_report
+from .assets.indexes import bm25_index, faiss_index
+from .assets.labels import labeled_queries
+from .checks import ALL_CHECKS
+from .io_manager import ArtifactRefIOManager
+from .jobs import full_pipeline_job
+from .resources import ArtifactStore, EmbeddingModel, MlflowTracker
+
+ASSETS = [corpus_documents, corpus_chunks, labeled_queries, faiss_index, bm25_index, evaluation_report]
+
+
+def resources_for(env: str, home: str | None = None) -> dict:
+    home = home or os.environ.get("DOMRET_HOME", ".domret")
+    if env == "local":
+        return {
+            "artifacts": ArtifactStore(root=f"{home}/artifacts"),
+            "mlflow": MlflowTracker(
+                tracking_uri=f"sqlite:///{home}/mlflow.db", artifact_location=f"{home}/mlflow-artifacts"
+            ),
+            "embedding_model": EmbeddingModel(),
+            ARTIFACT_IO: ArtifactRefIOManager(base_dir=f"{home}/refs"),
+        }
+    if env == "team":
+        return {
+            "artifacts": ArtifactStore(root=dg.EnvVar("DOMRET_ARTIFACT_ROOT")),
+            "mlflow": MlflowTracker(
+                tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+                artifact_location=dg.EnvVar("DOMRET_MLFLOW_ARTIFACTS"),
+                ui_url=dg.EnvVar("MLFLOW_UI_URL"),
+            ),
+            "embedding_model": EmbeddingModel(),
+            ARTIFACT_IO: ArtifactRefIOManager(base_dir=dg.EnvVar("DOMRET_REFS_DIR")),
+        }
+    raise ValueError(f"DOMRET_ENV must be 'local' or 'team', not {env!r}")
+
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ALL_CHECKS,
+    jobs=[full_pipeline_job],
+    resources=resources_for(os.environ.get("DOMRET_ENV", "local")),
+)
