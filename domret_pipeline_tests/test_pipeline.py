@@ -1,0 +1,183 @@
+"""The asset graph, materialized in process on a small corpus with a tiny random encoder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from domret_pipeline.core.artifacts import ArtifactRef
+from domret_pipeline.definitions import ASSETS, defs
+from domret_pipeline.checks import ALL_CHECKS
+
+from .conftest import make_resources
+
+ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "faiss_index", "bm25_index", "evaluation_report"]
+
+
+def run_config(data: dict, **labels_overrides) -> dict:
+    labels = {"queries_path": str(data["queries"]), "qrels_path": str(data["qrels"]),
+              "evidence_path": str(data["evidence"]), "dev_fraction": 0.0, "test_fraction": 0.5, **labels_overrides}
+    return {"ops": {
+        "corpus_documents": {"config": {"path": str(data["corpus"])}},
+        "labeled_queries": {"config": labels},
+        "corpus_chunks": {"config": {"chunk_tokens": 16, "overlap_tokens": 4}},
+        "evaluation_report": {"config": {"latency_queries": 3}},
+    }}
+
+
+def materialize(home, tiny_encoder, mlflow_uri, config, instance=None, raise_on_error=True):
+    return dg.materialize(
+        [*ASSETS, *ALL_CHECKS], resources=make_resources(home, tiny_encoder, mlflow_uri), run_config=config,
+        instance=instance, raise_on_error=raise_on_error,
+    )
+
+
+def refs(home: Path) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in sorted((home / "refs").glob("*.json"))}
+
+
+def test_definitions_load_and_validate():
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == set(ASSET_NAMES)
+    for asset in ASSETS:
+        spec = next(iter(asset.specs))
+        assert spec.description and spec.code_version and spec.group_name
+    assert "domret_full" in [job.name for job in repo.get_all_jobs()]
+
+
+def test_definitions_import_no_torch():
+    code = "import sys, domret_pipeline.definitions; print('torch' in sys.modules, 'sentence_transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"
+
+
+def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    with dg.instance_for_test() as instance:
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset), instance)
+        assert result.success
+        events = {
+            m.asset_key.to_user_string(): m
+            for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
+        }
+        assert set(events) == set(ASSET_NAMES)
+
+        # every asset carries a content-hash data version, its artifact path and its MLflow run
+        for name, mat in events.items():
+            meta = mat.metadata
+            ref = ArtifactRef(meta["artifact_path"].value, meta["content_sha256"].value)
+            ref.verify()
+            assert mat.tags["dagster/data_version"] == ref.sha256[:32]
+            assert "mlflow_run" in meta
+        assert all(c.passed for c in result.get_asset_check_evaluations()
+                   if c.check_name != "dense_not_below_bm25")
+        assert len(result.get_asset_check_evaluations()) == len(ALL_CHECKS)
+
+        # the report covers exactly the judged queries of the frozen split, for both systems
+        report_dir = Path(events["evaluation_report"].metadata["artifact_path"].value)
+        report = json.loads((report_dir / "report.json").read_text())
+        labels_dir = Path(events["labeled_queries"].metadata["artifact_path"].value)
+        test_ids = [json.loads(l)["query_id"] for l in (labels_dir / "queries.jsonl").read_text().splitlines()
+                    if json.loads(l)["split"] == "test"]
+        assert report["info"]["n_queries"] == len(test_ids) > 0
+        for system in ("dense", "bm25"):
+            metrics = report["systems"][system]["metrics"]
+            assert set(metrics) == {"ndcg@10", "recall@10", "ndcg@100", "recall@100", "mrr@10"}
+            assert all(0.0 <= v <= 1.0 for v in metrics.values())
+        assert {"dense", "bm25"} == set(report["latency"])
+        assert "| dense |" in events["evaluation_report"].metadata["report"].value
+        assert (report_dir / "report.html").read_text().startswith("<!doctype html>")
+        # the lineage of the report names the exact inputs it was computed from
+        assert report["inputs"]["faiss_index"] == events["faiss_index"].metadata["content_sha256"].value
+
+    # one FINISHED MLflow run per materialization, tagged with the Dagster run and asset
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    experiment = client.get_experiment_by_name(f"test-{tmp_path.name}")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["dagster.asset_key"] for r in runs) == sorted(ASSET_NAMES)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["dagster.run_id"] for r in runs} == {result.run_id}
+    report_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "evaluation_report")
+    assert "dense.ndcg_at_10" in report_run.data.metrics
+    assert {a.path for a in client.list_artifacts(report_run.info.run_id, "evaluation_report")} >= {
+        "evaluation_report/report.html", "evaluation_report/report.json"}
+
+
+def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    with dg.instance_for_test() as instance:
+        assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset), instance).success
+        before = refs(tmp_path)
+        bad = small_dataset["root"] / "bad.jsonl"
+        bad.write_text(small_dataset["corpus"].read_text() + '{"_id": "x", "text": "broken\n')
+        config = run_config(small_dataset)
+        config["ops"]["corpus_documents"]["config"]["path"] = str(bad)
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert f"{bad}:7" in str(failure.event_specific_data.error.to_string())
+    assert refs(tmp_path) == before
+    for text in before.values():
+        ArtifactRef.from_json(text).verify()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name(f"test-{tmp_path.name}").experiment_id])
+    assert [r.info.status for r in runs if r.data.tags["dagster.run_id"] == result.run_id] == ["FAILED"]
+
+
+def test_quarantine_is_reported_in_metadata(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    corpus = small_dataset["corpus"]
+    corpus.write_text(corpus.read_text() + '{"_id": "slo-a", "text": "duplicate id"}\n{"_id": "e", "text": ""}\n')
+    config = run_config(small_dataset)
+    config["ops"]["corpus_documents"]["config"]["on_bad_rows"] = "quarantine"
+    result = dg.materialize(
+        [a for a in ASSETS if next(iter(a.specs)).key.to_user_string() == "corpus_documents"],
+        resources=make_resources(tmp_path, tiny_encoder, mlflow_uri),
+        run_config={"ops": {"corpus_documents": config["ops"]["corpus_documents"]}},
+    )
+    meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    assert meta["documents"].value == 6 and meta["quarantined_rows"].value == 2
+    table = meta["quarantine"].value
+    assert f"{corpus}" in table and "| 7 |" in table and "| 8 |" in table and "empty text" in table
+
+
+def test_external_frozen_test_set_replaces_hashed_split(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    root = small_dataset["root"]
+    (root / "frozen_queries.jsonl").write_text(json.dumps({"_id": "f1", "text": "Lyon forklift speed"}) + "\n")
+    (root / "frozen_qrels.tsv").write_text("f1\tfl-b\t1\n")
+    config = run_config(small_dataset, frozen_test_queries_path=str(root / "frozen_queries.jsonl"),
+                        frozen_test_qrels_path=str(root / "frozen_qrels.tsv"))
+    result = materialize(tmp_path, tiny_encoder, mlflow_uri, config)
+    report_ref = ArtifactRef.from_json((tmp_path / "refs" / "evaluation_report.json").read_text())
+    report = json.loads(Path(report_ref.path, "report.json").read_text())
+    assert result.success and report["info"]["n_queries"] == 1
+
+
+def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_dataset):
+    import yaml
+
+    config = run_config(small_dataset)
+    config["resources"] = {"embedding_model": {"config": {"model_name_or_path": str(tiny_encoder), "max_seq_length": 128}}}
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "DOMRET_HOME": str(tmp_path / "domret")}
+    (tmp_path / "dagster").mkdir()
+    cli = [sys.executable, "-m", "domret_pipeline.cli"]
+    run = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| dense |" in run.stdout and "| bm25 |" in run.stdout
+    report = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(report.stdout)["info"]["split"] == "test"
+    # a bad corpus makes the CLI fail with the file and line, and the old report stays
+    config["ops"]["corpus_documents"]["config"]["path"] = str(tmp_path / "missing.jsonl")
+    config_path.write_text(yaml.safe_dump(config))
+    failed = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert failed.returncode == 1 and "corpus not found" in failed.stderr
+    again = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(again.stdout) == json.loads(report.stdout)
