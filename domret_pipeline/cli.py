@@ -43,6 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_config = {}
     if args.config:
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
     job = defs.resolve_job_def(args.job)
     result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False)
     if not result.success:
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="materialize the whole asset graph and print the evaluation report")
     run.add_argument("--config", help="Dagster run config YAML (see configs/)")
     run.add_argument("--job", default="domret_full")
+    run.add_argument("--verbose", action="store_true", help="print Dagster's step events")
     run.set_defaults(func=cmd_run)
     report = commands.add_parser("report", help="print the latest evaluation report")
     report.add_argument("--json", action="store_true", help="machine-readable output")

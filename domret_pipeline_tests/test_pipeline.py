@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from domret_pipeline.core.artifacts import ArtifactRef
 from domret_pipeline.definitions import ASSETS, defs

@@ -72,7 +72,7 @@ def build():
                 f"The {name} service is owned by the {team} team.",
                 f"Its availability objective is {avail}% of successful requests over a rolling {window}-day window.",
                 f"The latency objective is that 99% of requests complete within {p99} milliseconds, measured at the load balancer.",
-                f"Synthetic probes from three regions count towards availability, but health-check traffic does not.",
+                "Synthetic probes from three regions count towards availability, but health-check traffic does not.",
                 f"When more than {budget_freeze}% of the error budget is spent, feature releases to {name} are frozen until the budget recovers.",
             ], "slo")
         exc = sentences_doc(

@@ -6,7 +6,7 @@ from collections import Counter
 import dagster as dg
 
 from ..config import ChunkingConfig, CorpusConfig
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, sha256_file, write_json
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
 from ..core.chunking import chunk_documents
 from ..core.loaders import load_corpus
 from ..core.report import markdown_table
