@@ -65,3 +65,21 @@ class DenseIndex:
             [(self.chunk_ids[p], float(s)) for p, s in zip(row_p, row_s) if p >= 0]
             for row_p, row_s in zip(positions, scores)
         ]
+
+
+def open_with_encoder(folder: Path):
+    """Load an index artifact with the encoder that built it, checking the encoder's content
+    hash against the manifest: queries must be encoded by the very model that built the index."""
+    from .artifacts import read_json
+    from .encoder import load_encoder, model_fingerprint
+
+    manifest = read_json(Path(folder) / "manifest.json")
+    if model_fingerprint(manifest["encoder_path"]) != manifest["encoder_sha256"]:
+        raise ValueError(f"the encoder at {manifest['encoder_path']} changed since the index in {folder} was built")
+    encoder = load_encoder(manifest["encoder_path"], manifest["max_seq_length"])
+    return DenseIndex.load(Path(folder)), encoder, manifest
+
+
+def all_vectors(index: "DenseIndex") -> np.ndarray:
+    """Every stored vector, in id-map order (flat and HNSW-flat indexes keep them)."""
+    return index.index.reconstruct_n(0, index.index.ntotal)

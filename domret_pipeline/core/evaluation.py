@@ -1,88 +1,166 @@
-"""Retrieval evaluation of the dense retriever and BM25 on one frozen split."""
+"""Retrieval evaluation on one frozen split: BM25 and one or more dense retrievers, side by
+side, with paired significance tests, slices and embedding-space diagnostics."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from .bm25 import BM25Index
 from .chunking import Chunk
-from .dense_index import DenseIndex
+from .dense_index import DenseIndex, all_vectors
 from .encoder import encode
 from .labels import LabeledQueries
 from .metrics import evaluate_run, latency_summary, mean_metrics
 from .retrieval import top_documents
+from .significance import paired_test
+
+HARD_NEGATIVE_SLICE = "hard_negative"
 
 
 @dataclass
-class Retrievers:
-    dense: DenseIndex
+class DenseSystem:
+    name: str
+    index: DenseIndex
     encoder: object  # SentenceTransformer
-    bm25: BM25Index
     encoder_name: str
     index_type: str
+
+
+def _first_relevant_rank(docs: dict[str, float], relevant: dict[str, int]) -> int | None:
+    for rank, doc in enumerate(docs, start=1):  # docs are ordered best first
+        if relevant.get(doc, 0) > 0:
+            return rank
+    return None
 
 
 def evaluate_retrieval(
     labels: LabeledQueries,
     split: str,
     chunks: list[Chunk],
-    retrievers: Retrievers,
+    dense: list[DenseSystem],
+    bm25: BM25Index,
     k_values: tuple[int, ...] = (10, 100),
     latency_queries: int = 100,
     batch_size: int = 64,
-) -> tuple[dict, dict[str, dict[str, dict[str, float]]]]:
-    """Returns the report (a JSON-able dict) and per-query metrics per system."""
+    significance_metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100"),
+) -> tuple[dict, dict[str, dict[str, dict[str, float]]], dict]:
+    """Returns (report, per-query metrics per system, raw arrays for plots).
+
+    The first dense system is the baseline: significance tests compare every other dense
+    system with it, and the *hard-negative slice* is the queries where it ranked a
+    non-relevant chunk's document above every relevant document (its first hit is not at rank 1)."""
     qrels = labels.qrels_for(split)
     qids = sorted(qrels)
     if not qids:
         raise ValueError(f"the {split!r} split has no labeled query to evaluate")
     texts = [labels.queries[q] for q in qids]
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
-    k_docs = max(k_values)
-    n_chunks = len(chunks)
+    k_docs, n_chunks = max(k_values), len(chunks)
 
-    query_vectors = encode(retrievers.encoder, texts, batch_size)
-    dense_docs = top_documents(lambda k: retrievers.dense.search(query_vectors, k), chunk_to_doc, n_chunks, k_docs)
-    bm25_docs = top_documents(lambda k: retrievers.bm25.search(texts, k), chunk_to_doc, n_chunks, k_docs)
+    runs: dict[str, list[dict[str, float]]] = {}
+    runs["bm25"] = top_documents(lambda k: bm25.search(texts, k), chunk_to_doc, n_chunks, k_docs)
+    query_vectors = {}
+    for system in dense:
+        vectors = encode(system.encoder, texts, batch_size)
+        query_vectors[system.name] = vectors
+        runs[system.name] = top_documents(lambda k, s=system, v=vectors: s.index.search(v, k), chunk_to_doc, n_chunks, k_docs)
 
-    per_query = {}
-    systems = {}
-    for name, docs in (("bm25", bm25_docs), ("dense", dense_docs)):
-        run = dict(zip(qids, docs))
-        pq = evaluate_run(qrels, run, k_values)
-        per_query[name] = pq
-        systems[name] = {"metrics": mean_metrics(pq), "n_queries": len(pq)}
+    per_query = {name: evaluate_run(qrels, dict(zip(qids, docs)), k_values) for name, docs in runs.items()}
+    systems = {name: {"metrics": mean_metrics(pq), "n_queries": len(pq)} for name, pq in per_query.items()}
+
+    baseline = dense[0].name
+    significance = {}
+    for system in dense[1:]:
+        significance[system.name] = {
+            m: paired_test({q: per_query[baseline][q][m] for q in qids}, {q: per_query[system.name][q][m] for q in qids})
+            for m in significance_metrics
+        }
+
+    slices: dict[str, list[str]] = {}
+    base_docs = dict(zip(qids, runs[baseline]))
+    hard = [q for q in qids if (_first_relevant_rank(base_docs[q], qrels[q]) or 10**9) > 1]
+    slices[HARD_NEGATIVE_SLICE] = hard
+    for q in qids:
+        if q in labels.slices:
+            slices.setdefault(f"slice:{labels.slices[q]}", []).append(q)
+    slice_table = {
+        name: {"n_queries": len(ids), "systems": {s: mean_metrics({q: per_query[s][q] for q in ids}) for s in runs}}
+        for name, ids in slices.items() if ids
+    }
+
+    diagnostics, arrays = _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc)
 
     latency = {}
     if latency_queries > 0:
         timed = texts[:latency_queries]
-        dense_times, bm25_times = [], []
+        timings: dict[str, list[float]] = {s.name: [] for s in dense}
+        timings["bm25"] = []
         for text in timed:  # one query at a time, as a user would send them
+            for system in dense:
+                started = time.perf_counter()
+                system.index.search(encode(system.encoder, [text], 1), min(k_docs * 2, n_chunks))
+                timings[system.name].append(time.perf_counter() - started)
             started = time.perf_counter()
-            vector = encode(retrievers.encoder, [text], 1)
-            retrievers.dense.search(vector, min(k_docs * 2, n_chunks))
-            dense_times.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            retrievers.bm25.search([text], min(k_docs * 2, n_chunks))
-            bm25_times.append(time.perf_counter() - started)
-        latency = {
-            "dense": {**latency_summary(dense_times), "n": len(timed)},
-            "bm25": {**latency_summary(bm25_times), "n": len(timed)},
-        }
+            bm25.search([text], min(k_docs * 2, n_chunks))
+            timings["bm25"].append(time.perf_counter() - started)
+        latency = {name: {**latency_summary(values), "n": len(values)} for name, values in timings.items()}
 
     report = {
         "info": {
-            "split": split,
-            "n_queries": len(qids),
-            "n_documents": len(set(chunk_to_doc.values())),
-            "n_chunks": n_chunks,
-            "encoder": retrievers.encoder_name,
-            "index_type": retrievers.index_type,
-            "k_values": list(k_values),
+            "split": split, "n_queries": len(qids), "n_documents": len(set(chunk_to_doc.values())), "n_chunks": n_chunks,
+            "encoders": {s.name: s.encoder_name for s in dense}, "index_types": {s.name: s.index_type for s in dense},
+            "baseline": baseline, "k_values": list(k_values),
             "n_without_evidence": len([q for q in labels.without_evidence(split) if q in qrels]),
         },
         "systems": systems,
+        "significance": significance,
+        "slices": slice_table,
+        "diagnostics": diagnostics,
         "latency": latency,
     }
-    return report, per_query
+    return report, per_query, arrays
+
+
+def _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tuple[dict, dict]:
+    """Per dense system: similarity of each query to its best relevant chunk vs to the
+    baseline's best non-relevant chunk (a fixed hard negative), corpus uniformity, and the
+    norms of pooled embeddings of a fixed chunk sample."""
+    from .chunking import passage_text
+    from .diagnostics import pooled_norms, summary, uniformity
+
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(chunks), size=min(300, len(chunks)), replace=False)
+    sample_texts = [passage_text(chunks[i]) for i in sorted(sample)]
+    base = dense[0]
+    base_vectors = all_vectors(base.index)
+    base_q = query_vectors[base.name]
+    hard_negative: dict[str, int] = {}
+    for row, q in enumerate(qids):
+        order = np.argsort(-(base_vectors @ base_q[row]))
+        hard_negative[q] = next(int(i) for i in order if qrels[q].get(chunk_to_doc[base.index.chunk_ids[i]], 0) <= 0)
+
+    report, arrays = {}, {}
+    for system in dense:
+        vectors = base_vectors if system is base else all_vectors(system.index)
+        position = {c: i for i, c in enumerate(system.index.chunk_ids)}
+        qv = query_vectors[system.name]
+        pos, neg = [], []
+        for row, q in enumerate(qids):
+            scores = vectors @ qv[row]
+            relevant = [position[c.chunk_id] for c in chunks if qrels[q].get(c.doc_id, 0) > 0]
+            if relevant:
+                pos.append(float(scores[relevant].max()))
+            neg.append(float(scores[position[base.index.chunk_ids[hard_negative[q]]]]))
+        norms = pooled_norms(system.encoder, sample_texts)
+        arrays[system.name] = {"positive": np.array(pos), "negative": np.array(neg), "norms": norms}
+        report[system.name] = {
+            "uniformity": uniformity(vectors, 2000),
+            "query_positive": summary(np.array(pos)),
+            "query_hard_negative": summary(np.array(neg)),
+            "positive_minus_negative": float(np.mean(pos) - np.mean(neg)) if pos else float("nan"),
+            "pooled_norm": summary(norms),
+        }
+    return report, arrays

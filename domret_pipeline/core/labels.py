@@ -15,6 +15,7 @@ class LabeledQueries:
     splits: dict[str, str]  # query id -> train | dev | test
     qrels: dict[str, dict[str, int]]
     evidence: list[Evidence] = field(default_factory=list)
+    slices: dict[str, str] = field(default_factory=dict)  # query id -> slice, when labels carry one
 
     def ids(self, split: str) -> list[str]:
         return sorted(q for q, s in self.splits.items() if s == split)
@@ -35,7 +36,8 @@ class LabeledQueries:
         folder = Path(folder)
         write_jsonl(
             folder / "queries.jsonl",
-            ({"query_id": q, "text": self.queries[q], "split": self.splits[q]} for q in sorted(self.queries)),
+            ({"query_id": q, "text": self.queries[q], "split": self.splits[q], "slice": self.slices.get(q)}
+             for q in sorted(self.queries)),
         )
         write_jsonl(
             folder / "qrels.jsonl",
@@ -46,10 +48,12 @@ class LabeledQueries:
     @classmethod
     def load(cls, folder: str | Path) -> "LabeledQueries":
         folder = Path(folder)
-        queries, splits, qrels = {}, {}, {}
+        queries, splits, qrels, slices = {}, {}, {}, {}
         for row in read_jsonl(folder / "queries.jsonl"):
             queries[row["query_id"]] = row["text"]
             splits[row["query_id"]] = row["split"]
+            if row.get("slice"):
+                slices[row["query_id"]] = row["slice"]
         for row in read_jsonl(folder / "qrels.jsonl"):
             qrels.setdefault(row["query_id"], {})[row["doc_id"]] = int(row["score"])
-        return cls(queries, splits, qrels, read_evidence(folder / "evidence.jsonl"))
+        return cls(queries, splits, qrels, read_evidence(folder / "evidence.jsonl"), slices)

@@ -40,6 +40,7 @@ class LabelLoad:
     qrels: dict[str, dict[str, int]]
     evidence: list[Evidence]
     quarantined: list[RowIssue] = field(default_factory=list)
+    slices: dict[str, str] = field(default_factory=dict)  # query id -> optional "slice" field
 
 
 def _finish(issues: list[RowIssue], on_bad_rows: OnBadRows) -> list[RowIssue]:
@@ -238,7 +239,8 @@ def load_labels(
 ) -> LabelLoad:
     """Load queries, qrels and optional evidence, checking them against the corpus ids."""
     issues: list[RowIssue] = []
-    queries = load_queries(queries_path, issues)
+    slices: dict[str, str] = {}
+    queries = load_queries(queries_path, issues, slices)
     qrels = load_qrels(qrels_path, set(queries), doc_ids, issues)
     evidence: list[Evidence] = []
     if evidence_path:
@@ -246,10 +248,12 @@ def load_labels(
     if not qrels:
         raise InputDataError(issues + [RowIssue(str(qrels_path), 0, "no valid relevance judgement")])
     _finish(issues, on_bad_rows)
-    return LabelLoad(queries, qrels, evidence, issues)
+    return LabelLoad(queries, qrels, evidence, issues, slices)
 
 
-def load_queries(path: str | Path, issues: list[RowIssue]) -> dict[str, str]:
+def load_queries(path: str | Path, issues: list[RowIssue], slices: dict[str, str] | None = None) -> dict[str, str]:
+    """BEIR queries; an optional string field ``slice`` (a topic or segment) is collected into
+    ``slices`` for per-slice reporting."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"queries file not found: {path}")
@@ -267,6 +271,8 @@ def load_queries(path: str | Path, issues: list[RowIssue]) -> dict[str, str]:
         else:
             queries[qid] = text.strip()
             lines[qid] = number
+            if slices is not None and isinstance(row.get("slice"), str) and row["slice"].strip():
+                slices[qid] = row["slice"].strip()
     return queries
 
 
@@ -355,3 +361,41 @@ def load_evidence(
         else:
             evidence.append(Evidence(qid, did, str(row.get("label", "SUPPORT")), tuple(sorted(set(sentences)))))
     return evidence
+
+
+NOT_RELEVANT = {"not_relevant", "not relevant", "irrelevant"}
+
+
+def load_feedback_negatives(
+    path: str | Path, query_ids: set[str], chunk_ids_by_doc: dict[str, list[str]], on_bad_rows: OnBadRows = "fail"
+) -> tuple[dict[str, list[str]], list[RowIssue]]:
+    """Feedback labels marked "not relevant" as confirmed negatives, per query.
+
+    JSONL rows ``{"query_id", "chunk_id" | "doc_id", "label"}``; rows with other labels are
+    ignored here (they feed other stages). A document id stands for all its chunks."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feedback file not found: {path}")
+    issues: list[RowIssue] = []
+    chunk_ids = {c for chunks in chunk_ids_by_doc.values() for c in chunks}
+    negatives: dict[str, list[str]] = {}
+    for number, row in iter_jsonl(path, issues):
+        qid = _as_id(row.get("query_id"))
+        label = str(row.get("label", "")).strip().lower()
+        if qid is None:
+            issues.append(RowIssue(str(path), number, "missing query_id"))
+            continue
+        if label not in NOT_RELEVANT:
+            continue
+        if qid not in query_ids:
+            issues.append(RowIssue(str(path), number, f"unknown query id {qid!r}", qid))
+            continue
+        chunk_id, doc_id = _as_id(row.get("chunk_id")), _as_id(row.get("doc_id"))
+        if chunk_id is not None and chunk_id in chunk_ids:
+            negatives.setdefault(qid, []).append(chunk_id)
+        elif chunk_id is None and doc_id is not None and doc_id in chunk_ids_by_doc:
+            negatives.setdefault(qid, []).extend(chunk_ids_by_doc[doc_id])
+        else:
+            issues.append(RowIssue(str(path), number, f"unknown chunk or document ({chunk_id or doc_id!r})", qid))
+    _finish(issues, on_bad_rows)
+    return negatives, issues

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+from pathlib import Path
 
 METRIC_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 
@@ -18,40 +20,57 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def retrieval_rows(report: dict) -> tuple[list[str], list[list[object]]]:
-    headers = ["system", *METRIC_COLUMNS, "queries"]
-    rows = [
-        [name, *(system["metrics"].get(m, float("nan")) for m in METRIC_COLUMNS), system["n_queries"]]
-        for name, system in report["systems"].items()
-    ]
-    return headers, rows
-
-
-def latency_rows(report: dict) -> tuple[list[str], list[list[object]]]:
-    headers = ["system", "p50 ms", "p95 ms", "p99 ms", "mean ms", "queries timed"]
-    rows = [
-        [name, lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], lat["mean_ms"], lat["n"]]
-        for name, lat in report.get("latency", {}).items()
-    ]
-    return headers, rows
+def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]]:
+    """(title, note, headers, rows) of every table in the report, in reading order."""
+    info = report["info"]
+    tables = []
+    rows = [[name, *(s["metrics"].get(m, float("nan")) for m in METRIC_COLUMNS), s["n_queries"]]
+            for name, s in report["systems"].items()]
+    tables.append((f"Retrieval on the frozen `{info['split']}` split",
+                   f"{info['n_queries']} labeled queries, {info['n_documents']} documents in {info['n_chunks']} chunks. "
+                   "Chunk hits are aggregated to documents by their best chunk (max), so figures compare with BEIR. "
+                   "Encoders: " + ", ".join(f"{k} = `{v}`" for k, v in info["encoders"].items()) + ".",
+                   ["system", *METRIC_COLUMNS, "queries"], rows))
+    if report.get("significance"):
+        rows = [[system, metric, t["mean_a"], t["mean_b"], t["mean_difference"], f"{t['wins']}/{t['losses']}/{t['ties']}",
+                 t["p_randomization"], t["p_wilcoxon"]]
+                for system, tests in report["significance"].items() for metric, t in tests.items()]
+        tables.append((f"Paired significance against `{info['baseline']}`",
+                       "Two-sided paired randomization test (10,000 sign flips) and Wilcoxon signed-rank test, per query.",
+                       ["system", "metric", "baseline", "system", "difference", "wins/losses/ties", "p (randomization)",
+                        "p (Wilcoxon)"], rows))
+    for name, table in report.get("slices", {}).items():
+        title = ("Hard-negative slice" if name == "hard_negative" else f"Slice `{name.split(':', 1)[1]}`")
+        note = (f"{table['n_queries']} queries where `{info['baseline']}` ranked a non-relevant document above every "
+                "relevant one." if name == "hard_negative" else f"{table['n_queries']} queries.")
+        rows = [[system, *(m.get(k, float("nan")) for k in METRIC_COLUMNS)] for system, m in table["systems"].items()]
+        tables.append((title, note, ["system", *METRIC_COLUMNS], rows))
+    if report.get("diagnostics"):
+        rows = [[system, d["uniformity"], d["query_positive"].get("mean", float("nan")),
+                 d["query_hard_negative"].get("mean", float("nan")), d["positive_minus_negative"],
+                 d["pooled_norm"].get("mean", float("nan")), d["pooled_norm"].get("std", float("nan"))]
+                for system, d in report["diagnostics"].items()]
+        tables.append(("Embedding-space diagnostics",
+                       "Uniformity: mean pairwise cosine of 2,000 random chunks (near 1 = collapse). Query-positive: "
+                       "cosine to the best relevant chunk; query-negative: cosine to the baseline's best non-relevant chunk.",
+                       ["system", "uniformity", "query-positive", "query-negative", "gap", "pooled norm mean",
+                        "pooled norm std"], rows))
+    if report.get("latency"):
+        rows = [[name, lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], lat["mean_ms"], lat["n"]]
+                for name, lat in report["latency"].items()]
+        tables.append(("Query latency", "One query at a time, encode + search, on this machine.",
+                       ["system", "p50 ms", "p95 ms", "p99 ms", "mean ms", "queries timed"], rows))
+    return tables
 
 
 def to_markdown(report: dict) -> str:
-    info = report["info"]
-    parts = [
-        f"## Retrieval on the frozen `{info['split']}` split",
-        f"{info['n_queries']} labeled queries, {info['n_documents']} documents in {info['n_chunks']} chunks; "
-        f"dense encoder `{info['encoder']}`, FAISS `{info['index_type']}` index. Chunk hits are aggregated "
-        "to documents by their best chunk (max), so figures compare with BEIR.",
-        markdown_table(*retrieval_rows(report)),
-    ]
-    if report.get("latency"):
-        parts += ["### Query latency (one query at a time, on this machine)", markdown_table(*latency_rows(report))]
-    if info.get("n_without_evidence"):
-        parts.append(
-            f"{info['n_without_evidence']} of these queries have relevant documents but no evidence "
-            "sentences: the right end-to-end answer for them is to abstain."
-        )
+    parts = []
+    for i, (title, note, headers, rows) in enumerate(_tables(report)):
+        parts += [("## " if i == 0 else "### ") + title, note, markdown_table(headers, rows)]
+    n = report["info"].get("n_without_evidence")
+    if n:
+        parts.append(f"{n} of these queries have relevant documents but no evidence sentences: the right end-to-end "
+                     "answer for them is to abstain.")
     return "\n\n".join(parts)
 
 
@@ -64,23 +83,22 @@ def _html_table(headers: list[str], rows: list[list[object]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def to_html(report: dict) -> str:
-    info = report["info"]
-    sections = [
-        f"<h1>domret evaluation report</h1><p>Frozen split <code>{html.escape(info['split'])}</code>: "
-        f"{info['n_queries']} queries, {info['n_documents']} documents, {info['n_chunks']} chunks. "
-        f"Encoder <code>{html.escape(info['encoder'])}</code>, index <code>{html.escape(info['index_type'])}</code>.</p>",
-        "<h2>Retrieval</h2>" + _html_table(*retrieval_rows(report)),
-    ]
-    if report.get("latency"):
-        sections.append("<h2>Query latency</h2>" + _html_table(*latency_rows(report)))
-    inputs = "".join(
-        f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in report.get("inputs", {}).items()
-    )
+def to_html(report: dict, plots: dict[str, Path] | None = None) -> str:
+    """A self-contained page: tables, plots inlined as PNG data, and the lineage of inputs."""
+    sections = ["<h1>domret evaluation report</h1>"]
+    for title, note, headers, rows in _tables(report):
+        sections.append(f"<h2>{html.escape(title.replace('`', ''))}</h2><p>{html.escape(note.replace('`', ''))}</p>"
+                        + _html_table(headers, rows))
+    for title, path in (plots or {}).items():
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+    inputs = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(str(v))}</code></td></tr>"
+                     for k, v in report.get("inputs", {}).items())
     sections.append(f"<h2>Inputs (lineage)</h2><table>{inputs}</table>")
     style = (
-        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem}"
         "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-        "th{background:#f3f3f3}code{font-size:.9em}"
+        "th{background:#f3f3f3}code{font-size:.9em}img{max-width:100%}"
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>domret report</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>domret report</title>"
+            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")

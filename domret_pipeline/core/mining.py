@@ -1,0 +1,129 @@
+"""Hard-negative mining with false-negative control.
+
+For each training query, candidates come from the current retriever's ranking (dense and,
+optionally, BM25) inside a rank window ``[range_min, range_max)``. Filters, in order:
+
+1. **labeled positive**: every chunk of every document labeled relevant for the query is
+   removed (not only the chosen positive chunk);
+2. **margin** (NV-Retriever's TopK-PercPos): a candidate whose dense score exceeds
+   ``max_positive_ratio`` times the score of the query's weakest positive is removed, since a
+   passage scoring almost as high as a known answer is likely an unlabeled answer.
+
+The best survivors by dense score become the negatives. Feedback labels marked "not
+relevant" are confirmed negatives: they go first, regardless of window and margin.
+
+Why not sentence-transformers' ``mine_hard_negatives``: it re-encodes the whole corpus
+(minutes on CPU) although the base FAISS index already holds those vectors; it matches
+positives by text, so other relevant documents of a multi-positive query could be mined as
+negatives; and it has no notion of chunk ids or BM25 candidates. The rule it implements
+(``relative_margin``) is the same margin as here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class NoNegativesError(ValueError):
+    """The filters left no negative at all: training on this set would be meaningless."""
+
+
+@dataclass
+class MiningSettings:
+    range_min: int = 10
+    range_max: int = 100
+    max_positive_ratio: float = 0.95
+    num_negatives: int = 3
+    use_bm25: bool = False
+
+
+@dataclass
+class MinedQuery:
+    query_id: str
+    positives: list[tuple[str, float, str]]  # (chunk_id, dense score, rule)
+    negatives: list[dict] = field(default_factory=list)  # {chunk_id, score, source, rank}
+
+
+@dataclass
+class MiningResult:
+    queries: list[MinedQuery]
+    removed: Counter  # filter name -> candidates removed
+    queries_without_negatives: list[str]
+
+    @property
+    def n_negatives(self) -> int:
+        return sum(len(q.negatives) for q in self.queries)
+
+
+def mine(
+    query_ids: list[str],
+    query_vectors: np.ndarray,
+    chunk_ids: list[str],
+    chunk_vectors: np.ndarray,
+    chunk_to_doc: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    positives: dict[str, list[tuple[str, str]]],
+    settings: MiningSettings,
+    bm25_hits: list[list[tuple[str, float]]] | None = None,
+    confirmed_negatives: dict[str, list[str]] | None = None,
+) -> MiningResult:
+    """Mine negatives for each query. Raises :class:`NoNegativesError` when none survive."""
+    if not 0 <= settings.range_min < settings.range_max:
+        raise ValueError("need 0 <= range_min < range_max")
+    if not 0 < settings.max_positive_ratio <= 1.0 + 1e-9:
+        raise ValueError("max_positive_ratio must be in (0, 1]")
+    position = {cid: i for i, cid in enumerate(chunk_ids)}
+    scores_all = query_vectors @ chunk_vectors.T  # exact cosine scores (vectors are normalised)
+    removed: Counter = Counter()
+    mined: list[MinedQuery] = []
+    without: list[str] = []
+    confirmed_negatives = confirmed_negatives or {}
+
+    for row, qid in enumerate(query_ids):
+        scores = scores_all[row]
+        relevant_docs = {d for d, rel in qrels.get(qid, {}).items() if rel > 0}
+        pos = [(cid, float(scores[position[cid]]), rule) for cid, rule in positives.get(qid, []) if cid in position]
+        if not pos:
+            removed["query_without_positive"] += 1
+            continue
+        threshold = settings.max_positive_ratio * min(score for _, score, _ in pos)
+        negatives: list[dict] = []
+        seen: set[str] = set()
+        for cid in confirmed_negatives.get(qid, []):
+            if cid in position and chunk_to_doc[cid] not in relevant_docs and cid not in seen:
+                negatives.append({"chunk_id": cid, "score": float(scores[position[cid]]), "source": "feedback", "rank": -1})
+                seen.add(cid)
+        order = np.argsort(-scores, kind="stable")[: settings.range_max]
+        candidates = [(chunk_ids[i], rank, "dense") for rank, i in enumerate(order)]
+        if settings.use_bm25 and bm25_hits is not None:
+            candidates += [(cid, rank, "bm25") for rank, (cid, _) in enumerate(bm25_hits[row][: settings.range_max])]
+        kept = []
+        for cid, rank, source in candidates:
+            if cid in seen:
+                continue
+            seen.add(cid)
+            if rank < settings.range_min:
+                removed[f"{source}_above_window"] += 1
+            elif chunk_to_doc[cid] in relevant_docs:
+                removed["labeled_positive"] += 1
+            elif scores[position[cid]] > threshold:
+                removed["margin"] += 1
+            else:
+                kept.append({"chunk_id": cid, "score": float(scores[position[cid]]), "source": source, "rank": rank})
+        kept.sort(key=lambda n: -n["score"])
+        negatives += kept[: max(settings.num_negatives - len(negatives), 0)]
+        if not negatives:
+            without.append(qid)
+        mined.append(MinedQuery(qid, pos, negatives))
+
+    result = MiningResult(mined, removed, without)
+    if result.n_negatives == 0:
+        raise NoNegativesError(
+            f"hard-negative mining kept no negative for any of {len(query_ids)} queries "
+            f"(removed: {dict(removed)}); widen the window (range_min={settings.range_min}, "
+            f"range_max={settings.range_max}) or raise max_positive_ratio={settings.max_positive_ratio}"
+        )
+    return result

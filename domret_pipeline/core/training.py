@@ -1,0 +1,208 @@
+"""Contrastive fine-tuning of the bi-encoder with sentence-transformers' trainer.
+
+Loss: MultipleNegativesRankingLoss over (query, positive, negative_1..k) rows: each query is
+scored against its positive, its mined negatives and every other passage in the batch
+(in-batch negatives). ``CachedMultipleNegativesRankingLoss`` (GradCache) gives large
+effective batches in bounded memory. Batches never hold the same text twice
+(``BatchSamplers.NO_DUPLICATES``), since a duplicate would be a false in-batch negative.
+
+The dev split is evaluated after every epoch; the best state is kept in memory and restored
+at the end, and training stops after ``early_stopping_patience`` epochs without
+improvement. Optionally the encoder is adapted with LoRA (peft) instead of fully: then
+the adapter is saved on its own and merged into the weights for serving.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+DEV_METRIC = "dev_cosine_ndcg@10"
+
+
+@dataclass
+class TrainingSettings:
+    epochs: int = 1
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int = 256
+    loss: str = "mnrl"  # or "cached_mnrl"
+    cached_mini_batch_size: int = 16
+    early_stopping_patience: int = 1
+    seed: int = 42
+    logging_steps: int = 5
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DevSet:
+    """A retrieval task for evaluation during training: queries, a corpus and relevant ids."""
+
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    relevant: dict[str, set[str]]
+
+
+@dataclass
+class TrainingOutcome:
+    model: object  # SentenceTransformer, best state restored (LoRA merged)
+    base_dev_score: float
+    dev_score: float  # of the returned model: the best epoch, or the last when none beat the base
+    best_epoch: float
+    dev_history: list[dict]
+    loss_history: list[dict]
+    trainable_parameters: int
+    total_parameters: int
+    seconds: float
+    adapter_dir: str | None = None
+
+
+def training_rows(rows: list[tuple[str, str, list[str]]], num_negatives: int):
+    """A ``datasets.Dataset`` with columns anchor, positive, negative_1..k.
+
+    Rows with fewer negatives than ``num_negatives`` repeat their own negatives (a row needs a
+    fixed width); rows with none are dropped by the caller beforehand."""
+    from datasets import Dataset
+
+    columns: dict[str, list[str]] = {"anchor": [], "positive": []}
+    for i in range(num_negatives):
+        columns[f"negative_{i + 1}"] = []
+    for anchor, positive, negatives in rows:
+        if not negatives:
+            raise ValueError(f"training row for {anchor[:40]!r} has no negative")
+        columns["anchor"].append(anchor)
+        columns["positive"].append(positive)
+        for i in range(num_negatives):
+            columns[f"negative_{i + 1}"].append(negatives[i % len(negatives)])
+    return Dataset.from_dict(columns)
+
+
+def _evaluator(dev: DevSet, batch_size: int):
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(
+        dev.queries, dev.corpus, dev.relevant, name="dev", batch_size=batch_size, write_csv=False,
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
+        score_functions=None, main_score_function="cosine",
+    )
+
+
+def _apply_lora(model, settings: TrainingSettings):
+    from peft import LoraConfig, get_peft_model
+
+    transformer = model[0]
+    config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                        target_modules=list(settings.lora_target_modules), bias="none")
+    transformer.model = get_peft_model(transformer.model, config)
+    return transformer.model
+
+
+def train_encoder(
+    base_model: str,
+    rows: list[tuple[str, str, list[str]]],
+    num_negatives: int,
+    dev: DevSet,
+    settings: TrainingSettings,
+    work_dir: Path,
+) -> TrainingOutcome:
+    import torch
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer import losses
+    from transformers import TrainerCallback
+
+    torch.manual_seed(settings.seed)
+    model = SentenceTransformer(base_model, device="cpu", local_files_only=Path(base_model).is_dir())
+    model.max_seq_length = settings.max_seq_length
+    evaluator = _evaluator(dev, settings.batch_size)
+    base_dev_score = float(evaluator(model)[DEV_METRIC])
+
+    peft_model = _apply_lora(model, settings) if settings.lora else None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+
+    if settings.loss == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings.cached_mini_batch_size)
+    elif settings.loss == "mnrl":
+        loss = losses.MultipleNegativesRankingLoss(model)
+    else:
+        raise ValueError(f"unknown loss {settings.loss!r} (mnrl or cached_mnrl)")
+
+    class KeepBest(TrainerCallback):
+        """Best-on-dev state in memory plus early stopping (no checkpoints on disk)."""
+
+        def __init__(self):
+            self.best = base_dev_score
+            self.best_epoch = 0.0
+            self.best_state = None
+            self.bad_epochs = 0
+            self.history: list[dict] = [{"epoch": 0.0, DEV_METRIC: base_dev_score}]
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            score = float(metrics[f"eval_{DEV_METRIC}"])
+            self.history.append({"epoch": float(state.epoch), DEV_METRIC: score})
+            if score > self.best:
+                self.best, self.best_epoch, self.bad_epochs = score, float(state.epoch), 0
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs >= settings.early_stopping_patience:
+                    control.should_training_stop = True
+
+    keep_best = KeepBest()
+    steps_per_epoch = max(1, -(-len(rows) // settings.batch_size))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work_dir / "trainer"),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=float(settings.warmup_ratio),  # transformers 5 reads a float below 1 as a ratio
+        weight_decay=settings.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_steps=min(settings.logging_steps, steps_per_epoch),  # at least one loss point per epoch
+        report_to="none",
+        seed=settings.seed,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=training_rows(rows, num_negatives), loss=loss,
+        evaluator=evaluator, callbacks=[keep_best],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    if keep_best.best_state is not None:
+        model.load_state_dict(keep_best.best_state)
+        dev_score, best_epoch = keep_best.best, keep_best.best_epoch
+    else:
+        # No epoch beat the base model on dev: return what training produced and say so
+        # (the embedding_checkpoint asset check warns; the release gate will not promote it).
+        dev_score, best_epoch = keep_best.history[-1][DEV_METRIC], keep_best.history[-1]["epoch"]
+    loss_history = [
+        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
+        for e in trainer.state.log_history if "loss" in e
+    ]
+    adapter_dir = None
+    if peft_model is not None:
+        adapter_dir = str(work_dir / "lora_adapter")
+        peft_model.save_pretrained(adapter_dir)  # the small adapter, kept apart
+        model[0].model = peft_model.merge_and_unload()  # merged weights for serving
+    return TrainingOutcome(
+        model=model, base_dev_score=base_dev_score, dev_score=dev_score,
+        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
+        trainable_parameters=trainable, total_parameters=total, seconds=seconds, adapter_dir=adapter_dir,
+    )
