@@ -67,3 +67,41 @@ class EvaluationConfig(dg.Config):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
+
+
+class MiningConfig(dg.Config):
+    range_min: int = Field(default=10, description="First rank (0-based) of the candidate window: skips the top, where unlabeled answers hide.")
+    range_max: int = Field(default=100, description="End of the candidate window (exclusive).")
+    max_positive_ratio: float = Field(
+        default=0.95, description="Drop a candidate scoring above this fraction of the query's weakest positive (TopK-PercPos)."
+    )
+    num_negatives: int = Field(default=3, description="Negatives kept per query (the best survivors by dense score).")
+    use_bm25: bool = Field(default=False, description="Also take candidates from BM25's ranking.")
+    feedback_negatives_path: Optional[str] = Field(
+        default=None, description="JSONL of feedback labels; rows labeled 'not_relevant' become confirmed negatives."
+    )
+
+
+class FineTuneConfig(dg.Config):
+    epochs: int = 1
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int = 256
+    loss: Literal["mnrl", "cached_mnrl"] = Field(
+        default="mnrl", description="MultipleNegativesRankingLoss, or its cached (GradCache) form for large batches on CPU."
+    )
+    cached_mini_batch_size: int = 16
+    early_stopping_patience: int = Field(default=1, description="Epochs without dev improvement before stopping.")
+    seed: int = 42
+    lora: bool = Field(default=False, description="Adapt the encoder with LoRA instead of full fine-tuning.")
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = ["query", "key", "value", "dense"]
+    dev_candidates_per_query: int = Field(
+        default=10, description="Base top-k chunks per dev query in the dev corpus evaluated after every epoch."
+    )
+    dev_random_chunks: int = Field(default=500, description="Random chunks added to the dev corpus.")
+    log_model_to_mlflow: bool = Field(default=True, description="Log the checkpoint folder as MLflow artifacts.")

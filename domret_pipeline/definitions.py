@@ -14,14 +14,18 @@ import dagster as dg
 from .assets.common import ARTIFACT_IO
 from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
-from .assets.indexes import bm25_index, faiss_index
+from .assets.indexes import base_faiss_index, bm25_index, faiss_index
 from .assets.labels import labeled_queries
+from .assets.training import embedding_checkpoint, hard_negatives
 from .checks import ALL_CHECKS
 from .io_manager import ArtifactRefIOManager
 from .jobs import full_pipeline_job
 from .resources import ArtifactStore, EmbeddingModel, MlflowTracker
 
-ASSETS = [corpus_documents, corpus_chunks, labeled_queries, faiss_index, bm25_index, evaluation_report]
+ASSETS = [
+    corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
+    hard_negatives, embedding_checkpoint, faiss_index, evaluation_report,
+]
 
 
 def resources_for(env: str, home: str | None = None) -> dict:

@@ -67,6 +67,9 @@ class TrackedRun:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
 
@@ -80,6 +83,7 @@ class NullRun(TrackedRun):
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict, step: int | None = None) -> None: ...
     def log_artifact(self, path, artifact_path=None) -> None: ...
+    def log_artifacts(self, folder, artifact_path=None) -> None: ...
     def set_tag(self, key: str, value: str) -> None: ...
 
 

@@ -14,16 +14,21 @@ from domret_pipeline.checks import ALL_CHECKS
 
 from .conftest import make_resources
 
-ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "faiss_index", "bm25_index", "evaluation_report"]
+ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
+               "hard_negatives", "embedding_checkpoint", "faiss_index", "evaluation_report"]
 
 
 def run_config(data: dict, **labels_overrides) -> dict:
-    labels = {"queries_path": str(data["queries"]), "qrels_path": str(data["qrels"]),
-              "evidence_path": str(data["evidence"]), "dev_fraction": 0.0, "test_fraction": 0.5, **labels_overrides}
+    # split_salt "t1" puts q3, q4 in train, q5 in dev and q1, q2, q6 in test
+    labels = {"queries_path": str(data["queries"]), "qrels_path": str(data["qrels"]), "split_salt": "t1",
+              "evidence_path": str(data["evidence"]), "dev_fraction": 0.3, "test_fraction": 0.3, **labels_overrides}
     return {"ops": {
         "corpus_documents": {"config": {"path": str(data["corpus"])}},
         "labeled_queries": {"config": labels},
         "corpus_chunks": {"config": {"chunk_tokens": 16, "overlap_tokens": 4}},
+        "hard_negatives": {"config": {"range_min": 0, "range_max": 20, "num_negatives": 2, "max_positive_ratio": 1.0}},
+        "embedding_checkpoint": {"config": {"epochs": 1, "batch_size": 2, "max_seq_length": 64, "learning_rate": 1e-3,
+                                            "dev_random_chunks": 5}},
         "evaluation_report": {"config": {"latency_queries": 3}},
     }}
 
@@ -73,7 +78,7 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
             assert mat.tags["dagster/data_version"] == ref.sha256[:32]
             assert "mlflow_run" in meta
         assert all(c.passed for c in result.get_asset_check_evaluations()
-                   if c.check_name != "dense_not_below_bm25")
+                   if c.severity != dg.AssetCheckSeverity.WARN)
         assert len(result.get_asset_check_evaluations()) == len(ALL_CHECKS)
 
         # the report covers exactly the judged queries of the frozen split, for both systems
@@ -83,15 +88,23 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         test_ids = [json.loads(l)["query_id"] for l in (labels_dir / "queries.jsonl").read_text().splitlines()
                     if json.loads(l)["split"] == "test"]
         assert report["info"]["n_queries"] == len(test_ids) > 0
-        for system in ("dense", "bm25"):
+        assert set(report["systems"]) == {"bm25", "dense_base", "dense_tuned"}
+        assert set(report["significance"]["dense_tuned"]) == {"ndcg@10", "mrr@10", "recall@100"}
+        assert "hard_negative" in report["slices"]
+        assert set(report["diagnostics"]) == {"dense_base", "dense_tuned"}
+        for system in ("dense_base", "dense_tuned", "bm25"):
             metrics = report["systems"][system]["metrics"]
             assert set(metrics) == {"ndcg@10", "recall@10", "ndcg@100", "recall@100", "mrr@10"}
             assert all(0.0 <= v <= 1.0 for v in metrics.values())
-        assert {"dense", "bm25"} == set(report["latency"])
-        assert "| dense |" in events["evaluation_report"].metadata["report"].value
+        assert {"dense_base", "dense_tuned", "bm25"} == set(report["latency"])
+        markdown = events["evaluation_report"].metadata["report"].value
+        assert "| dense_tuned |" in markdown and "Hard-negative slice" in markdown and "Paired significance" in markdown
         assert (report_dir / "report.html").read_text().startswith("<!doctype html>")
         # the lineage of the report names the exact inputs it was computed from
         assert report["inputs"]["faiss_index"] == events["faiss_index"].metadata["content_sha256"].value
+        tuned_manifest = json.loads((Path(events["faiss_index"].metadata["artifact_path"].value) / "manifest.json").read_text())
+        assert tuned_manifest["embedding_checkpoint"] == events["embedding_checkpoint"].metadata["content_sha256"].value
+        assert tuned_manifest["encoder_path"].startswith(events["embedding_checkpoint"].metadata["artifact_path"].value)
 
     # one FINISHED MLflow run per materialization, tagged with the Dagster run and asset
     from mlflow.tracking import MlflowClient
@@ -103,7 +116,10 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["dagster.run_id"] for r in runs} == {result.run_id}
     report_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "evaluation_report")
-    assert "dense.ndcg_at_10" in report_run.data.metrics
+    assert "dense_tuned.ndcg_at_10" in report_run.data.metrics
+    training_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "embedding_checkpoint")
+    assert "train_loss" in training_run.data.metrics and "dev_ndcg_at_10" in training_run.data.metrics
+    assert "embedding_checkpoint/model" in {a.path for a in client.list_artifacts(training_run.info.run_id, "embedding_checkpoint")}
     assert {a.path for a in client.list_artifacts(report_run.info.run_id, "evaluation_report")} >= {
         "evaluation_report/report.html", "evaluation_report/report.json"}
 
@@ -170,7 +186,7 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     cli = [sys.executable, "-m", "domret_pipeline.cli"]
     run = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| dense |" in run.stdout and "| bm25 |" in run.stdout
+    assert "| dense_tuned |" in run.stdout and "| bm25 |" in run.stdout
     report = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
     assert json.loads(report.stdout)["info"]["split"] == "test"
     # a bad corpus makes the CLI fail with the file and line, and the old report stays

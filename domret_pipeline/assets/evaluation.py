@@ -1,5 +1,6 @@
-"""The evaluation report: the base dense retriever and BM25 on the frozen split."""
+"""The evaluation report: BM25, the base and the fine-tuned dense retriever on the frozen split."""
 
+from pathlib import Path
 
 import dagster as dg
 
@@ -11,7 +12,8 @@ from ..core.serialization import read_chunks, write_jsonl
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
-REPORT_VERSION = "1"
+REPORT_VERSION = "2"
+BASE, TUNED = "dense_base", "dense_tuned"
 
 
 @dg.asset(
@@ -19,14 +21,16 @@ REPORT_VERSION = "1"
     code_version=REPORT_VERSION,
     io_manager_key=ARTIFACT_IO,
     description=(
-        "Recall@k, MRR@10 and nDCG@10 (pytrec_eval) of the dense retriever and BM25 on the frozen "
-        "split, with per-query values and query latency. Markdown here; JSON, HTML and per-query "
-        "figures as artifacts and in MLflow."
+        "BM25, the base and the fine-tuned dense retriever side by side on the frozen split: "
+        "nDCG@10, MRR@10, Recall@10/100 (pytrec_eval), paired significance tests, the hard-negative "
+        "slice and per-slice figures, embedding-space diagnostics with plots, and query latency. "
+        "Markdown here; JSON, a self-contained HTML page and per-query figures as artifacts and in MLflow."
     ),
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
+    base_faiss_index: ArtifactRef,
     faiss_index: ArtifactRef,
     bm25_index: ArtifactRef,
     labeled_queries: ArtifactRef,
@@ -35,57 +39,67 @@ def evaluation_report(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.bm25 import BM25Index
-    from ..core.dense_index import DenseIndex
-    from ..core.encoder import load_encoder, model_fingerprint, set_offline
-    from ..core.evaluation import Retrievers, evaluate_retrieval
+    from ..core.dense_index import open_with_encoder
+    from ..core.diagnostics import histogram_plot
+    from ..core.encoder import set_offline
+    from ..core.evaluation import DenseSystem, evaluate_retrieval
 
+    set_offline(True)
     with mlflow.run(context, REPORT_VERSION) as tracked:
-        inputs = {
-            "faiss_index": faiss_index.sha256,
-            "bm25_index": bm25_index.sha256,
-            "labeled_queries": labeled_queries.sha256,
-            "corpus_chunks": corpus_chunks.sha256,
-        }
+        inputs = {"base_faiss_index": base_faiss_index.sha256, "faiss_index": faiss_index.sha256,
+                  "bm25_index": bm25_index.sha256, "labeled_queries": labeled_queries.sha256,
+                  "corpus_chunks": corpus_chunks.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
-        manifest = read_json(f"{faiss_index.path}/manifest.json")
-        if manifest["corpus_chunks"] != corpus_chunks.sha256:
-            raise ValueError("faiss_index was built from other chunks than corpus_chunks: re-materialize faiss_index")
-        set_offline(True)
-        # Queries must be encoded by the very model that built the index.
-        if model_fingerprint(manifest["encoder_path"]) != manifest["encoder_sha256"]:
-            raise ValueError(f"the encoder at {manifest['encoder_path']} changed since the index was built")
-        encoder = load_encoder(manifest["encoder_path"], manifest["max_seq_length"])
-        retrievers = Retrievers(
-            dense=DenseIndex.load(faiss_index.path), encoder=encoder, bm25=BM25Index.load(bm25_index.path),
-            encoder_name=manifest["encoder"], index_type=manifest["index_type"],
-        )
+        systems = []
+        for name, ref in ((BASE, base_faiss_index), (TUNED, faiss_index)):
+            index, encoder, manifest = open_with_encoder(Path(ref.path))
+            if manifest["corpus_chunks"] != corpus_chunks.sha256:
+                raise ValueError(f"{name} was built from other chunks than corpus_chunks: re-materialize it")
+            systems.append(DenseSystem(name, index, encoder, manifest["encoder"], manifest["index_type"]))
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
-        report, per_query = evaluate_retrieval(
-            labels, config.split, chunks, retrievers, tuple(config.k_values), config.latency_queries
+        report, per_query, arrays = evaluate_retrieval(
+            labels, config.split, chunks, systems, BM25Index.load(Path(bm25_index.path)), tuple(config.k_values),
+            config.latency_queries,
         )
         report["inputs"] = inputs
         markdown = to_markdown(report)
         with atomic_artifact_dir(artifacts.path(), "evaluation_report") as pending:
+            plots = {}
+            for name, a in arrays.items():
+                plots[f"{name}: query-positive vs query-negative similarity"] = histogram_plot(
+                    pending.path / f"similarity_{name}.png", f"{name}: similarity to positives vs hard negatives",
+                    {"query-positive": a["positive"], "query-negative": a["negative"]}, "cosine similarity")
+            plots["Pooled embedding norms"] = histogram_plot(
+                pending.path / "norms.png", "Norms of pooled embeddings (300 chunks)",
+                {name: a["norms"] for name, a in arrays.items()}, "L2 norm before normalisation")
             write_json(pending.path / "report.json", report)
             (pending.path / "report.md").write_text(markdown + "\n", encoding="utf-8")
-            (pending.path / "report.html").write_text(to_html(report), encoding="utf-8")
+            (pending.path / "report.html").write_text(to_html(report, plots), encoding="utf-8")
             write_jsonl(pending.path / "per_query.jsonl", (
                 {"system": system, "query_id": q, **values}
                 for system, rows in per_query.items() for q, values in sorted(rows.items())
             ))
+        final = Path(pending.ref.path)
         for system, values in report["systems"].items():
             tracked.log_metrics({f"{system}.{k}": v for k, v in values["metrics"].items()})
         for system, values in report["latency"].items():
             tracked.log_metrics({f"{system}.latency_{k}": v for k, v in values.items() if k != "n"})
-        for name in ("report.json", "report.md", "report.html", "per_query.jsonl"):
-            tracked.log_artifact(f"{pending.ref.path}/{name}", "evaluation_report")
-        dense, bm25 = report["systems"]["dense"]["metrics"], report["systems"]["bm25"]["metrics"]
+        for system, values in report["diagnostics"].items():
+            tracked.log_metrics({f"{system}.uniformity": values["uniformity"],
+                                 f"{system}.positive_minus_negative": values["positive_minus_negative"]})
+        for file in sorted(final.iterdir()):
+            tracked.log_artifact(file, "evaluation_report")
+        base, tuned = report["systems"][BASE]["metrics"], report["systems"][TUNED]["metrics"]
+        test = report["significance"][TUNED]["ndcg@10"]
         return artifact_output(pending.ref, tracked, {
             "report": dg.MetadataValue.md(markdown),
-            "report_html": dg.MetadataValue.path(f"{pending.ref.path}/report.html"),
-            "dense_ndcg@10": dg.MetadataValue.float(dense["ndcg@10"]),
-            "bm25_ndcg@10": dg.MetadataValue.float(bm25["ndcg@10"]),
-            "dense_recall@100": dg.MetadataValue.float(dense.get("recall@100", float("nan"))),
+            "report_html": dg.MetadataValue.path(str(final / "report.html")),
+            "base_ndcg@10": dg.MetadataValue.float(base["ndcg@10"]),
+            "tuned_ndcg@10": dg.MetadataValue.float(tuned["ndcg@10"]),
+            "tuned_minus_base_ndcg@10": dg.MetadataValue.float(tuned["ndcg@10"] - base["ndcg@10"]),
+            "p_value_ndcg@10": dg.MetadataValue.float(test["p_randomization"]),
+            "bm25_ndcg@10": dg.MetadataValue.float(report["systems"]["bm25"]["metrics"]["ndcg@10"]),
+            "hard_negative_slice_queries": dg.MetadataValue.int(report["slices"].get("hard_negative", {}).get("n_queries", 0)),
             "queries": dg.MetadataValue.int(report["info"]["n_queries"]),
         })

@@ -16,14 +16,14 @@ from ..core.splits import SPLITS, assign_splits
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-LABELS_VERSION = "1"
+LABELS_VERSION = "2"
 
 
 def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueries, list[RowIssue]]:
     by_id = {d.doc_id: d for d in documents}
     main = load_labels(config.queries_path, config.qrels_path, set(by_id), config.evidence_path, by_id, config.on_bad_rows)
     splits = assign_splits(main.queries, config.dev_fraction, config.test_fraction, config.split_salt)
-    labels = LabeledQueries(main.queries, splits, main.qrels, main.evidence)
+    labels = LabeledQueries(main.queries, splits, main.qrels, main.evidence, dict(main.slices))
     issues = list(main.quarantined)
     if config.frozen_test_queries_path:
         if not config.frozen_test_qrels_path:
@@ -45,6 +45,7 @@ def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueri
         labels.queries.update(frozen.queries)
         labels.qrels.update(frozen.qrels)
         labels.evidence.extend(frozen.evidence)
+        labels.slices.update(frozen.slices)
         labels.splits.update({q: "test" for q in frozen.queries})
     return labels, issues
 

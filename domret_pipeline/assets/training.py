@@ -1,0 +1,247 @@
+"""Training assets: mined hard negatives and the fine-tuned embedding checkpoint."""
+
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import dagster as dg
+
+from ..config import FineTuneConfig, MiningConfig
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.labels import LabeledQueries
+from ..core.report import markdown_table
+from ..core.serialization import read_chunks, read_jsonl, write_jsonl
+from ..resources import ArtifactStore, MlflowTracker
+from .common import ARTIFACT_IO, artifact_output, issues_table
+
+MINING_VERSION = "1"
+CHECKPOINT_VERSION = "1"
+
+
+@dg.asset(
+    group_name="training",
+    code_version=MINING_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "Hard negatives for each training query: candidates ranked by the base retriever (and "
+        "optionally BM25) in a rank window, with every chunk of a labeled relevant document removed "
+        "and a positive-aware margin (TopK-PercPos) against false negatives. Feedback labels marked "
+        "'not relevant' are confirmed negatives. Positives: the evidence chunk(s), else the best "
+        "chunk of each relevant document."
+    ),
+)
+def hard_negatives(
+    context: dg.AssetExecutionContext,
+    config: MiningConfig,
+    labeled_queries: ArtifactRef,
+    corpus_chunks: ArtifactRef,
+    base_faiss_index: ArtifactRef,
+    bm25_index: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    import numpy as np
+
+    from ..core.bm25 import BM25Index
+    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.diagnostics import histogram_plot
+    from ..core.encoder import encode, set_offline
+    from ..core.loaders import load_feedback_negatives
+    from ..core.mining import MiningSettings, mine
+    from ..core.positives import positive_chunks
+
+    set_offline(True)
+    with mlflow.run(context, MINING_VERSION) as tracked:
+        tracked.log_params({**config.model_dump(), "labeled_queries_sha256": labeled_queries.sha256,
+                            "base_faiss_index_sha256": base_faiss_index.sha256})
+        labels = LabeledQueries.load(labeled_queries.path)
+        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        index, encoder, manifest = open_with_encoder(Path(base_faiss_index.path))
+        vectors = all_vectors(index)
+        position = {c: i for i, c in enumerate(index.chunk_ids)}
+        chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
+        qrels = labels.qrels_for("train")
+        query_ids = sorted(qrels)
+        if not query_ids:
+            raise ValueError("the train split has no labeled query: nothing to mine negatives for")
+        query_vectors = encode(encoder, [labels.queries[q] for q in query_ids])
+        qvec = dict(zip(query_ids, query_vectors))
+        evidence = [e for e in labels.evidence if e.query_id in qrels]
+        positives = positive_chunks(
+            qrels, chunks, evidence, lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids]
+        )
+        bm25_hits = None
+        if config.use_bm25:
+            bm25_hits = BM25Index.load(Path(bm25_index.path)).search([labels.queries[q] for q in query_ids], config.range_max)
+        confirmed, feedback_issues = {}, []
+        if config.feedback_negatives_path:
+            by_doc = defaultdict(list)
+            for c in chunks:
+                by_doc[c.doc_id].append(c.chunk_id)
+            confirmed, feedback_issues = load_feedback_negatives(config.feedback_negatives_path, set(query_ids), by_doc)
+        settings = MiningSettings(config.range_min, config.range_max, config.max_positive_ratio, config.num_negatives,
+                                  config.use_bm25)
+        result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,
+                      bm25_hits, confirmed)
+
+        rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
+        per_query = Counter(len(q.negatives) for q in result.queries)
+        sources = Counter(n["source"] for q in result.queries for n in q.negatives)
+        pos_scores = np.array([s for q in result.queries for _, s, _ in q.positives])
+        neg_scores = np.array([n["score"] for q in result.queries for n in q.negatives])
+        with atomic_artifact_dir(artifacts.path(), "hard_negatives") as pending:
+            write_jsonl(pending.path / "mined.jsonl", (
+                {"query_id": q.query_id, "positives": [{"chunk_id": c, "score": s, "rule": r} for c, s, r in q.positives],
+                 "negatives": q.negatives} for q in result.queries
+            ))
+            write_json(pending.path / "manifest.json", {
+                **config.model_dump(), "labeled_queries": labeled_queries.sha256, "corpus_chunks": corpus_chunks.sha256,
+                "base_faiss_index": base_faiss_index.sha256, "encoder": manifest["encoder"],
+                "removed": dict(result.removed), "queries_without_negatives": result.queries_without_negatives,
+                "positive_rules": dict(rules),
+            })
+            histogram_plot(pending.path / "scores.png", "Base-model scores of mined pairs",
+                           {"query-positive": pos_scores, "query-negative": neg_scores}, "cosine similarity")
+        tracked.log_artifact(f"{pending.ref.path}/scores.png", "hard_negatives")
+        counts = {"queries": len(result.queries), "negatives": result.n_negatives,
+                  "queries_without_negatives": len(result.queries_without_negatives),
+                  **{f"removed_{k}": v for k, v in result.removed.items()},
+                  **{f"positives_by_{k}": v for k, v in rules.items()}}
+        tracked.log_metrics(counts)
+        by_id = {c.chunk_id: c for c in chunks}
+        sample = []
+        for q in result.queries[:6]:
+            if q.negatives:
+                sample.append([labels.queries[q.query_id][:70], by_id[q.positives[0][0]].text[:70] + "…",
+                               by_id[q.negatives[0]["chunk_id"]].text[:70] + "…",
+                               f"{q.positives[0][1]:.3f} / {q.negatives[0]['score']:.3f}"])
+        return artifact_output(pending.ref, tracked, {
+            **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+            "removed_by_filter": dg.MetadataValue.md(markdown_table(
+                ["filter", "candidates removed"], [[k, v] for k, v in sorted(result.removed.items())]) or "none"),
+            "negatives_per_query": dg.MetadataValue.md(markdown_table(
+                ["negatives", "queries"], [[k, v] for k, v in sorted(per_query.items())])),
+            "negative_sources": dg.MetadataValue.md(markdown_table(["source", "negatives"], [[k, v] for k, v in sorted(sources.items())])),
+            "score_summary": dg.MetadataValue.md(markdown_table(
+                ["pairs", "n", "mean", "min", "max"],
+                [[name, len(v), float(v.mean()) if len(v) else float("nan"), float(v.min()) if len(v) else float("nan"),
+                  float(v.max()) if len(v) else float("nan")] for name, v in (("positive", pos_scores), ("negative", neg_scores))])),
+            "score_histogram": dg.MetadataValue.path(f"{pending.ref.path}/scores.png"),
+            "sample_triples": dg.MetadataValue.md(markdown_table(["query", "positive", "negative", "scores (pos / neg)"], sample)),
+            "feedback_issues": issues_table(feedback_issues),
+        })
+
+
+@dg.asset(
+    group_name="training",
+    code_version=CHECKPOINT_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "The bi-encoder fine-tuned with sentence-transformers' trainer: MultipleNegativesRankingLoss "
+        "over (query, positive, mined negatives) plus in-batch negatives, no-duplicate batches, "
+        "dev-split evaluation after each epoch with the best state kept (early stopping). "
+        "Optionally LoRA (adapter saved apart, merged for serving). Written with a model card."
+    ),
+)
+def embedding_checkpoint(
+    context: dg.AssetExecutionContext,
+    config: FineTuneConfig,
+    hard_negatives: ArtifactRef,
+    labeled_queries: ArtifactRef,
+    corpus_chunks: ArtifactRef,
+    base_faiss_index: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.diagnostics import line_plot
+    from ..core.encoder import encode, set_offline
+    from ..core.mining import MinedQuery, MiningResult
+    from ..core.training import TrainingSettings, train_encoder
+    from ..core.training_data import build_dev_set, build_training_rows
+
+    set_offline(True)
+    with mlflow.run(context, CHECKPOINT_VERSION) as tracked:
+        inputs = {"hard_negatives": hard_negatives.sha256, "labeled_queries": labeled_queries.sha256,
+                  "corpus_chunks": corpus_chunks.sha256, "base_faiss_index": base_faiss_index.sha256}
+        tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
+        labels = LabeledQueries.load(labeled_queries.path)
+        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        mining_manifest = read_json(f"{hard_negatives.path}/manifest.json")
+        mined = MiningResult(
+            [MinedQuery(r["query_id"], [(p["chunk_id"], p["score"], p["rule"]) for p in r["positives"]], r["negatives"])
+             for r in read_jsonl(Path(hard_negatives.path) / "mined.jsonl")],
+            Counter(mining_manifest["removed"]), mining_manifest["queries_without_negatives"],
+        )
+        rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks})
+        if not rows:
+            raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
+        index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
+        dev_ids = sorted(labels.qrels_for("dev"))
+        dev_vectors = dict(zip(dev_ids, encode(base_encoder, [labels.queries[q] for q in dev_ids])))
+        dev = build_dev_set(labels, "dev", chunks, all_vectors(index), dev_vectors,
+                            config.dev_candidates_per_query, config.dev_random_chunks)
+        settings = TrainingSettings(**{k: v for k, v in config.model_dump().items() if k in TrainingSettings.__dataclass_fields__})
+        with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
+            work = pending.path / ".work"
+            outcome = train_encoder(base_manifest["encoder_path"], rows, int(mining_manifest["num_negatives"]), dev, settings, work)
+            outcome.model.save(str(pending.path / "model"))
+            if outcome.adapter_dir:
+                shutil.copytree(outcome.adapter_dir, pending.path / "lora_adapter")
+            shutil.rmtree(work, ignore_errors=True)
+            card = {
+                "base_model": base_manifest["encoder"], "base_model_sha256": base_manifest["encoder_sha256"],
+                "inputs": inputs, "training": settings.as_dict(),
+                "train_rows": len(rows), "dev_queries": len(dev.queries), "dev_corpus_chunks": len(dev.corpus),
+                "dev_ndcg@10_base": outcome.base_dev_score, "dev_ndcg@10": outcome.dev_score,
+                "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history, "loss_history": outcome.loss_history,
+                "trainable_parameters": outcome.trainable_parameters, "total_parameters": outcome.total_parameters,
+                "training_seconds": outcome.seconds, "lora_adapter": bool(outcome.adapter_dir),
+            }
+            write_json(pending.path / "card.json", card)
+            (pending.path / "MODEL_CARD.md").write_text(model_card_markdown(card), encoding="utf-8")
+            if outcome.loss_history:
+                line_plot(pending.path / "loss.png", "Training loss", {"loss": (
+                    [e["step"] for e in outcome.loss_history], [e["loss"] for e in outcome.loss_history])}, "step", "loss")
+            line_plot(pending.path / "dev.png", "dev nDCG@10 (candidate subset)", {"dev": (
+                [e["epoch"] for e in outcome.dev_history], [e["dev_cosine_ndcg@10"] for e in outcome.dev_history])},
+                "epoch", "nDCG@10")
+        final = Path(pending.ref.path)
+        for entry in outcome.loss_history:
+            tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
+        for i, entry in enumerate(outcome.dev_history):
+            tracked.log_metrics({"dev_ndcg_at_10_by_epoch": entry["dev_cosine_ndcg@10"]}, step=i)
+        tracked.log_metrics({"dev_ndcg@10_base": outcome.base_dev_score, "dev_ndcg@10": outcome.dev_score,
+                             "trainable_parameters": outcome.trainable_parameters, "training_seconds": outcome.seconds})
+        for name in ("card.json", "MODEL_CARD.md", "loss.png", "dev.png"):
+            if (final / name).exists():
+                tracked.log_artifact(final / name, "embedding_checkpoint")
+        if config.log_model_to_mlflow:
+            tracked.log_artifacts(final / "model", "embedding_checkpoint/model")
+            if (final / "lora_adapter").exists():
+                tracked.log_artifacts(final / "lora_adapter", "embedding_checkpoint/lora_adapter")
+        return artifact_output(pending.ref, tracked, {
+            "dev_ndcg@10_base": dg.MetadataValue.float(round(outcome.base_dev_score, 4)),
+            "dev_ndcg@10": dg.MetadataValue.float(round(outcome.dev_score, 4)),
+            "dev_ndcg@10_gain": dg.MetadataValue.float(round(outcome.dev_score - outcome.base_dev_score, 4)),
+            "best_epoch": dg.MetadataValue.float(outcome.best_epoch),
+            "train_rows": dg.MetadataValue.int(len(rows)),
+            "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
+            "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
+            "model_card": dg.MetadataValue.md(model_card_markdown(card)),
+            "loss_curve": dg.MetadataValue.path(str(final / "loss.png")),
+        })
+
+
+def model_card_markdown(card: dict) -> str:
+    t = card["training"]
+    variant = f"LoRA r={t['lora_r']} on {', '.join(t['lora_target_modules'])} (merged)" if t["lora"] else "full fine-tuning"
+    rows = [["base model", f"`{card['base_model']}`"], ["variant", variant], ["loss", t["loss"]],
+            ["epochs (best)", f"{t['epochs']} ({card['best_epoch']})"], ["learning rate", t["learning_rate"]],
+            ["batch size", t["batch_size"]], ["warmup ratio", t["warmup_ratio"]], ["max sequence length", t["max_seq_length"]],
+            ["train rows", card["train_rows"]], ["trainable parameters", f"{card['trainable_parameters']:,} of {card['total_parameters']:,}"],
+            ["dev nDCG@10 base → tuned", f"{card['dev_ndcg@10_base']:.4f} → {card['dev_ndcg@10']:.4f}"],
+            ["training time", f"{card['training_seconds']:.0f} s"]]
+    rows += [[f"input `{k}`", f"`{v[:16]}`"] for k, v in card["inputs"].items()]
+    return "### Embedding checkpoint\n\n" + markdown_table(["", ""], rows) + (
+        "\n\nDev figures are on the dev candidate subset (relevant chunks, base top-k per query, random chunks).")

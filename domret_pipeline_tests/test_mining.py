@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from domret_pipeline.core.chunking import Chunk
+from domret_pipeline.core.documents import Evidence
+from domret_pipeline.core.mining import MiningSettings, NoNegativesError, mine
+from domret_pipeline.core.positives import positive_chunks
+from domret_pipeline.core.significance import paired_test
+
+
+def _chunk(doc, i, first, last):
+    return Chunk(f"{doc}#{i}", doc, i, 0, 1, first, last, 1, "x")
+
+
+def _space(scores: list[float]):
+    """One query vector and chunk vectors whose cosine with it equals ``scores``."""
+    query = np.array([1.0, 0.0], dtype=np.float32)
+    chunks = np.array([[s, np.sqrt(1 - s * s)] for s in scores], dtype=np.float32)
+    return query[None, :], chunks
+
+
+# chunk scores, best first: p#0 (positive) 0.9, r#0 (another relevant doc) 0.88, then negatives
+IDS = ["p#0", "r#0", "n1#0", "n2#0", "n3#0", "n4#0", "n5#0"]
+SCORES = [0.9, 0.88, 0.87, 0.8, 0.7, 0.6, 0.5]
+DOC = {c: c.split("#")[0] for c in IDS}
+QRELS = {"q": {"p": 1, "r": 1}}
+POSITIVES = {"q": [("p#0", "evidence")]}
+
+
+def _mine(settings, **kwargs):
+    q, vectors = _space(SCORES)
+    return mine(["q"], q, IDS, vectors, DOC, QRELS, POSITIVES, settings, **kwargs)
+
+
+def test_mining_never_returns_a_labeled_positive():
+    result = _mine(MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=10))
+    negatives = [n["chunk_id"] for n in result.queries[0].negatives]
+    assert "p#0" not in negatives and "r#0" not in negatives  # r is relevant too, not just the chosen positive
+    assert negatives == ["n1#0", "n2#0", "n3#0", "n4#0", "n5#0"]
+    assert result.removed["labeled_positive"] == 2
+
+
+def test_mining_respects_the_rank_window():
+    result = _mine(MiningSettings(range_min=3, range_max=5, max_positive_ratio=1.0, num_negatives=10))
+    assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n2#0", "n3#0"]  # ranks 3 and 4
+    assert all(3 <= n["rank"] < 5 for n in result.queries[0].negatives)
+    assert result.removed["dense_above_window"] == 3
+
+
+def test_margin_drops_candidates_close_to_the_positive():
+    # 0.95 * 0.9 = 0.855: n1 (0.87) is too close to the positive to trust as a negative
+    result = _mine(MiningSettings(range_min=0, range_max=7, max_positive_ratio=0.95, num_negatives=2))
+    assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n2#0", "n3#0"]
+    assert result.removed["margin"] == 1
+
+
+def test_confirmed_feedback_negatives_come_first_and_never_positives():
+    result = _mine(MiningSettings(range_min=0, range_max=7, num_negatives=2),
+                   confirmed_negatives={"q": ["n5#0", "r#0"]})
+    negatives = result.queries[0].negatives
+    assert [(n["chunk_id"], n["source"]) for n in negatives] == [("n5#0", "feedback"), ("n2#0", "dense")]
+
+
+def test_empty_result_is_a_clear_error():
+    with pytest.raises(NoNegativesError, match="widen the window"):
+        _mine(MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.5, num_negatives=3))
+    with pytest.raises(ValueError):
+        _mine(MiningSettings(range_min=5, range_max=5))
+
+
+def test_bm25_candidates_are_filtered_by_the_same_rules():
+    bm25 = [[("r#0", 9.0), ("n5#0", 8.0), ("n1#0", 7.0)]]
+    result = _mine(MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=5, use_bm25=True),
+                   bm25_hits=bm25)
+    negatives = {n["chunk_id"]: n["source"] for n in result.queries[0].negatives}
+    assert negatives == {"n5#0": "bm25"}  # r is relevant, n1 fails the margin; dense window held only p, r, n1
+
+
+def test_positive_rule_evidence_then_single_chunk_then_best_match():
+    chunks = [_chunk("a", 0, 0, 2), _chunk("a", 1, 3, 5), _chunk("b", 0, 0, 3), _chunk("c", 0, 0, 1), _chunk("c", 1, 2, 3)]
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 1}, "q4": {"a": 0}}
+    evidence = [Evidence("q1", "a", "SUPPORT", (4,))]
+    scores = {"c#0": 0.2, "c#1": 0.7}
+    result = positive_chunks(qrels, chunks, evidence, lambda q, ids: [scores[i] for i in ids])
+    assert result["q1"] == [("a#1", "evidence")]
+    assert result["q2"] == [("b#0", "single_chunk")]
+    assert result["q3"] == [("c#1", "best_match")]
+    assert "q4" not in result  # a relevance of 0 is not a positive
+
+
+def test_paired_test_on_a_hand_computed_case():
+    a = {str(i): 0.5 for i in range(20)}
+    b = {str(i): 0.5 + (0.1 if i < 15 else 0.0) for i in range(20)}
+    result = paired_test(a, b, permutations=2000)
+    assert result["mean_difference"] == pytest.approx(0.075)
+    assert (result["wins"], result["losses"], result["ties"]) == (15, 0, 5)
+    assert result["p_randomization"] < 0.001  # 15 wins and no loss: 2 of 2^15 sign patterns are as extreme
+    same = paired_test(a, dict(a))
+    assert same["p_randomization"] == 1.0 and same["p_wilcoxon"] == 1.0

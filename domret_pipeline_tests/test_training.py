@@ -1,0 +1,51 @@
+"""Fine-tuning on a tiny set with the tiny random encoder."""
+
+import numpy as np
+
+from domret_pipeline.core.encoder import encode, load_encoder
+from domret_pipeline.core.training import DevSet, TrainingSettings, train_encoder
+
+ROWS = [
+    ("forklift speed in aisles", "Forklifts drive at most 8 km/h in aisles.", ["OBX-3 maps to a CUI.", "SLO exceptions need approval."]),
+    ("who approves SLO exceptions", "SLO exceptions need the SRE lead's approval.", ["Forklifts charge in Bay C.", "PID-3 carries the MRN."]),
+    ("OBX-3 CUI mapping", "OBX-3 carries the LOINC code mapped to a CUI.", ["Canary on 5% of traffic.", "Forklifts drive at 6 km/h."]),
+    ("where are batteries charged", "Batteries are charged in Bay C with ventilation.", ["Retention is 90 days.", "Pages escalate after 10 minutes."]),
+]
+DEV = DevSet(
+    queries={"d1": "forklift aisle speed", "d2": "SLO exception approver"},
+    corpus={"c1": "Forklifts drive at most 8 km/h in aisles.", "c2": "SLO exceptions need the SRE lead's approval.",
+            "c3": "OBX-3 maps to a CUI.", "c4": "Retention is 90 days."},
+    relevant={"d1": {"c1"}, "d2": {"c2"}},
+)
+
+
+def test_training_lowers_the_loss_and_the_checkpoint_reloads_identically(tiny_encoder, tmp_path):
+    settings = TrainingSettings(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                                logging_steps=1, early_stopping_patience=100)
+    outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
+    losses = [e["loss"] for e in outcome.loss_history]
+    assert len(losses) == 8
+    assert np.mean(losses[-2:]) < 0.7 * losses[0], losses
+    assert len(outcome.dev_history) == 9  # the base model, then every epoch
+    assert outcome.trainable_parameters == outcome.total_parameters  # full fine-tuning
+
+    outcome.model.save(str(tmp_path / "checkpoint"))
+    texts = ["forklift speed", "OBX-3 mapping to CUI"]
+    before = encode(outcome.model, texts)
+    after = encode(load_encoder(str(tmp_path / "checkpoint"), 32), texts)
+    np.testing.assert_allclose(before, after, atol=1e-5)
+
+
+def test_lora_trains_only_adapters_saves_them_apart_and_merges(tiny_encoder, tmp_path):
+    settings = TrainingSettings(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, lora=True, lora_r=4,
+                                lora_alpha=8, lora_target_modules=["query", "value"], early_stopping_patience=100)
+    outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
+    # 2 layers x (query, value) x (A: r x hidden + B: hidden x r) with hidden 32, r 4
+    assert outcome.trainable_parameters == 2 * 2 * (4 * 32 + 32 * 4)
+    adapter = tmp_path / "work" / "lora_adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    # the merged model is a plain encoder again: saving and reloading gives the same embeddings
+    outcome.model.save(str(tmp_path / "merged"))
+    assert not any("lora" in k for k in outcome.model.state_dict())
+    texts = ["forklift speed"]
+    np.testing.assert_allclose(encode(outcome.model, texts), encode(load_encoder(str(tmp_path / "merged"), 32), texts), atol=1e-5)
