@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..config import EvaluationConfig
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
 from ..core.labels import LabeledQueries
 from ..core.report import to_html, to_markdown
 from ..core.serialization import read_chunks, write_jsonl
