@@ -77,6 +77,10 @@ class MiningConfig(dg.Config):
     )
     num_negatives: int = Field(default=3, description="Negatives kept per query (the best survivors by dense score).")
     use_bm25: bool = Field(default=False, description="Also take candidates from BM25's ranking.")
+    fill_random: bool = Field(
+        default=False,
+        description="Give a query whose candidates all failed the filters one random non-relevant chunk, instead of dropping it.",
+    )
     feedback_negatives_path: Optional[str] = Field(
         default=None, description="JSONL of feedback labels; rows labeled 'not_relevant' become confirmed negatives."
     )

@@ -68,6 +68,24 @@ def test_empty_result_is_a_clear_error():
         _mine(MiningSettings(range_min=5, range_max=5))
 
 
+def test_random_fill_keeps_a_query_whose_candidates_all_failed():
+    q, vectors = _space(SCORES)
+    q2 = np.array([[0.0, 1.0]], dtype=np.float32)  # scores sqrt(1 - s^2): n5 0.87, n4 0.80, n3 0.71, ...
+    qrels = {**QRELS, "q2": {"n5": 1}}
+    positives = {**POSITIVES, "q2": [("n5#0", "evidence")]}
+    settings = MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=1, fill_random=True)
+    result = mine(["q", "q2"], np.vstack([q, q2]), IDS, vectors, DOC, qrels, positives, settings)
+    by_query = {m.query_id: m.negatives for m in result.queries}
+    # q: its window holds p, r (relevant) and n1 (0.87 > 0.95 * 0.9): nothing survives, so one random filler
+    assert [n["source"] for n in by_query["q"]] == ["random"] and result.queries_without_negatives == ["q"]
+    assert DOC[by_query["q"][0]["chunk_id"]] not in QRELS["q"]
+    # q2: n4 (0.80 < 0.95 * 0.87) is a real hard negative
+    assert [(n["chunk_id"], n["source"]) for n in by_query["q2"]] == [("n4#0", "dense")]
+    # random filler alone is never a training set
+    with pytest.raises(NoNegativesError):
+        _mine(settings)
+
+
 def test_bm25_candidates_are_filtered_by_the_same_rules():
     bm25 = [[("r#0", 9.0), ("n5#0", 8.0), ("n1#0", 7.0)]]
     result = _mine(MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=5, use_bm25=True),

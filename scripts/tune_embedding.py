@@ -30,6 +30,7 @@ def main() -> int:
     parser.add_argument("--range", type=int, nargs=2, default=(10, 100))
     parser.add_argument("--ratio", type=float, default=0.95)
     parser.add_argument("--loss", default="mnrl")
+    parser.add_argument("--fill-random", action="store_true")
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=256)
@@ -72,7 +73,7 @@ def main() -> int:
     train_qrels = labels.qrels_for("train")
     positives = positive_chunks(train_qrels, chunks, [e for e in labels.evidence if e.query_id in train_qrels], score)
     settings = MiningSettings(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
-                              num_negatives=args.num_negatives)
+                              num_negatives=args.num_negatives, fill_random=args.fill_random)
     mined = mine(train_ids, qvec[: len(train_ids)], index.chunk_ids, vectors, chunk_to_doc, train_qrels, positives, settings)
     rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks})
     dev = build_dev_set(labels, "dev", chunks, vectors, qvec_by_id, candidates_per_query=args.dev_candidates)

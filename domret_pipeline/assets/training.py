@@ -80,7 +80,7 @@ def hard_negatives(
                 by_doc[c.doc_id].append(c.chunk_id)
             confirmed, feedback_issues = load_feedback_negatives(config.feedback_negatives_path, set(query_ids), by_doc)
         settings = MiningSettings(config.range_min, config.range_max, config.max_positive_ratio, config.num_negatives,
-                                  config.use_bm25)
+                                  config.use_bm25, config.fill_random)
         result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,
                       bm25_hits, confirmed)
 

@@ -10,7 +10,10 @@ optionally, BM25) inside a rank window ``[range_min, range_max)``. Filters, in o
    passage scoring almost as high as a known answer is likely an unlabeled answer.
 
 The best survivors by dense score become the negatives. Feedback labels marked "not
-relevant" are confirmed negatives: they go first, regardless of window and margin.
+relevant" are confirmed negatives: they go first, regardless of window and margin. With
+``fill_random``, a query left with no negative gets one random non-relevant chunk (source
+``random``) so it still trains against in-batch negatives instead of being dropped; these
+are counted apart and are not hard negatives.
 
 Why not sentence-transformers' ``mine_hard_negatives``: it re-encodes the whole corpus
 (minutes on CPU) although the base FAISS index already holds those vectors; it matches
@@ -38,6 +41,8 @@ class MiningSettings:
     max_positive_ratio: float = 0.95
     num_negatives: int = 3
     use_bm25: bool = False
+    fill_random: bool = False
+    seed: int = 0
 
 
 @dataclass
@@ -81,6 +86,7 @@ def mine(
     mined: list[MinedQuery] = []
     without: list[str] = []
     confirmed_negatives = confirmed_negatives or {}
+    rng = np.random.default_rng(settings.seed)
 
     for row, qid in enumerate(query_ids):
         scores = scores_all[row]
@@ -117,10 +123,17 @@ def mine(
         negatives += kept[: max(settings.num_negatives - len(negatives), 0)]
         if not negatives:
             without.append(qid)
+            if settings.fill_random:
+                for i in rng.permutation(len(chunk_ids))[:50]:
+                    cid = chunk_ids[int(i)]
+                    if chunk_to_doc[cid] not in relevant_docs:
+                        negatives.append({"chunk_id": cid, "score": float(scores[i]), "source": "random", "rank": -1})
+                        break
         mined.append(MinedQuery(qid, pos, negatives))
 
     result = MiningResult(mined, removed, without)
-    if result.n_negatives == 0:
+    hard = sum(1 for q in mined for n in q.negatives if n["source"] != "random")
+    if hard == 0:
         raise NoNegativesError(
             f"hard-negative mining kept no negative for any of {len(query_ids)} queries "
             f"(removed: {dict(removed)}); widen the window (range_min={settings.range_min}, "
