@@ -120,6 +120,7 @@ def train_encoder(
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
 
     torch.manual_seed(settings.seed)
     model = SentenceTransformer(base_model, device="cpu", local_files_only=Path(base_model).is_dir())
@@ -182,6 +183,7 @@ def train_encoder(
         model=model, args=args, train_dataset=training_rows(rows, num_negatives), loss=loss,
         evaluator=evaluator, callbacks=[keep_best],
     )
+    trainer.remove_callback(PrinterCallback)  # the loss and dev history go to MLflow and the model card instead
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
