@@ -32,8 +32,9 @@ dev: install
 mlflow-ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.domret/mlflow.db --port 5000
 
+# SciFact keeps its own artifacts and MLflow store, so `make demo` never replaces its references.
 scifact: install
-	$(PY) scripts/benchmark.py --config configs/scifact.yaml
+	DOMRET_HOME=.domret/scifact $(PY) scripts/benchmark.py --config configs/scifact.yaml
 
 sample-data: install
 	$(PY) scripts/make_sample_handbook.py domret_pipeline/sample_data/handbook

@@ -2,8 +2,8 @@
 
     python scripts/tune_embedding.py --epochs 1 --lr 2e-5 --num-negatives 1 --range 10 60
 
-Reads the latest materialized corpus_chunks, labeled_queries and base FAISS index (their
-references under .domret/refs), mines negatives for the train split, trains, and prints the
+Reads the corpus_chunks, labeled_queries and base FAISS index of a finished run (by default
+the SciFact run of `make scifact`: the references under .domret/scifact/refs), mines negatives for the train split, trains, and prints the
 dev nDCG@10 (on the dev candidate subset, see core/training_data.py) of the base and the
 tuned model. It never looks at the test split: use it to choose hyper-parameters.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--index-ref", default=".domret/refs/faiss_index.json")
+    parser.add_argument("--index-ref", default=".domret/scifact/refs/base_faiss_index.json",
+                        help="reference of a base FAISS index; corpus_chunks.json and labeled_queries.json sit beside it")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--batch-size", type=int, default=32)
