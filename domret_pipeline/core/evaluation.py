@@ -91,7 +91,7 @@ def evaluate_retrieval(
         for name, ids in slices.items() if ids
     }
 
-    diagnostics, arrays = _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc)
+    diagnostics, arrays = _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc)
 
     latency = {}
     if latency_queries > 0:
@@ -124,7 +124,7 @@ def evaluate_retrieval(
     return report, per_query, arrays
 
 
-def _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tuple[dict, dict]:
+def _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tuple[dict, dict]:
     """Per dense system: similarity of each query to its best relevant chunk vs to the
     baseline's best non-relevant chunk (a fixed hard negative), corpus uniformity, and the
     norms of pooled embeddings of a fixed chunk sample."""
@@ -140,7 +140,9 @@ def _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc
     hard_negative: dict[str, int] = {}
     for row, q in enumerate(qids):
         order = np.argsort(-(base_vectors @ base_q[row]))
-        hard_negative[q] = next(int(i) for i in order if qrels[q].get(chunk_to_doc[base.index.chunk_ids[i]], 0) <= 0)
+        found = next((int(i) for i in order if qrels[q].get(chunk_to_doc[base.index.chunk_ids[i]], 0) <= 0), None)
+        if found is not None:  # None only when every chunk is relevant to the query
+            hard_negative[q] = found
 
     report, arrays = {}, {}
     for system in dense:
@@ -153,7 +155,8 @@ def _diagnostics(labels, qids, qrels, chunks, dense, query_vectors, chunk_to_doc
             relevant = [position[c.chunk_id] for c in chunks if qrels[q].get(c.doc_id, 0) > 0]
             if relevant:
                 pos.append(float(scores[relevant].max()))
-            neg.append(float(scores[position[base.index.chunk_ids[hard_negative[q]]]]))
+            if q in hard_negative:
+                neg.append(float(scores[position[base.index.chunk_ids[hard_negative[q]]]]))
         norms = pooled_norms(system.encoder, sample_texts)
         arrays[system.name] = {"positive": np.array(pos), "negative": np.array(neg), "norms": norms}
         report[system.name] = {
