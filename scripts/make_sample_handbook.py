@@ -295,6 +295,66 @@ def build():
         if site in ("Tilburg", "Gdansk"):
             ask(f"em-{site.lower()}-na", f"Who is the fire warden at {site}?", emergency, None, "emergency")
 
+    # ---------------------------------------------------------------- HL7 ADT trigger events
+    ADT = [("A01", "admit"), ("A02", "transfer"), ("A03", "discharge"), ("A04", "register an outpatient"),
+           ("A05", "pre-admit"), ("A08", "update patient information"), ("A11", "cancel an admit"), ("A40", "merge patient records")]
+    for code, action in ADT:
+        route = rng.choice(["the bed-management feed", "the billing queue", "the master patient index", "the clinical data store"])
+        retry = rng.choice([3, 5, 10])
+        adt = sentences_doc(
+            f"hl7-adt-{code.lower()}", f"HL7 ADT^{code} ({action}) handling",
+            [
+                f"An ADT^{code} message tells hl7-ingest to {action}.",
+                f"hl7-ingest forwards every ADT^{code} to {route} after validation.",
+                f"If the downstream system is unavailable, ADT^{code} delivery is retried {retry} times before alerting.",
+                "Messages are processed in the order of MSH-7, the message timestamp.",
+            ], "hl7")
+        docs.append(adt)
+        if code in ("A01", "A08", "A40"):
+            ask(f"adt-{code.lower()}-1", rng.choice([
+                f"Where does hl7-ingest send ADT^{code} messages?",
+                f"routing of ADT {code} ({action}) events"]), adt, 1, "hl7")
+        if code == "A11":
+            ask(f"adt-{code.lower()}-na", f"Which clinician must sign an ADT^{code} cancellation?", adt, None, "hl7")
+
+    # ---------------------------------------------------------------- vendor escalation
+    for team in TEAMS:
+        vendor = rng.choice(["Acme Cloud", "Northwind Telecom", "Fabrikam Hosting", "Contoso Payments", "Tailspin Logistics"])
+        response = rng.choice([15, 30, 60, 120])
+        slug = team.replace(" ", "-")
+        escalation = sentences_doc(
+            f"vendor-{slug}", f"Vendor escalation for the {team} team",
+            [
+                f"The main external supplier of the {team} team is {vendor}.",
+                f"A priority-one ticket with {vendor} must be acknowledged by the vendor within {response} minutes under the contract.",
+                f"Escalations to {vendor} are raised by the {team} on-call engineer, never by customers directly.",
+                "Vendor performance is reviewed every quarter with procurement.",
+            ], "vendor")
+        docs.append(escalation)
+        if team in ("payments", "security", "clinical integrations"):
+            ask(f"ven-{slug}-1", rng.choice([
+                f"How fast must the {team} team's vendor respond to a P1 ticket?",
+                f"{team} supplier P1 response time"]), escalation, 1, "vendor")
+
+    # ---------------------------------------------------------------- service dependencies
+    for name, team in SERVICES:
+        upstream = rng.sample([n for n, _ in SERVICES if n != name], 2)
+        store = rng.choice(["PostgreSQL", "Redis", "Kafka", "an S3 bucket", "Elasticsearch"])
+        timeout = rng.choice([200, 500, 1000, 2000])
+        deps = sentences_doc(
+            f"deps-{name}", f"Dependencies of {name}",
+            [
+                f"{name} calls {upstream[0]} and {upstream[1]} synchronously.",
+                f"Its primary data store is {store}.",
+                f"Calls from {name} to other services time out after {timeout} milliseconds and are retried once.",
+                f"An outage of {upstream[0]} degrades {name} but must not take it down.",
+            ], "dependencies")
+        docs.append(deps)
+        if name in ("checkout-api", "route-planner", "slot-booking"):
+            ask(f"dep2-{name}-1", rng.choice([
+                f"What is the primary datastore of {name}?",
+                f"which database does {name} use"]), deps, 1, "dependencies")
+
     # ---------------------------------------------------------------- general policies (no per-entity twin)
     general = [
         ("policy-access-review", "Quarterly access reviews", [
