@@ -1,3 +1,5 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,44 @@ def test_paired_test_on_a_hand_computed_case():
     assert result["p_randomization"] < 0.001  # 15 wins and no loss: 2 of 2^15 sign patterns are as extreme
     same = paired_test(a, dict(a))
     assert same["p_randomization"] == 1.0 and same["p_wilcoxon"] == 1.0
+
+
+def test_feedback_negatives_loader_expands_documents_and_names_bad_lines(tmp_path):
+    import json
+
+    from domret_pipeline.core.errors import InputDataError
+    from domret_pipeline.core.loaders import load_feedback_negatives
+
+    path = tmp_path / "feedback.jsonl"
+    rows = [
+        {"query_id": "q", "doc_id": "n1", "label": "not_relevant"},
+        {"query_id": "q", "chunk_id": "n2#0", "label": "not relevant"},
+        {"query_id": "q", "doc_id": "p", "label": "relevant"},  # other labels feed other stages
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_doc = {"n1": ["n1#0", "n1#1"], "n2": ["n2#0"], "p": ["p#0"]}
+    negatives, issues = load_feedback_negatives(path, {"q"}, by_doc)
+    assert negatives == {"q": ["n1#0", "n1#1", "n2#0"]} and issues == []
+
+    path.write_text(path.read_text() + json.dumps({"query_id": "ghost", "doc_id": "n1", "label": "not_relevant"}) + "\n")
+    with pytest.raises(InputDataError, match=r"feedback.jsonl:4.*unknown query id 'ghost'"):
+        load_feedback_negatives(path, {"q"}, by_doc)
+    kept, issues = load_feedback_negatives(path, {"q"}, by_doc, on_bad_rows="quarantine")
+    assert kept == negatives and [i.line for i in issues] == [4]
+
+
+def test_training_rows_pair_each_positive_with_the_query_negatives():
+    from domret_pipeline.core.mining import MinedQuery, MiningResult
+    from domret_pipeline.core.training import training_rows
+    from domret_pipeline.core.training_data import build_training_rows
+
+    chunks = {c: Chunk(c, c.split("#")[0], 0, 0, 4, 0, 0, 1, f"text {c}", "T") for c in ["a#0", "a#1", "n#0", "m#0"]}
+    mined = MiningResult([
+        MinedQuery("q1", [("a#0", 0.9, "evidence"), ("a#1", 0.8, "evidence")], [{"chunk_id": "n#0", "score": 0.5}]),
+        MinedQuery("q2", [("a#0", 0.9, "evidence")], []),  # no negative: left out
+    ], Counter(), ["q2"])
+    rows = build_training_rows(mined, {"q1": "first query", "q2": "second"}, chunks)
+    assert rows == [("first query", "T\ntext a#0", ["T\ntext n#0"]), ("first query", "T\ntext a#1", ["T\ntext n#0"])]
+    dataset = training_rows(rows, num_negatives=2)
+    assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert dataset[0]["negative_2"] == "T\ntext n#0"  # fixed width: the row repeats its own negative
