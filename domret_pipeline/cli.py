@@ -33,10 +33,26 @@ def _latest_report_dir() -> Path:
     return ArtifactRef.from_json(ref_path.read_text(encoding="utf-8")).verify()
 
 
+def _quiet() -> None:
+    """Keep the terminal to the report: no beta notices, no weight-loading progress bars."""
+    import warnings
+
+    import dagster
+
+    warnings.filterwarnings("ignore", category=dagster.BetaWarning)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _ensure_dagster_home()
     import yaml
     from dagster import DagsterInstance
+
+    if not args.verbose:
+        _quiet()
 
     from .definitions import defs
 
