@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -147,8 +146,3 @@ class MlflowTracker(dg.ConfigurableResource):
             client.set_terminated(run_id, status="FAILED")
             raise
         client.set_terminated(run_id, status="FINISHED")
-
-
-def default_home() -> Path:
-    """Project-local state folder; ``DOMRET_HOME`` moves it."""
-    return Path(os.environ.get("DOMRET_HOME", ".domret"))

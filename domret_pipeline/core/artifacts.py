@@ -37,10 +37,6 @@ def sha256_dir(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class ArtifactRef:
     """Where an artifact lives and the content hash it had when it was written."""

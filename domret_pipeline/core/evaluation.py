@@ -144,6 +144,9 @@ def _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tup
         if found is not None:  # None only when every chunk is relevant to the query
             hard_negative[q] = found
 
+    chunks_of_doc: dict[str, list[str]] = {}
+    for chunk in chunks:
+        chunks_of_doc.setdefault(chunk.doc_id, []).append(chunk.chunk_id)
     report, arrays = {}, {}
     for system in dense:
         vectors = base_vectors if system is base else all_vectors(system.index)
@@ -152,7 +155,7 @@ def _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tup
         pos, neg = [], []
         for row, q in enumerate(qids):
             scores = vectors @ qv[row]
-            relevant = [position[c.chunk_id] for c in chunks if qrels[q].get(c.doc_id, 0) > 0]
+            relevant = [position[c] for d, rel in qrels[q].items() if rel > 0 for c in chunks_of_doc.get(d, [])]
             if relevant:
                 pos.append(float(scores[relevant].max()))
             if q in hard_negative:
