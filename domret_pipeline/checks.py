@@ -9,6 +9,7 @@ from .assets.corpus import corpus_chunks
 from .assets.evaluation import evaluation_report
 from .assets.indexes import base_faiss_index, faiss_index
 from .assets.labels import labeled_queries
+from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint
 from .core.artifacts import ArtifactRef, read_json
 from .core.dense_index import DenseIndex
@@ -137,7 +138,45 @@ def tuned_beats_baselines(evaluation_report: ArtifactRef) -> dg.AssetCheckResult
     )
 
 
+@dg.asset_check(
+    asset=reranker_adapter,
+    description=(
+        "Warns when the trained reranker, alone, orders the tuned retriever's dev candidates worse than "
+        "the retriever did (reranking nDCG@10). Fusion may still make it useful: serving_config decides."
+    ),
+)
+def reranker_beats_first_stage_on_dev(reranker_adapter: ArtifactRef) -> dg.AssetCheckResult:
+    card = read_json(f"{reranker_adapter.path}/card.json")
+    return dg.AssetCheckResult(
+        passed=card["dev_ndcg@10"] > card["dev_first_stage_ndcg@10"],
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dev_first_stage_ndcg@10": card["dev_first_stage_ndcg@10"], "dev_ndcg@10": card["dev_ndcg@10"],
+                  "best_epoch": card["best_epoch"]},
+    )
+
+
+@dg.asset_check(
+    asset=serving_config,
+    blocking=True,
+    description=(
+        "The served configuration is the best of dense and hybrid, or beats it on dev nDCG@10: a "
+        "reranker that is worse than the first stage on dev never serves (guards hand-edited bundles)."
+    ),
+)
+def served_not_below_first_stage_on_dev(serving_config: ArtifactRef) -> dg.AssetCheckResult:
+    bundle = read_json(f"{serving_config.path}/serving.json")
+    scores = {row["config"]: row["ndcg@10"] for row in bundle["dev"]["table"]}
+    first_stage = max(scores["dense"], scores["hybrid"])
+    served = scores[bundle["label"]]
+    return dg.AssetCheckResult(
+        passed=served >= first_stage or bundle["label"] == "dense",
+        metadata={"served": bundle["label"], "served_dev_ndcg@10": served, "dense_dev_ndcg@10": scores["dense"],
+                  "hybrid_dev_ndcg@10": scores["hybrid"], "reasons": "; ".join(bundle["config"]["reasons"])},
+    )
+
+
 ALL_CHECKS = [
     chunk_spans_match_documents, base_index_matches_chunks, tuned_index_matches_chunks, frozen_split_is_clean,
     embedding_space_not_collapsed, tuned_not_below_base_on_dev, tuned_beats_baselines,
+    reranker_beats_first_stage_on_dev, served_not_below_first_stage_on_dev,
 ]

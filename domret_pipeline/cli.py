@@ -2,6 +2,7 @@
 
     domret run [--config run_config.yaml]   materialize the whole graph, print the report
     domret report [--json]                  print the latest evaluation report
+    domret search "query" [--json]          search with the served pipeline of the latest run (or --run ID)
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (the project root by default,
 where ``dagster.yaml`` lives), so they show up in ``dagster dev`` afterwards.
@@ -87,6 +88,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    _quiet()
+    from .api import NotMaterializedError, load_search_pipeline
+
+    try:
+        pipeline = load_search_pipeline(args.home, args.run, rerank=False if args.no_rerank else None, top_n=args.top_n)
+    except NotMaterializedError as error:
+        print(f"domret: {error}", file=sys.stderr)
+        return 1
+    results = pipeline.search(args.query)
+    if args.json:
+        print(json.dumps({"serving": pipeline.config.as_dict(), "results": [r.as_dict() for r in results]}, indent=2))
+        return 0
+    print(f"serving: {pipeline.config.label()}")
+    for result in results:
+        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
+        print(f"\nquery: {result.query}   ({stages})")
+        for hit in result.hits:
+            scores = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
+            snippet = " ".join(hit.text.split())[:160]
+            print(f"{hit.rank:>3}. {hit.doc_id} [{hit.start}:{hit.end}] {hit.title[:60]}\n     {scores}\n     {snippet}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="print the latest evaluation report")
     report.add_argument("--json", action="store_true", help="machine-readable output")
     report.set_defaults(func=cmd_report)
+    search = commands.add_parser("search", help="search the corpus with the served pipeline")
+    search.add_argument("query", nargs="+", help="one or more queries (quote each)")
+    search.add_argument("--top-n", type=int, help="passages per query (default: the served configuration's)")
+    search.add_argument("--run", help="serve the artifacts of this Dagster run id instead of the latest")
+    search.add_argument("--home", help="DOMRET_HOME holding refs/ (default: $DOMRET_HOME or .domret)")
+    search.add_argument("--no-rerank", action="store_true", help="skip the reranker even where it serves")
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.set_defaults(func=cmd_search)
     args = parser.parse_args(argv)
     return args.func(args)
 

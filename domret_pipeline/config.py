@@ -109,3 +109,49 @@ class FineTuneConfig(dg.Config):
     )
     dev_random_chunks: int = Field(default=500, description="Random chunks added to the dev corpus.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the checkpoint folder as MLflow artifacts.")
+
+
+class RerankerConfig(dg.Config):
+    base_model: str = Field(
+        default="packaged:all-MiniLM-L6-v2",
+        description="Where the cross-encoder starts: the packaged MiniLM backbone (a fresh scoring head), "
+        "a local cross-encoder folder or a hub id (downloads must be allowed for a hub id).",
+    )
+    max_length: int = Field(default=256, description="Tokens of query + passage the cross-encoder reads.")
+    loss: Literal["mnrl", "lambda", "listnet", "bce"] = Field(
+        default="mnrl",
+        description="mnrl: softmax over positive, mined and in-batch negatives; lambda: LambdaLoss; "
+        "listnet: ListNet; bce: pointwise binary cross-entropy.",
+    )
+    candidates: int = Field(default=20, description="The tuned retriever's top-k chunks per training query.")
+    num_negatives: int = Field(default=3, description="Mined negatives per training row (or per list).")
+    in_batch_negatives: int = Field(default=4, description="mnrl: positives of other queries scored as negatives.")
+    max_positive_ratio: Optional[float] = Field(
+        default=None, description="Drop candidates scoring above this fraction of the weakest positive (None: keep all)."
+    )
+    epochs: int = 2
+    learning_rate: float = 5e-4
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    early_stopping_patience: int = Field(default=1, description="Epochs without dev reranking gain before stopping.")
+    seed: int = 42
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = Field(default=["query", "key", "value"], description="Attention projections to adapt.")
+    train_pooler: bool = Field(default=True, description="Train the BERT pooler with the classifier as the scoring head.")
+    log_model_to_mlflow: bool = Field(default=True, description="Log the adapter and the merged model to MLflow.")
+
+
+class ServingSelectionConfig(dg.Config):
+    candidates: list[int] = Field(default=[20, 50], description="Reranking depths tried on dev.")
+    rerank_only: bool = Field(default=True, description="Try the reranker's score alone as well as the fusions.")
+    fusion_weights: list[float] = Field(
+        default=[0.25, 0.5, 1.0, 2.0], description="Weights w of z(first stage) + w * z(reranker) tried on dev."
+    )
+    depth: int = Field(default=100, description="Chunks each first-stage retriever returns.")
+    rrf_k: int = 60
+    min_gain: float = Field(default=0.0, description="Dev nDCG@10 a stage must add to be switched on.")
+    top_n: int = Field(default=10, description="Passages returned to the caller.")
+    allow_rerank: bool = Field(default=True, description="False: never serve the reranker, whatever dev says.")

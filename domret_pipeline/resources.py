@@ -46,6 +46,14 @@ class EmbeddingModel(dg.ConfigurableResource):
         return load_tokenizer(self.model_name_or_path)
 
 
+def metric_name(key: str) -> str:
+    """MLflow allows alphanumerics, _ - . space : / in names: ``ndcg@10`` -> ``ndcg_at_10``,
+    ``dense+rerank`` -> ``dense_plus_rerank``, anything else odd -> ``_``."""
+    import re
+
+    return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_").replace("+", "_plus_"))
+
+
 class TrackedRun:
     """One MLflow run, bound to one asset materialization."""
 
@@ -61,7 +69,7 @@ class TrackedRun:
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         for key, value in metrics.items():
             if value is not None:
-                self.client.log_metric(self.run_id, key.replace("@", "_at_"), float(value), step=step or 0)
+                self.client.log_metric(self.run_id, metric_name(key), float(value), step=step or 0)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

@@ -17,8 +17,12 @@ from domret_pipeline.io_manager import ArtifactRefIOManager  # noqa: E402
 from domret_pipeline.resources import ArtifactStore, EmbeddingModel, MlflowTracker  # noqa: E402
 
 
-def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
-    """A sentence-transformers model with random weights and the real MiniLM tokenizer."""
+def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0, initializer_range: float = 0.02,
+                       dropout: float = 0.1) -> Path:
+    """A sentence-transformers model with random weights and the real MiniLM tokenizer.
+
+    ``initializer_range`` above BERT's 0.02 makes random [CLS] states differ between inputs,
+    which a cross-encoder head needs to learn anything within a test's few steps."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -29,7 +33,9 @@ def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(PACKAGED_MINILM))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=512)
+                        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=512,
+                        initializer_range=initializer_range, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     backbone = folder / "backbone"
     BertModel(config).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
@@ -43,6 +49,14 @@ def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> Path:
     return build_tiny_encoder(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_base(tmp_path_factory) -> Path:
+    """The tiny encoder drawn with a wider init and no dropout: the starting point of test
+    cross-encoders (a few dozen noisy steps are not enough otherwise)."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("reranker-base"), seed=1, initializer_range=0.2,
+                              dropout=0.0)
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,11 @@ from domret_pipeline.checks import ALL_CHECKS
 from .conftest import make_resources
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
-               "hard_negatives", "embedding_checkpoint", "faiss_index", "evaluation_report"]
+               "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
+               "evaluation_report"]
 
 
-def run_config(data: dict, **labels_overrides) -> dict:
+def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
     # split_salt "t1" puts q3, q4 in train, q5 in dev and q1, q2, q6 in test
     labels = {"queries_path": str(data["queries"]), "qrels_path": str(data["qrels"]), "split_salt": "t1",
               "evidence_path": str(data["evidence"]), "dev_fraction": 0.3, "test_fraction": 0.3, **labels_overrides}
@@ -29,6 +30,9 @@ def run_config(data: dict, **labels_overrides) -> dict:
         "hard_negatives": {"config": {"range_min": 0, "range_max": 20, "num_negatives": 2, "max_positive_ratio": 1.0}},
         "embedding_checkpoint": {"config": {"epochs": 1, "batch_size": 2, "max_seq_length": 64, "learning_rate": 1e-3,
                                             "dev_random_chunks": 5}},
+        "reranker_adapter": {"config": {"base_model": str(reranker_base), "max_length": 64, "epochs": 1, "batch_size": 2,
+                                        "candidates": 6, "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
+        "serving_config": {"config": {"candidates": [4], "fusion_weights": [1.0], "depth": 20, "top_n": 3}},
         "evaluation_report": {"config": {"latency_queries": 3}},
     }}
 
@@ -62,7 +66,7 @@ def test_definitions_import_no_torch():
 
 def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     with dg.instance_for_test() as instance:
-        result = materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset), instance)
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset, tiny_encoder), instance)
         assert result.success
         events = {
             m.asset_key.to_user_string(): m
@@ -97,6 +101,17 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
             assert set(metrics) == {"ndcg@10", "recall@10", "ndcg@100", "recall@100", "mrr@10"}
             assert all(0.0 <= v <= 1.0 for v in metrics.values())
         assert {"dense_base", "dense_tuned", "bm25"} == set(report["latency"])
+        # serving families at their dev-chosen settings, the served one, and per-stage latency
+        serving = report["serving"]
+        assert set(serving["rows"]) == {"dense", "hybrid", "dense+rerank", "hybrid+rerank", "served"}
+        assert all(set(r["metrics"]) == {"ndcg@10", "recall@10", "mrr@10"} for r in serving["rows"].values())
+        assert serving["reasons"] and serving["reasons"][-1].startswith("rerank ")
+        assert {"ann", "bm25", "fusion", "rerank", "total"} <= set(serving["latency"]["hybrid+rerank@20"]["stages"])
+        assert 0 < serving["latency"]["hybrid+rerank@20"]["stages"]["rerank"]["share_of_total"] < 1
+        assert "Serving configurations" in events["evaluation_report"].metadata["report"].value
+        bundle = json.loads((Path(events["serving_config"].metadata["artifact_path"].value) / "serving.json").read_text())
+        assert bundle["artifacts"]["reranker_adapter"]["sha256"] == events["reranker_adapter"].metadata["content_sha256"].value
+        assert report["inputs"]["reranker_adapter"] == bundle["artifacts"]["reranker_adapter"]["sha256"]
         markdown = events["evaluation_report"].metadata["report"].value
         assert "| dense_tuned |" in markdown and "Hard-negative slice" in markdown and "Paired significance" in markdown
         assert (report_dir / "report.html").read_text().startswith("<!doctype html>")
@@ -119,6 +134,9 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
     assert "dense_tuned.ndcg_at_10" in report_run.data.metrics
     training_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "embedding_checkpoint")
     assert "train_loss" in training_run.data.metrics and "dev_ndcg_at_10" in training_run.data.metrics
+    reranker_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "reranker_adapter")
+    assert "trainable_parameters" in reranker_run.data.metrics and "dev_ndcg_at_10" in reranker_run.data.metrics
+    assert "reranker_adapter/adapter" in {a.path for a in client.list_artifacts(reranker_run.info.run_id, "reranker_adapter")}
     assert "embedding_checkpoint/model" in {a.path for a in client.list_artifacts(training_run.info.run_id, "embedding_checkpoint")}
     assert {a.path for a in client.list_artifacts(report_run.info.run_id, "evaluation_report")} >= {
         "evaluation_report/report.html", "evaluation_report/report.json"}
@@ -126,11 +144,11 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
 
 def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     with dg.instance_for_test() as instance:
-        assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset), instance).success
+        assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset, tiny_encoder), instance).success
         before = refs(tmp_path)
         bad = small_dataset["root"] / "bad.jsonl"
         bad.write_text(small_dataset["corpus"].read_text() + '{"_id": "x", "text": "broken\n')
-        config = run_config(small_dataset)
+        config = run_config(small_dataset, tiny_encoder)
         config["ops"]["corpus_documents"]["config"]["path"] = str(bad)
         result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance, raise_on_error=False)
         assert not result.success
@@ -149,7 +167,7 @@ def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_ur
 def test_quarantine_is_reported_in_metadata(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     corpus = small_dataset["corpus"]
     corpus.write_text(corpus.read_text() + '{"_id": "slo-a", "text": "duplicate id"}\n{"_id": "e", "text": ""}\n')
-    config = run_config(small_dataset)
+    config = run_config(small_dataset, tiny_encoder)
     config["ops"]["corpus_documents"]["config"]["on_bad_rows"] = "quarantine"
     result = dg.materialize(
         [a for a in ASSETS if next(iter(a.specs)).key.to_user_string() == "corpus_documents"],
@@ -166,7 +184,7 @@ def test_external_frozen_test_set_replaces_hashed_split(tmp_path, tiny_encoder, 
     root = small_dataset["root"]
     (root / "frozen_queries.jsonl").write_text(json.dumps({"_id": "f1", "text": "Lyon forklift speed"}) + "\n")
     (root / "frozen_qrels.tsv").write_text("f1\tfl-b\t1\n")
-    config = run_config(small_dataset, frozen_test_queries_path=str(root / "frozen_queries.jsonl"),
+    config = run_config(small_dataset, tiny_encoder, frozen_test_queries_path=str(root / "frozen_queries.jsonl"),
                         frozen_test_qrels_path=str(root / "frozen_qrels.tsv"))
     result = materialize(tmp_path, tiny_encoder, mlflow_uri, config)
     report_ref = ArtifactRef.from_json((tmp_path / "refs" / "evaluation_report.json").read_text())
@@ -177,7 +195,7 @@ def test_external_frozen_test_set_replaces_hashed_split(tmp_path, tiny_encoder, 
 def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_dataset):
     import yaml
 
-    config = run_config(small_dataset)
+    config = run_config(small_dataset, tiny_encoder)
     config["resources"] = {"embedding_model": {"config": {"model_name_or_path": str(tiny_encoder), "max_seq_length": 128}}}
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -189,6 +207,21 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     assert "| dense_tuned |" in run.stdout and "| bm25 |" in run.stdout
     report = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
     assert json.loads(report.stdout)["info"]["split"] == "test"
+    # domret search serves the latest bundle, and the bundle of a named run
+    found = subprocess.run([*cli, "search", "Leeds forklift speed", "who approves exceptions", "--json", "--top-n", "2"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert found.returncode == 0, found.stderr[-3000:]
+    results = json.loads(found.stdout)["results"]
+    assert [r["query"] for r in results] == ["Leeds forklift speed", "who approves exceptions"]
+    hit = results[0]["hits"][0]
+    assert hit["rank"] == 1 and hit["doc_id"] and hit["end"] > hit["start"] and "final" in hit["scores"]
+    assert "total" in results[0]["timings"]
+    run_id = run.stdout.split()[1]
+    named = subprocess.run([*cli, "search", "Leeds forklift speed", "--run", run_id], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert named.returncode == 0 and "1. " in named.stdout, named.stderr[-3000:]
+    missing = subprocess.run([*cli, "search", "x", "--run", "no-such-run"], capture_output=True, text=True, env=env)
+    assert missing.returncode == 1 and "no-such-run" in missing.stderr
     # a bad corpus makes the CLI fail with the file and line, and the old report stays
     config["ops"]["corpus_documents"]["config"]["path"] = str(tmp_path / "missing.jsonl")
     config_path.write_text(yaml.safe_dump(config))

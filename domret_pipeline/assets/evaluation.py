@@ -12,7 +12,7 @@ from ..core.serialization import read_chunks, write_jsonl
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
-REPORT_VERSION = "2"
+REPORT_VERSION = "3"
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -24,6 +24,8 @@ BASE, TUNED = "dense_base", "dense_tuned"
         "BM25, the base and the fine-tuned dense retriever side by side on the frozen split: "
         "nDCG@10, MRR@10, Recall@10/100 (pytrec_eval), paired significance tests, the hard-negative "
         "slice and per-slice figures, embedding-space diagnostics with plots, and query latency. "
+        "Then the serving configurations (dense, hybrid, dense+rerank, hybrid+rerank at their dev-chosen "
+        "settings, and the served one) with per-stage latency p50/p95/p99 and the reranker's share. "
         "Markdown here; JSON, a self-contained HTML page and per-query figures as artifacts and in MLflow."
     ),
 )
@@ -35,10 +37,14 @@ def evaluation_report(
     bm25_index: ArtifactRef,
     labeled_queries: ArtifactRef,
     corpus_chunks: ArtifactRef,
+    serving_config: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
+    from ..core.artifacts import read_json
     from ..core.bm25 import BM25Index
+    from ..core.reranker import load_reranker
+    from ..core.serving import evaluate_serving
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import histogram_plot
     from ..core.encoder import set_offline
@@ -48,8 +54,12 @@ def evaluation_report(
     with mlflow.run(context, REPORT_VERSION) as tracked:
         inputs = {"base_faiss_index": base_faiss_index.sha256, "faiss_index": faiss_index.sha256,
                   "bm25_index": bm25_index.sha256, "labeled_queries": labeled_queries.sha256,
-                  "corpus_chunks": corpus_chunks.sha256}
+                  "corpus_chunks": corpus_chunks.sha256, "serving_config": serving_config.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
+        serving = read_json(f"{serving_config.path}/serving.json")
+        for name, ref in (("faiss_index", faiss_index), ("bm25_index", bm25_index), ("corpus_chunks", corpus_chunks)):
+            if serving["artifacts"][name]["sha256"] != ref.sha256:
+                raise ValueError(f"serving_config was chosen with another {name}: re-materialize serving_config")
         systems = []
         for name, ref in ((BASE, base_faiss_index), (TUNED, faiss_index)):
             index, encoder, manifest = open_with_encoder(Path(ref.path))
@@ -58,10 +68,21 @@ def evaluation_report(
             systems.append(DenseSystem(name, index, encoder, manifest["encoder"], manifest["index_type"]))
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        bm25 = BM25Index.load(Path(bm25_index.path))
         report, per_query, arrays = evaluate_retrieval(
-            labels, config.split, chunks, systems, BM25Index.load(Path(bm25_index.path)), tuple(config.k_values),
-            config.latency_queries,
+            labels, config.split, chunks, systems, bm25, tuple(config.k_values), config.latency_queries,
         )
+        reranker_ref = serving["artifacts"]["reranker_adapter"]
+        reranker = None
+        if any(r["settings"]["rerank"] for r in serving["dev"]["table"]):  # a reranker was available to choose
+            ArtifactRef(reranker_ref["path"], reranker_ref["sha256"]).verify()
+            reranker = load_reranker(f"{reranker_ref['path']}/merged", serving["reranker_max_length"])
+        report["serving"], serving_per_query = evaluate_serving(
+            labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
+            serving, config.latency_queries, serving["with_title"],
+        )
+        per_query.update({f"pipeline:{name}": rows for name, rows in serving_per_query.items()})
+        inputs["reranker_adapter"] = reranker_ref["sha256"]
         report["inputs"] = inputs
         markdown = to_markdown(report)
         with atomic_artifact_dir(artifacts.path(), "evaluation_report") as pending:
@@ -85,6 +106,11 @@ def evaluation_report(
             tracked.log_metrics({f"{system}.{k}": v for k, v in values["metrics"].items()})
         for system, values in report["latency"].items():
             tracked.log_metrics({f"{system}.latency_{k}": v for k, v in values.items() if k != "n"})
+        for name, row in report["serving"]["rows"].items():
+            tracked.log_metrics({f"pipeline.{name}.{k}": v for k, v in row["metrics"].items()})
+        for setup, values in report["serving"]["latency"].items():
+            for stage, lat in values["stages"].items():
+                tracked.log_metrics({f"latency.{setup}.{stage}.{k}": v for k, v in lat.items() if k != "n"})
         for system, values in report["diagnostics"].items():
             tracked.log_metrics({f"{system}.uniformity": values["uniformity"],
                                  f"{system}.positive_minus_negative": values["positive_minus_negative"]})
@@ -102,4 +128,6 @@ def evaluation_report(
             "bm25_ndcg@10": dg.MetadataValue.float(report["systems"]["bm25"]["metrics"]["ndcg@10"]),
             "hard_negative_slice_queries": dg.MetadataValue.int(report["slices"].get("hard_negative", {}).get("n_queries", 0)),
             "queries": dg.MetadataValue.int(report["info"]["n_queries"]),
+            "served": report["serving"]["served"],
+            "served_ndcg@10": dg.MetadataValue.float(report["serving"]["rows"]["served"]["metrics"]["ndcg@10"]),
         })

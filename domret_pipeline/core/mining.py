@@ -78,8 +78,10 @@ def mine(
     """Mine negatives for each query. Raises :class:`NoNegativesError` when none survive."""
     if not 0 <= settings.range_min < settings.range_max:
         raise ValueError("need 0 <= range_min < range_max")
-    if not 0 < settings.max_positive_ratio <= 1.0 + 1e-9:
-        raise ValueError("max_positive_ratio must be in (0, 1]")
+    if not settings.max_positive_ratio > 0:
+        # Above 1 the margin lets through candidates that outscore a positive: the reranker's
+        # training wants exactly those (the retriever's own mistakes); inf switches it off.
+        raise ValueError("max_positive_ratio must be positive")
     position = {cid: i for i, cid in enumerate(chunk_ids)}
     scores_all = query_vectors @ chunk_vectors.T  # exact cosine scores (vectors are normalised)
     removed: Counter = Counter()

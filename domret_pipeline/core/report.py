@@ -60,6 +60,24 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                 for name, lat in report["latency"].items()]
         tables.append(("Query latency", "One query at a time, encode + search, on this machine.",
                        ["system", "p50 ms", "p95 ms", "p99 ms", "mean ms", "queries timed"], rows))
+    if report.get("serving"):
+        serving = report["serving"]
+        sig = serving.get("significance_vs_dense", {})
+        rows = [[name, row["config"], *(row["metrics"].get(m, float("nan")) for m in ("ndcg@10", "mrr@10", "recall@10")),
+                 row["dev_ndcg@10"] if row["dev_ndcg@10"] is not None else "", sig[name]["mean_difference"] if name in sig else "",
+                 sig[name]["p_randomization"] if name in sig else ""]
+                for name, row in serving["rows"].items()]
+        tables.append(("Serving configurations", f"The fine-tuned retriever's pipelines on the `{info['split']}` split, each "
+                       "family at its dev-chosen candidates and fusion weight; `served` is what `domret search` runs. "
+                       "Why: " + "; ".join(serving["reasons"]) + ". Difference and p: nDCG@10 against `dense`.",
+                       ["family", "configuration", "nDCG@10", "MRR@10", "Recall@10", "dev nDCG@10", "Δ nDCG@10", "p"], rows))
+        rows = [[setup, values["config"], stage, lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], lat["mean_ms"],
+                 lat.get("share_of_total", "")]
+                for setup, values in serving.get("latency", {}).items() for stage, lat in values["stages"].items()]
+        if rows:
+            tables.append(("Latency per stage", "One query at a time on this machine; ann includes encoding the query. "
+                           "Share: the reranker's part of the total time.",
+                           ["setup", "configuration", "stage", "p50 ms", "p95 ms", "p99 ms", "mean ms", "share"], rows))
     return tables
 
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .early_stopping import keep_best_callback
+
 DEV_METRIC = "dev_cosine_ndcg@10"
 
 
@@ -119,7 +121,6 @@ def train_encoder(
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
-    from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
     torch.manual_seed(settings.seed)
@@ -139,28 +140,7 @@ def train_encoder(
     else:
         raise ValueError(f"unknown loss {settings.loss!r} (mnrl or cached_mnrl)")
 
-    class KeepBest(TrainerCallback):
-        """Best-on-dev state in memory plus early stopping (no checkpoints on disk)."""
-
-        def __init__(self):
-            self.best = base_dev_score
-            self.best_epoch = 0.0
-            self.best_state = None
-            self.bad_epochs = 0
-            self.history: list[dict] = [{"epoch": 0.0, DEV_METRIC: base_dev_score}]
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            score = float(metrics[f"eval_{DEV_METRIC}"])
-            self.history.append({"epoch": float(state.epoch), DEV_METRIC: score})
-            if score > self.best:
-                self.best, self.best_epoch, self.bad_epochs = score, float(state.epoch), 0
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                self.bad_epochs += 1
-                if self.bad_epochs >= settings.early_stopping_patience:
-                    control.should_training_stop = True
-
-    keep_best = KeepBest()
+    keep_best = keep_best_callback(model, DEV_METRIC, base_dev_score, settings.early_stopping_patience)
     steps_per_epoch = max(1, -(-len(rows) // settings.batch_size))
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work_dir / "trainer"),
@@ -187,13 +167,9 @@ def train_encoder(
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    if keep_best.best_state is not None:
-        model.load_state_dict(keep_best.best_state)
-        dev_score, best_epoch = keep_best.best, keep_best.best_epoch
-    else:
-        # No epoch beat the base model on dev: return what training produced and say so
-        # (the embedding_checkpoint asset check warns; the release gate will not promote it).
-        dev_score, best_epoch = keep_best.history[-1][DEV_METRIC], keep_best.history[-1]["epoch"]
+    # When no epoch beat the base model on dev, what training produced is returned and said so
+    # (the embedding_checkpoint asset check warns; the release gate will not promote it).
+    dev_score, best_epoch = keep_best.restore()
     loss_history = [
         {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
         for e in trainer.state.log_history if "loss" in e

@@ -1,0 +1,204 @@
+"""Reranking assets: the LoRA cross-encoder adapter, and the serving configuration chosen on dev."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from ..config import RerankerConfig, ServingSelectionConfig
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.labels import LabeledQueries
+from ..core.report import markdown_table
+from ..core.serialization import read_chunks
+from ..resources import ArtifactStore, MlflowTracker
+from .common import ARTIFACT_IO, artifact_output
+
+RERANKER_VERSION = "1"
+SERVING_VERSION = "1"
+
+
+@dg.asset(
+    group_name="reranking",
+    code_version=RERANKER_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "A cross-encoder reranker adapted with LoRA (peft) on the attention projections, its scoring "
+        "head fully trained. Trained on the fine-tuned retriever's own top-k candidates per training "
+        "query (labeled positives vs the non-relevant candidates) with a listwise/pairwise loss by "
+        "default; best state on dev reranking nDCG@10 kept (early stopping). Writes the adapter "
+        "(small) and a merged model for serving."
+    ),
+)
+def reranker_adapter(
+    context: dg.AssetExecutionContext,
+    config: RerankerConfig,
+    faiss_index: ArtifactRef,
+    labeled_queries: ArtifactRef,
+    corpus_chunks: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.diagnostics import line_plot
+    from ..core.encoder import encode, set_offline
+    from ..core.mining import MiningSettings, mine
+    from ..core.positives import positive_chunks
+    from ..core.reranker import RerankerSettings, save_adapter_and_merged, train_reranker
+    from ..core.reranker_data import dev_samples, rerank_examples
+
+    set_offline(True)
+    with mlflow.run(context, RERANKER_VERSION) as tracked:
+        inputs = {"faiss_index": faiss_index.sha256, "labeled_queries": labeled_queries.sha256,
+                  "corpus_chunks": corpus_chunks.sha256}
+        tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
+        labels = LabeledQueries.load(labeled_queries.path)
+        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
+        with_title = bool(manifest.get("with_title", True))
+        vectors = all_vectors(index)
+        position = {c: i for i, c in enumerate(index.chunk_ids)}
+        chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
+        qrels = labels.qrels_for("train")
+        train_ids = sorted(qrels)
+        if not train_ids:
+            raise ValueError("the train split has no labeled query: nothing to train the reranker on")
+        train_vectors = encode(encoder, [labels.queries[q] for q in train_ids])
+        qvec = dict(zip(train_ids, train_vectors))
+        positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
+                                    lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
+        ratio = config.max_positive_ratio if config.max_positive_ratio is not None else float("inf")
+        mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives,
+                     MiningSettings(0, config.candidates, ratio, config.num_negatives))
+        by_id = {c.chunk_id: c for c in chunks}
+        examples = rerank_examples(mined, labels.queries, by_id, with_title)
+        dev_qrels = labels.qrels_for("dev")
+        dev_ids = sorted(dev_qrels)
+        if not dev_ids:
+            raise ValueError("the dev split has no labeled query: the reranker cannot be early-stopped or judged")
+        dev = dev_samples(dev_ids, labels.queries, dev_qrels, chunks, index.chunk_ids, vectors,
+                          encode(encoder, [labels.queries[q] for q in dev_ids]), config.candidates, with_title)
+        settings = RerankerSettings(**{k: v for k, v in config.model_dump().items() if k in RerankerSettings.__dataclass_fields__})
+        with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
+            work = pending.path / ".work"
+            outcome = train_reranker(config.base_model, examples, dev, settings, work)
+            save_adapter_and_merged(outcome.model, pending.path / "adapter", pending.path / "merged")
+            shutil.rmtree(work, ignore_errors=True)
+            card = {
+                "base_model": config.base_model, "inputs": inputs, "training": settings.as_dict(),
+                "with_title": with_title, "train_queries": len(examples),
+                "train_negatives": mined.n_negatives, "mining_removed": dict(mined.removed),
+                "dev_queries": len(dev), "dev_first_stage_ndcg@10": outcome.first_stage_dev_score,
+                "dev_start_ndcg@10": outcome.start_dev_score, "dev_ndcg@10": outcome.dev_score,
+                "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
+                "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
+                "total_parameters": outcome.total_parameters, "training_seconds": outcome.seconds,
+            }
+            write_json(pending.path / "card.json", card)
+            if outcome.loss_history:
+                line_plot(pending.path / "loss.png", "Reranker training loss", {"loss": (
+                    [e["step"] for e in outcome.loss_history], [e["loss"] for e in outcome.loss_history])}, "step", "loss")
+            line_plot(pending.path / "dev.png", "dev reranking nDCG@10 (chunk level)", {
+                "reranker": ([e["epoch"] for e in outcome.dev_history], [e["dev_ndcg@10"] for e in outcome.dev_history]),
+                "first stage": ([e["epoch"] for e in outcome.dev_history], [outcome.first_stage_dev_score] * len(outcome.dev_history)),
+            }, "epoch", "nDCG@10")
+        final = Path(pending.ref.path)
+        for entry in outcome.loss_history:
+            tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
+        tracked.log_metrics({"dev_ndcg@10": outcome.dev_score, "dev_first_stage_ndcg@10": outcome.first_stage_dev_score,
+                             "trainable_parameters": outcome.trainable_parameters, "training_seconds": outcome.seconds})
+        for name in ("card.json", "loss.png", "dev.png"):
+            if (final / name).exists():
+                tracked.log_artifact(final / name, "reranker_adapter")
+        tracked.log_artifacts(final / "adapter", "reranker_adapter/adapter")
+        if config.log_model_to_mlflow:
+            tracked.log_artifacts(final / "merged", "reranker_adapter/merged")
+        rows = [["base model", f"`{config.base_model}`"], ["loss", settings.loss],
+                ["LoRA", f"r={settings.lora_r}, alpha={settings.lora_alpha} on {', '.join(settings.lora_target_modules)}"],
+                ["head", ", ".join(settings.head_modules())],
+                ["trainable parameters", f"{outcome.trainable_parameters:,} of {outcome.total_parameters:,}"],
+                ["train queries / negatives", f"{len(examples)} / {mined.n_negatives}"],
+                ["dev nDCG@10: first stage → reranker", f"{outcome.first_stage_dev_score:.4f} → {outcome.dev_score:.4f}"],
+                ["best epoch", outcome.best_epoch], ["training time", f"{outcome.seconds:.0f} s"]]
+        return artifact_output(pending.ref, tracked, {
+            "card": dg.MetadataValue.md(markdown_table(["", ""], rows) + "\n\nDev figures rerank the tuned retriever's "
+                                        f"top {config.candidates} chunks; a chunk is relevant when its document is."),
+            "dev_ndcg@10": dg.MetadataValue.float(round(outcome.dev_score, 4)),
+            "dev_first_stage_ndcg@10": dg.MetadataValue.float(round(outcome.first_stage_dev_score, 4)),
+            "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
+            "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
+            "loss_curve": dg.MetadataValue.path(str(final / "loss.png")),
+        })
+
+
+@dg.asset(
+    group_name="reranking",
+    code_version=SERVING_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "Which stages serve, chosen on the dev split: dense or hybrid (BM25 by reciprocal rank "
+        "fusion), reranking on or off, its depth and fusion weight. Reranking is on only where it "
+        "beats the stage before it on dev; the reasons are recorded. Holds the references (path + "
+        "hash) of the index, BM25 and reranker it serves: the bundle `domret search` loads."
+    ),
+)
+def serving_config(
+    context: dg.AssetExecutionContext,
+    config: ServingSelectionConfig,
+    faiss_index: ArtifactRef,
+    bm25_index: ArtifactRef,
+    reranker_adapter: ArtifactRef,
+    labeled_queries: ArtifactRef,
+    corpus_chunks: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    from ..core.bm25 import BM25Index
+    from ..core.dense_index import open_with_encoder
+    from ..core.encoder import set_offline
+    from ..core.reranker import load_reranker
+    from ..core.serving import choose, collect_rankings, grid, score_all
+
+    set_offline(True)
+    with mlflow.run(context, SERVING_VERSION) as tracked:
+        refs = {"faiss_index": faiss_index, "bm25_index": bm25_index, "reranker_adapter": reranker_adapter,
+                "corpus_chunks": corpus_chunks, "labeled_queries": labeled_queries}
+        tracked.log_params({**config.model_dump(), **{f"{k}_sha256": r.sha256 for k, r in refs.items()}})
+        labels = LabeledQueries.load(labeled_queries.path)
+        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
+        card = read_json(f"{reranker_adapter.path}/card.json")
+        reranker = load_reranker(f"{reranker_adapter.path}/merged", card["training"]["max_length"]) if config.allow_rerank else None
+        qrels = labels.qrels_for("dev")
+        if not qrels:
+            raise ValueError("the dev split has no labeled query: cannot choose what serves")
+        weights = ([None] if config.rerank_only else []) + list(config.fusion_weights)
+        configs = grid(sorted(config.candidates), weights, reranker is not None, config.depth, config.rrf_k)
+        rankings = collect_rankings(sorted(qrels), labels.queries, chunks, index, encoder,
+                                    BM25Index.load(Path(bm25_index.path)), reranker, max(config.candidates),
+                                    config.depth, config.rrf_k, bool(manifest.get("with_title", True)))
+        scored = score_all(qrels, rankings, configs, {c.chunk_id: c.doc_id for c in chunks})
+        dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
+        chosen = choose(dev_scores, configs, config.min_gain)
+        if not config.allow_rerank:
+            chosen.reasons.append("rerank off: allow_rerank is false")
+        chosen.top_n = config.top_n
+        table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"]} for label, s in scored.items()]
+        with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
+            write_json(pending.path / "serving.json", {
+                "config": chosen.as_dict(), "label": chosen.label(),
+                "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
+                "with_title": bool(manifest.get("with_title", True)), "reranker_max_length": card["training"]["max_length"],
+                "dev": {"n_queries": len(qrels), "table": table},
+            })
+        tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
+                             "rerank_on": float(chosen.rerank)})
+        tracked.set_tag("domret.serving", chosen.label())
+        tracked.log_artifact(f"{pending.ref.path}/serving.json", "serving_config")
+        rows = [[r["config"], r["ndcg@10"], r["mrr@10"], r["recall@10"]] for r in sorted(table, key=lambda r: -r["ndcg@10"])]
+        return artifact_output(pending.ref, tracked, {
+            "serving": chosen.label(),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),
+            "dev_ndcg@10_served": dg.MetadataValue.float(round(dev_scores[chosen.label()], 4)),
+            "dev_table": dg.MetadataValue.md(f"{len(qrels)} dev queries, document level.\n\n" + markdown_table(
+                ["configuration", "nDCG@10", "MRR@10", "Recall@10"], rows)),
+        })

@@ -1,0 +1,293 @@
+"""A cross-encoder reranker adapted with LoRA (peft), trained with sentence-transformers.
+
+The cross-encoder reads (query, passage) together and outputs one relevance logit. With no
+pre-trained cross-encoder on the machine it starts from a bi-encoder backbone (by default
+the packaged MiniLM) with a fresh scoring head; a configured cross-encoder folder or hub id
+works the same way and keeps its head.
+
+Adaptation is LoRA on the attention projections. The **scoring head** (the classifier, and
+the BERT pooler in front of it) is fully trainable: it starts random, so a frozen head would
+make the adapter learn against noise. peft's ``modules_to_save`` trains the head, saves it
+inside the adapter and restores it when the adapter is loaded.
+
+Losses (``RerankerSettings.loss``):
+
+- ``mnrl`` (default): sentence-transformers' cross-encoder MultipleNegativesRankingLoss, a
+  softmax over the positive, the mined negatives and ``in_batch_negatives`` positives of
+  other queries (listwise in effect);
+- ``lambda``: LambdaLoss (NDCG-weighted pairwise) over each query's candidate list;
+- ``listnet``: ListNet over each query's candidate list;
+- ``bce``: pointwise binary cross-entropy on (query, passage, 0/1) pairs, the option the
+  issue tried first and that learned only the base rate on SciFact.
+
+Training keeps the best state on the dev reranking nDCG@10 (early stopping), then writes the
+adapter (small) and a merged model for serving.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .early_stopping import keep_best_callback
+from .encoder import resolve_model_path
+
+DEV_METRIC = "dev_ndcg@10"
+LOSSES = ("mnrl", "lambda", "listnet", "bce")
+HEAD_MODULES = ("classifier", "pooler")
+
+
+@dataclass
+class RerankerSettings:
+    max_length: int = 256
+    loss: str = "mnrl"
+    num_negatives: int = 3  # mined negatives per training row (mnrl, bce) or per list (lambda, listnet)
+    in_batch_negatives: int = 4  # mnrl only: positives of other queries scored as negatives
+    epochs: int = 2
+    learning_rate: float = 5e-4
+    batch_size: int = 16
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    early_stopping_patience: int = 1
+    seed: int = 42
+    logging_steps: int = 10
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
+    train_pooler: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def head_modules(self) -> list[str]:
+        return list(HEAD_MODULES) if self.train_pooler else ["classifier"]
+
+
+@dataclass
+class RerankExample:
+    """One training query: its text, positive passages and mined negative passages."""
+
+    query: str
+    positives: list[str]
+    negatives: list[str]
+
+
+@dataclass
+class DevSample:
+    """A dev query with the first stage's candidate passages (in retriever order) and the
+    passages that are relevant (any chunk of a relevant document)."""
+
+    query: str
+    candidates: list[str]
+    relevant: list[str]
+
+
+@dataclass
+class RerankerOutcome:
+    model: object  # CrossEncoder with the LoRA adapter still attached (best state restored)
+    start_dev_score: float
+    first_stage_dev_score: float
+    dev_score: float
+    best_epoch: float
+    dev_history: list[dict]
+    loss_history: list[dict]
+    trainable_parameters: int
+    total_parameters: int
+    seconds: float
+
+
+def load_cross_encoder(name_or_path: str, max_length: int, seed: int = 42):
+    """A one-logit CrossEncoder; a bi-encoder folder gets a fresh head (seeded, so a run is
+    repeatable)."""
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    torch.manual_seed(seed)
+    path = resolve_model_path(name_or_path)
+    return CrossEncoder(path, num_labels=1, max_length=max_length, device="cpu", local_files_only=Path(path).is_dir())
+
+
+def attach_lora(model, settings: RerankerSettings):
+    """Wrap the cross-encoder's transformer with a LoRA adapter; returns the peft model."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=settings.lora_r, lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout, target_modules=list(settings.lora_target_modules),
+        modules_to_save=settings.head_modules(), bias="none",
+    )
+    model[0].model = get_peft_model(model[0].model, config)
+    return model[0].model
+
+
+def load_adapter(base_model: str, adapter_dir: str | Path, max_length: int):
+    """The base cross-encoder with a saved adapter (and its head) attached, for inference."""
+    from peft import PeftModel
+
+    model = load_cross_encoder(base_model, max_length)
+    model[0].model = PeftModel.from_pretrained(model[0].model, str(adapter_dir))
+    model.eval()
+    return model
+
+
+def merge_adapter(model) -> None:
+    """Fold the LoRA weights into the base weights in place (plain transformer for serving)."""
+    model[0].model = model[0].model.merge_and_unload()
+
+
+def load_reranker(folder: str | Path, max_length: int | None = None):
+    """A merged reranker saved by :func:`save_merged` (a plain CrossEncoder folder)."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(folder), device="cpu", local_files_only=True, max_length=max_length)
+    model.eval()
+    return model
+
+
+def score_pairs(model, query: str, passages: list[str], batch_size: int = 32):
+    """Raw relevance logits (no sigmoid), one per passage: fusion z-scores them per query."""
+    import numpy as np
+    import torch
+
+    if not passages:
+        return np.zeros(0, dtype=np.float32)
+    scores = model.predict([(query, p) for p in passages], batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                           show_progress_bar=False, convert_to_numpy=True)
+    return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+
+def _training_dataset(examples: list[RerankExample], settings: RerankerSettings):
+    """Rows in the layout each loss reads; a query needs a positive and a negative."""
+    from datasets import Dataset
+
+    usable = [e for e in examples if e.positives and e.negatives]
+    if not usable:
+        raise ValueError("no reranker training example has both a positive and a negative passage")
+    k = settings.num_negatives
+    if settings.loss == "mnrl":
+        columns: dict[str, list] = {"query": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(k)}}
+        for e in usable:
+            for positive in e.positives:
+                columns["query"].append(e.query)
+                columns["positive"].append(positive)
+                for i in range(k):  # a fixed width: a short list repeats its own negatives
+                    columns[f"negative_{i + 1}"].append(e.negatives[i % len(e.negatives)])
+        return Dataset.from_dict(columns)
+    if settings.loss == "bce":
+        columns = {"query": [], "passage": [], "label": []}
+        for e in usable:
+            for passage, label in [(p, 1.0) for p in e.positives] + [(n, 0.0) for n in e.negatives[:k]]:
+                columns["query"].append(e.query)
+                columns["passage"].append(passage)
+                columns["label"].append(label)
+        return Dataset.from_dict(columns)
+    if settings.loss in ("lambda", "listnet"):
+        columns = {"query": [], "docs": [], "labels": []}
+        for e in usable:
+            docs = e.positives + e.negatives[:k]
+            columns["query"].append(e.query)
+            columns["docs"].append(docs)
+            columns["labels"].append([1.0] * len(e.positives) + [0.0] * len(e.negatives[:k]))
+        return Dataset.from_dict(columns)
+    raise ValueError(f"unknown reranker loss {settings.loss!r} (one of {', '.join(LOSSES)})")
+
+
+def _loss(model, settings: RerankerSettings):
+    from sentence_transformers.cross_encoder import losses
+
+    if settings.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model, num_negatives=settings.in_batch_negatives)
+    if settings.loss == "lambda":
+        return losses.LambdaLoss(model)
+    if settings.loss == "listnet":
+        return losses.ListNetLoss(model)
+    if settings.loss == "bce":
+        return losses.BinaryCrossEntropyLoss(model)
+    raise ValueError(f"unknown reranker loss {settings.loss!r} (one of {', '.join(LOSSES)})")
+
+
+def dev_evaluator(samples: list[DevSample], batch_size: int = 32):
+    """Reranking nDCG@10 of the first stage's candidates (positives outside the candidate list
+    count as missed, as in serving). Reports the first stage's own order as ``dev_base_*``."""
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    rows = [{"query": s.query, "positive": s.relevant, "documents": s.candidates} for s in samples if s.relevant]
+    if not rows:
+        raise ValueError("no dev query has a relevant passage: cannot evaluate the reranker")
+    return CrossEncoderRerankingEvaluator(rows, at_k=10, always_rerank_positives=False, name="dev",
+                                          batch_size=batch_size, write_csv=False)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def train_reranker(
+    base_model: str,
+    examples: list[RerankExample],
+    dev: list[DevSample],
+    settings: RerankerSettings,
+    work_dir: Path,
+) -> RerankerOutcome:
+    import torch
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    model = load_cross_encoder(base_model, settings.max_length, settings.seed)
+    attach_lora(model, settings)
+    trainable, total = count_parameters(model)
+    evaluator = dev_evaluator(dev, settings.batch_size)
+    start = evaluator(model)
+    start_score, first_stage_score = float(start[DEV_METRIC]), float(start["dev_base_ndcg@10"])
+
+    dataset = _training_dataset(examples, settings)
+    torch.manual_seed(settings.seed)
+    keep_best = keep_best_callback(model, DEV_METRIC, start_score, settings.early_stopping_patience)
+    steps_per_epoch = max(1, -(-len(dataset) // settings.batch_size))
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(work_dir / "trainer"),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=float(settings.warmup_ratio),  # transformers 5 reads a float below 1 as a ratio
+        weight_decay=settings.weight_decay,
+        # A duplicate text in a batch would be scored as an in-batch negative of itself.
+        batch_sampler=BatchSamplers.NO_DUPLICATES if settings.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_steps=min(settings.logging_steps, steps_per_epoch),
+        report_to="none",
+        seed=settings.seed,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=_loss(model, settings),
+                                  evaluator=evaluator, callbacks=[keep_best])
+    trainer.remove_callback(PrinterCallback)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    dev_score, best_epoch = keep_best.restore()
+    model.eval()
+    loss_history = [
+        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
+        for e in trainer.state.log_history if "loss" in e
+    ]
+    return RerankerOutcome(
+        model=model, start_dev_score=start_score, first_stage_dev_score=first_stage_score, dev_score=dev_score,
+        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
+        trainable_parameters=trainable, total_parameters=total, seconds=seconds,
+    )
+
+
+def save_adapter_and_merged(model, adapter_dir: Path, merged_dir: Path) -> None:
+    """Write the adapter (LoRA weights + head) and then a merged copy for serving. The model
+    keeps its adapter attached only until the merge: call this last."""
+    model[0].model.save_pretrained(str(adapter_dir))
+    merge_adapter(model)
+    model.save(str(merged_dir))

@@ -1,0 +1,50 @@
+"""Training and dev data for the reranker, from the deployed retriever's own candidates.
+
+The reranker only ever sees what the first stage hands it, so it trains on that: for each
+training query, the fine-tuned retriever's top ``candidates`` chunks, with the positive
+chunks (the rule of :mod:`.positives`) against the candidates from non-relevant documents
+(mined by :func:`.mining.mine` with the window starting at rank 0: the retriever's own
+mistakes are the negatives worth learning). Dev samples are the dev queries' candidate
+lists in retriever order, so dev reranking nDCG@10 measures exactly the serving task.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .chunking import Chunk, passage_text
+from .mining import MiningResult
+from .reranker import DevSample, RerankExample
+
+
+def rerank_examples(mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk],
+                    with_title: bool = True) -> list[RerankExample]:
+    return [
+        RerankExample(
+            queries[q.query_id],
+            [passage_text(chunks_by_id[c], with_title) for c, _, _ in q.positives],
+            [passage_text(chunks_by_id[n["chunk_id"]], with_title) for n in q.negatives],
+        )
+        for q in mined.queries if q.positives and q.negatives
+    ]
+
+
+def dev_samples(qids: list[str], queries: dict[str, str], qrels: dict[str, dict[str, int]], chunks: list[Chunk],
+                chunk_ids: list[str], chunk_vectors: np.ndarray, query_vectors: np.ndarray, candidates: int,
+                with_title: bool = True) -> list[DevSample]:
+    """Each dev query's top ``candidates`` chunks (exact scores) and every chunk of its
+    relevant documents as the relevant passages."""
+    by_id = {c.chunk_id: c for c in chunks}
+    by_doc: dict[str, list[str]] = {}
+    for c in chunks:
+        by_doc.setdefault(c.doc_id, []).append(c.chunk_id)
+    samples = []
+    for row, q in enumerate(qids):
+        order = np.argsort(-(chunk_vectors @ query_vectors[row]), kind="stable")[:candidates]
+        relevant = [c for d, rel in sorted(qrels.get(q, {}).items()) if rel > 0 for c in by_doc.get(d, [])]
+        samples.append(DevSample(
+            queries[q],
+            [passage_text(by_id[chunk_ids[i]], with_title) for i in order],
+            [passage_text(by_id[c], with_title) for c in relevant],
+        ))
+    return samples

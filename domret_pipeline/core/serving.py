@@ -1,0 +1,191 @@
+"""Scoring every serving configuration on one split, and choosing what serves on dev.
+
+First-stage rankings (dense and hybrid) and the reranker's scores are computed once per
+split and shared by all configurations, so a grid over candidates and fusion weights costs
+one pass of the cross-encoder. Rankings are of chunks; metrics are of documents (a document
+scores as its best chunk), as everywhere else in the project.
+
+Choice rule (dev split only):
+
+1. the first stage is hybrid only when hybrid beats dense on dev nDCG@10 by more than
+   ``min_gain``;
+2. reranking serves only when the best reranking configuration beats the chosen first stage
+   on dev nDCG@10 by more than ``min_gain``; otherwise it is off, and the reason (with both
+   figures) is recorded with the configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .chunking import Chunk, passage_text
+from .encoder import encode
+from .metrics import evaluate_run, latency_summary, mean_metrics
+from .retrieval import aggregate_max
+from .search import ServingConfig, SearchPipeline, apply_rerank, rrf_fuse
+
+PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
+
+
+@dataclass
+class SplitRankings:
+    """First-stage chunk rankings per query and reranker logits for their heads."""
+
+    qids: list[str]
+    dense: dict[str, list[tuple[str, float]]]
+    hybrid: dict[str, list[tuple[str, float]]]
+    rerank: dict[str, dict[str, float]]  # empty when there is no reranker
+
+
+def collect_rankings(
+    qids: list[str], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
+    max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
+) -> SplitRankings:
+    from .reranker import score_pairs
+
+    texts = [queries[q] for q in qids]
+    dense = dict(zip(qids, index.search(encode(encoder, texts, batch_size), depth)))
+    lexical = dict(zip(qids, bm25.search(texts, depth)))
+    hybrid = {q: rrf_fuse([dense[q], lexical[q]], rrf_k)[:depth] for q in qids}
+    rerank: dict[str, dict[str, float]] = {}
+    if reranker is not None:
+        by_id = {c.chunk_id: c for c in chunks}
+        for q in qids:
+            head = list(dict.fromkeys([c for c, _ in dense[q][:max_candidates]] + [c for c, _ in hybrid[q][:max_candidates]]))
+            logits = score_pairs(reranker, queries[q], [passage_text(by_id[c], with_title) for c in head], batch_size)
+            rerank[q] = dict(zip(head, map(float, logits)))
+    return SplitRankings(qids, dense, hybrid, rerank)
+
+
+def ranking_for(rankings: SplitRankings, config: ServingConfig, qid: str) -> list[tuple[str, float]]:
+    first = rankings.dense[qid] if config.first_stage == "dense" else rankings.hybrid[qid]
+    if not config.rerank:
+        return first
+    return apply_rerank(first, rankings.rerank[qid], config.candidates, config.fusion_weight)
+
+
+def evaluate_config(qrels: dict[str, dict[str, int]], rankings: SplitRankings, config: ServingConfig,
+                    chunk_to_doc: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per-query document metrics of one configuration."""
+    run = {q: aggregate_max(ranking_for(rankings, config, q), chunk_to_doc) for q in rankings.qids}
+    return evaluate_run(qrels, run, PIPELINE_K)
+
+
+def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int) -> list[ServingConfig]:
+    configs = [ServingConfig("dense", depth=depth, rrf_k=rrf_k), ServingConfig("hybrid", depth=depth, rrf_k=rrf_k)]
+    if with_reranker:
+        for first in ("dense", "hybrid"):
+            for k in candidates:
+                for w in fusion_weights:
+                    configs.append(ServingConfig(first, True, k, w, rrf_k, depth))
+    return configs
+
+
+def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: float = 0.0) -> ServingConfig:
+    """The serving configuration from dev nDCG@10 per configuration label (see module doc)."""
+    by_label = {c.label(): c for c in configs}
+    dense, hybrid = scores["dense"], scores["hybrid"]
+    if hybrid > dense + min_gain:
+        first, reasons = by_label["hybrid"], [f"hybrid on: dev nDCG@10 {hybrid:.4f} > dense {dense:.4f}"]
+    else:
+        first, reasons = by_label["dense"], [f"hybrid off: dev nDCG@10 {hybrid:.4f} does not beat dense {dense:.4f} by more than {min_gain:g}"]
+    first_score = scores[first.label()]
+    reranked = [c for c in configs if c.rerank]
+    if not reranked:
+        chosen = first
+        reasons.append("rerank off: no reranker")
+    else:
+        # Ties go to the cheaper configuration: fewer candidates first, as listed in the grid.
+        best = max(reranked, key=lambda c: (scores[c.label()], -c.candidates))
+        best_score = scores[best.label()]
+        if best_score > first_score + min_gain:
+            chosen = best
+            reasons.append(f"rerank on: {best.label()} dev nDCG@10 {best_score:.4f} > {first.label()} {first_score:.4f}")
+        else:
+            chosen = first
+            reasons.append(f"rerank off: the best reranking configuration, {best.label()}, scored dev nDCG@10 "
+                           f"{best_score:.4f}, not above {first.label()} {first_score:.4f} by more than {min_gain:g}")
+    return ServingConfig(**{**chosen.as_dict(), "reasons": reasons})
+
+
+def best_per_family(scores: dict[str, float], configs: list[ServingConfig]) -> dict[str, ServingConfig]:
+    """The best dev configuration of each family (dense, hybrid, dense+rerank, hybrid+rerank):
+    the report shows each family with its dev-chosen candidates and weight."""
+    families: dict[str, ServingConfig] = {}
+    for config in configs:
+        family = config.first_stage + ("+rerank" if config.rerank else "")
+        if family not in families or scores[config.label()] > scores[families[family].label()]:
+            families[family] = config
+    return families
+
+
+def time_pipeline(pipeline: SearchPipeline, queries: list[str]) -> dict[str, dict[str, float]]:
+    """One query at a time, as users send them: p50/p95/p99 per stage and of the total."""
+    per_stage: dict[str, list[float]] = {}
+    for query in queries:
+        started = time.perf_counter()
+        result = pipeline.search([query])[0]
+        result.timings["total"] = time.perf_counter() - started
+        for stage, seconds in result.timings.items():
+            per_stage.setdefault(stage, []).append(seconds)
+    summary = {stage: {**latency_summary(values), "n": len(values)} for stage, values in per_stage.items()}
+    if "rerank" in per_stage:
+        summary["rerank"]["share_of_total"] = float(sum(per_stage["rerank"]) / sum(per_stage["total"]))
+    return summary
+
+
+def score_all(qrels, rankings: SplitRankings, configs: list[ServingConfig], chunk_to_doc) -> dict[str, dict]:
+    """label -> {"config", "per_query", "metrics"} for every configuration."""
+    out = {}
+    for config in configs:
+        per_query = evaluate_config(qrels, rankings, config, chunk_to_doc)
+        out[config.label()] = {"config": config, "per_query": per_query, "metrics": mean_metrics(per_query)}
+    return out
+
+
+def evaluate_serving(
+    qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
+    serving: dict, latency_queries: int = 100, with_title: bool = True,
+) -> tuple[dict, dict[str, dict[str, dict[str, float]]]]:
+    """Every configuration family at its dev-chosen settings, and the served configuration, on
+    one (frozen) split; plus per-stage latency of the served pipeline and of the full one
+    (hybrid + rerank), one query at a time. ``serving`` is the ``serving.json`` document."""
+    from .significance import paired_test
+
+    dev_rows = serving["dev"]["table"]
+    dev_scores = {r["config"]: r["ndcg@10"] for r in dev_rows}
+    configs = [ServingConfig.from_dict(r["settings"]) for r in dev_rows]
+    served = ServingConfig.from_dict(serving["config"])
+    families = best_per_family(dev_scores, configs)
+    if reranker is None:
+        families = {k: v for k, v in families.items() if not v.rerank}
+    evaluated = {**{family: c for family, c in families.items()}, "served": served}
+    max_candidates = max([c.candidates for c in evaluated.values() if c.rerank] or [0])
+    qids = sorted(qrels)
+    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, reranker if max_candidates else None,
+                                max_candidates, served.depth, served.rrf_k, with_title)
+    chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
+    per_query = {name: evaluate_config(qrels, rankings, c, chunk_to_doc) for name, c in evaluated.items()}
+    rows = {
+        name: {"config": c.label(), "metrics": mean_metrics(per_query[name]), "dev_ndcg@10": dev_scores.get(c.label()),
+               "n_queries": len(per_query[name])}
+        for name, c in evaluated.items()
+    }
+    significance = {
+        name: paired_test({q: per_query["dense"][q]["ndcg@10"] for q in qids}, {q: per_query[name][q]["ndcg@10"] for q in qids})
+        for name in evaluated if name != "dense"
+    }
+    latency = {}
+    if latency_queries > 0:
+        timed = [queries[q] for q in qids[:latency_queries]]
+        setups = {"served": served}
+        if reranker is not None:
+            setups["hybrid+rerank@20"] = ServingConfig("hybrid", True, 20, served.fusion_weight if served.rerank else None,
+                                                       served.rrf_k, served.depth)
+        for name, config in setups.items():
+            pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker if config.rerank else None, with_title)
+            latency[name] = {"config": config.label(), "stages": time_pipeline(pipeline, timed)}
+    report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
+              "significance_vs_dense": significance, "latency": latency}
+    return report, per_query

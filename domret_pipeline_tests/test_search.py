@@ -1,0 +1,113 @@
+"""The query-time pipeline and the dev choice of what serves."""
+
+import numpy as np
+import pytest
+
+from domret_pipeline.core.chunking import Chunk
+from domret_pipeline.core.search import SearchPipeline, ServingConfig, apply_rerank, rrf_fuse, zscore
+from domret_pipeline.core.serving import SplitRankings, choose, evaluate_config, grid
+
+
+def test_rrf_rewards_agreement_and_breaks_ties_by_id():
+    fused = rrf_fuse([[("a", 9.0), ("b", 8.0), ("c", 7.0)], [("c", 3.0), ("b", 2.0)]], rrf_k=60)
+    assert [c for c, _ in fused] == ["c", "b", "a"]  # c: 1/63 + 1/61 > b: 1/62 + 1/62 > a: 1/61
+    assert dict(fused) == pytest.approx({"c": 1 / 63 + 1 / 61, "b": 2 / 62, "a": 1 / 61})
+    assert [c for c, _ in rrf_fuse([[("y", 1.0)], [("x", 1.0)]])] == ["x", "y"]
+
+
+def test_rerank_reorders_the_head_and_keeps_the_tail_below_it():
+    first = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.6)]
+    ranked = apply_rerank(first, {"a": -2.0, "b": 1.0, "c": 3.0}, candidates=3, fusion_weight=None)
+    assert [c for c, _ in ranked] == ["c", "b", "a", "d"]
+    assert ranked[-1][1] < ranked[-2][1]
+    # Fusion z(first) + w z(rerank): z(first) = (1.38, -0.57, -0.81), z(rerank) = (-1.22, 1.22, 0).
+    first, logits = [("a", 0.9), ("b", 0.1), ("c", 0.0)], {"a": 0.0, "b": 0.2, "c": 0.1}
+    assert [c for c, _ in apply_rerank(first, logits, 3, fusion_weight=0.25)] == ["a", "b", "c"]
+    assert [c for c, _ in apply_rerank(first, logits, 3, fusion_weight=1.0)] == ["b", "a", "c"]
+    np.testing.assert_allclose(zscore(np.array([1.0, 1.0])), [0.0, 0.0])
+
+
+def _chunks():
+    texts = {"d1": "Forklifts at Leeds drive at 8 km/h.", "d2": "Forklifts at Lyon drive at 6 km/h.",
+             "d3": "OBX-3 carries the LOINC code."}
+    return [Chunk(f"{d}#0", d, 0, 0, len(t), 0, 0, 8, t, d.upper()) for d, t in texts.items()]
+
+
+class FixedIndex:
+    """An index whose answer is fixed: the dense stage under test is the ranking, not FAISS."""
+
+    def __init__(self, ranking):
+        self.ranking = ranking
+
+    def search(self, vectors, k):
+        return [self.ranking[:k] for _ in range(len(vectors))]
+
+
+class OneHotEncoder:
+    def encode(self, texts, **kwargs):
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+
+class KeywordReranker:
+    """Scores a passage by whether it names Leeds: stands in for a trained cross-encoder."""
+
+    def predict(self, pairs, **kwargs):
+        return np.array([5.0 if "Leeds" in p else -1.0 for _, p in pairs], dtype=np.float32)
+
+
+def test_pipeline_returns_spans_scores_and_stage_timings():
+    chunks = _chunks()
+    index = FixedIndex([("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)])
+    dense = SearchPipeline(chunks, index, OneHotEncoder(), ServingConfig("dense", top_n=2))
+    result = dense.search(["Leeds forklift speed"])[0]
+    assert [h.doc_id for h in result.hits] == ["d2", "d1"]  # the bi-encoder's mistake
+    assert set(result.timings) == {"ann", "total"}
+
+    reranked = SearchPipeline(chunks, index, OneHotEncoder(), ServingConfig("dense", rerank=True, candidates=3, top_n=2),
+                              reranker=KeywordReranker())
+    result = reranked.search(["Leeds forklift speed"])[0]
+    assert [h.doc_id for h in result.hits] == ["d1", "d2"]  # fixed by the reranker
+    top = result.hits[0]
+    assert (top.start, top.end, top.title) == (0, len(top.text), "D1")
+    assert set(top.scores) == {"dense", "rerank", "final"}
+    assert {"ann", "rerank", "total"} <= set(result.timings)
+
+
+def test_pipeline_refuses_missing_parts():
+    with pytest.raises(ValueError, match="BM25"):
+        SearchPipeline(_chunks(), FixedIndex([]), OneHotEncoder(), ServingConfig("hybrid"))
+    with pytest.raises(ValueError, match="no reranker"):
+        SearchPipeline(_chunks(), FixedIndex([]), OneHotEncoder(), ServingConfig("dense", rerank=True))
+
+
+def _rankings(rerank_logits):
+    dense = {"q": [("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)]}
+    hybrid = {"q": [("d2#0", 0.03), ("d3#0", 0.02), ("d1#0", 0.01)]}
+    return SplitRankings(["q"], dense, hybrid, {"q": rerank_logits})
+
+
+def test_configs_are_scored_at_document_level():
+    chunk_to_doc = {c.chunk_id: c.doc_id for c in _chunks()}
+    rankings = _rankings({"d1#0": 3.0, "d2#0": 0.0, "d3#0": 0.0})
+    qrels = {"q": {"d1": 1}}
+    assert evaluate_config(qrels, rankings, ServingConfig("dense"), chunk_to_doc)["q"]["mrr@10"] == 0.5
+    assert evaluate_config(qrels, rankings, ServingConfig("hybrid"), chunk_to_doc)["q"]["mrr@10"] == pytest.approx(1 / 3)
+    assert evaluate_config(qrels, rankings, ServingConfig("dense", True, 3), chunk_to_doc)["q"]["mrr@10"] == 1.0
+
+
+def test_reranking_serves_only_when_it_beats_the_first_stage_on_dev():
+    configs = grid([20], [None, 1.0], with_reranker=True, depth=100, rrf_k=60)
+    scores = {c.label(): 0.50 for c in configs}
+    scores["dense"], scores["hybrid"] = 0.60, 0.55
+    chosen = choose(scores, configs)
+    assert (chosen.first_stage, chosen.rerank) == ("dense", False)
+    assert any(r.startswith("rerank off") and "0.5000" in r and "0.6000" in r for r in chosen.reasons)
+    assert any(r.startswith("hybrid off") for r in chosen.reasons)
+
+    better = ServingConfig("hybrid", True, 20, 1.0).label()
+    scores[better] = 0.65
+    chosen = choose(scores, configs)
+    assert (chosen.first_stage, chosen.rerank, chosen.fusion_weight) == ("hybrid", True, 1.0)
+    assert any(r.startswith("rerank on") for r in chosen.reasons)
+    # A gain inside the tolerance is not enough.
+    assert not choose(scores, configs, min_gain=0.1).rerank
