@@ -38,13 +38,11 @@ def reranker_adapter(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import line_plot
-    from ..core.encoder import encode, set_offline
-    from ..core.mining import MiningSettings, mine
-    from ..core.positives import positive_chunks
+    from ..core.encoder import set_offline
     from ..core.reranker import RerankerSettings, save_adapter_and_merged, train_reranker
-    from ..core.reranker_data import dev_samples, rerank_examples
+    from ..core.reranker_data import prepare
 
     set_offline(True)
     with mlflow.run(context, RERANKER_VERSION) as tracked:
@@ -55,28 +53,8 @@ def reranker_adapter(
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
         with_title = bool(manifest.get("with_title", True))
-        vectors = all_vectors(index)
-        position = {c: i for i, c in enumerate(index.chunk_ids)}
-        chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
-        qrels = labels.qrels_for("train")
-        train_ids = sorted(qrels)
-        if not train_ids:
-            raise ValueError("the train split has no labeled query: nothing to train the reranker on")
-        train_vectors = encode(encoder, [labels.queries[q] for q in train_ids])
-        qvec = dict(zip(train_ids, train_vectors))
-        positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
-                                    lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
-        ratio = config.max_positive_ratio if config.max_positive_ratio is not None else float("inf")
-        mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives,
-                     MiningSettings(0, config.candidates, ratio, config.num_negatives))
-        by_id = {c.chunk_id: c for c in chunks}
-        examples = rerank_examples(mined, labels.queries, by_id, with_title)
-        dev_qrels = labels.qrels_for("dev")
-        dev_ids = sorted(dev_qrels)
-        if not dev_ids:
-            raise ValueError("the dev split has no labeled query: the reranker cannot be early-stopped or judged")
-        dev = dev_samples(dev_ids, labels.queries, dev_qrels, chunks, index.chunk_ids, vectors,
-                          encode(encoder, [labels.queries[q] for q in dev_ids]), config.candidates, with_title)
+        examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
+                                       config.max_positive_ratio, with_title)
         settings = RerankerSettings(**{k: v for k, v in config.model_dump().items() if k in RerankerSettings.__dataclass_fields__})
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
@@ -156,7 +134,7 @@ def serving_config(
     from ..core.dense_index import open_with_encoder
     from ..core.encoder import set_offline
     from ..core.reranker import load_reranker
-    from ..core.serving import choose, collect_rankings, grid, score_all
+    from ..core.serving import select_on_dev
 
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
@@ -169,16 +147,11 @@ def serving_config(
         card = read_json(f"{reranker_adapter.path}/card.json")
         reranker = load_reranker(f"{reranker_adapter.path}/merged", card["training"]["max_length"]) if config.allow_rerank else None
         qrels = labels.qrels_for("dev")
-        if not qrels:
-            raise ValueError("the dev split has no labeled query: cannot choose what serves")
         weights = ([None] if config.rerank_only else []) + list(config.fusion_weights)
-        configs = grid(sorted(config.candidates), weights, reranker is not None, config.depth, config.rrf_k)
-        rankings = collect_rankings(sorted(qrels), labels.queries, chunks, index, encoder,
-                                    BM25Index.load(Path(bm25_index.path)), reranker, max(config.candidates),
-                                    config.depth, config.rrf_k, bool(manifest.get("with_title", True)))
-        scored = score_all(qrels, rankings, configs, {c.chunk_id: c.doc_id for c in chunks})
+        chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, BM25Index.load(Path(bm25_index.path)),
+                                       reranker, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
+                                       bool(manifest.get("with_title", True)))
         dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
-        chosen = choose(dev_scores, configs, config.min_gain)
         if not config.allow_rerank:
             chosen.reasons.append("rerank off: allow_rerank is false")
         chosen.top_n = config.top_n

@@ -48,3 +48,36 @@ def dev_samples(qids: list[str], queries: dict[str, str], qrels: dict[str, dict[
             [passage_text(by_id[c], with_title) for c in relevant],
         ))
     return samples
+
+
+def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_negatives: int,
+            max_positive_ratio: float | None = None, with_title: bool = True):
+    """Training examples (train split) and dev samples (dev split) from a fine-tuned index and
+    its encoder. Returns ``(examples, dev, mined)``; ``mined`` keeps the mining counts."""
+    from .dense_index import all_vectors
+    from .encoder import encode
+    from .mining import MiningSettings, mine
+    from .positives import positive_chunks
+
+    vectors = all_vectors(index)
+    position = {c: i for i, c in enumerate(index.chunk_ids)}
+    chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
+    qrels = labels.qrels_for("train")
+    train_ids = sorted(qrels)
+    if not train_ids:
+        raise ValueError("the train split has no labeled query: nothing to train the reranker on")
+    dev_qrels = labels.qrels_for("dev")
+    dev_ids = sorted(dev_qrels)
+    if not dev_ids:
+        raise ValueError("the dev split has no labeled query: the reranker cannot be early-stopped or judged")
+    train_vectors = encode(encoder, [labels.queries[q] for q in train_ids])
+    qvec = dict(zip(train_ids, train_vectors))
+    positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
+                                lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
+    ratio = max_positive_ratio if max_positive_ratio is not None else float("inf")
+    mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives,
+                 MiningSettings(0, candidates, ratio, num_negatives))
+    examples = rerank_examples(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
+    dev = dev_samples(dev_ids, labels.queries, dev_qrels, chunks, index.chunk_ids, vectors,
+                      encode(encoder, [labels.queries[q] for q in dev_ids]), candidates, with_title)
+    return examples, dev, mined

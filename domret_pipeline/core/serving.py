@@ -189,3 +189,19 @@ def evaluate_serving(
     report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
               "significance_vs_dense": significance, "latency": latency}
     return report, per_query
+
+
+def select_on_dev(
+    qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
+    candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
+    min_gain: float = 0.0, with_title: bool = True,
+) -> tuple[ServingConfig, dict[str, dict]]:
+    """Score the whole grid on the dev split and choose; returns (chosen, scored grid)."""
+    if not qrels:
+        raise ValueError("the dev split has no labeled query: cannot choose what serves")
+    configs = grid(sorted(candidates), fusion_weights, reranker is not None, depth, rrf_k)
+    rankings = collect_rankings(sorted(qrels), queries, chunks, index, encoder, bm25, reranker, max(candidates),
+                                depth, rrf_k, with_title)
+    scored = score_all(qrels, rankings, configs, {c.chunk_id: c.doc_id for c in chunks})
+    chosen = choose({label: s["metrics"]["ndcg@10"] for label, s in scored.items()}, configs, min_gain)
+    return chosen, scored
