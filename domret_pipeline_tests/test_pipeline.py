@@ -229,3 +229,15 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     assert failed.returncode == 1 and "corpus not found" in failed.stderr
     again = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
     assert json.loads(again.stdout) == json.loads(report.stdout)
+
+
+def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
+    import pytest
+
+    from domret_pipeline.cli import _asset_selection
+
+    names = lambda spec: sorted(k.to_user_string() for k in _asset_selection(defs, spec))  # noqa: E731
+    assert names("reranker_adapter+") == ["evaluation_report", "reranker_adapter", "serving_config"]
+    assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
+    with pytest.raises(SystemExit, match="unknown asset 'nope'"):
+        _asset_selection(defs, "nope+")

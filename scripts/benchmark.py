@@ -32,11 +32,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
     parser.add_argument("--job", default="domret_full")
+    parser.add_argument("--select", help="as `domret run --select`: 'a,b' or 'b+'; upstream assets are read from "
+                        "their latest references (say so when you report the figures)")
     args = parser.parse_args()
     os.environ.setdefault("DAGSTER_HOME", str(Path.cwd()))
     import yaml
     from dagster import DagsterEventType, DagsterInstance
 
+    from domret_pipeline.cli import _asset_selection
     from domret_pipeline.definitions import defs
 
     samples: list[tuple[float, float]] = []
@@ -53,7 +56,12 @@ def main() -> int:
     run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
     instance = DagsterInstance.get()
     started = time.perf_counter()
-    result = defs.resolve_job_def(args.job).execute_in_process(run_config=run_config, instance=instance, raise_on_error=True)
+    selection = _asset_selection(defs, args.select) if args.select else None
+    if selection is not None:
+        run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if any(k == s.to_user_string() for s in selection)}
+    result = defs.resolve_job_def(args.job).execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=True,
+        asset_selection=sorted(selection, key=str) if selection else None)
     wall = time.perf_counter() - started
     stop.set()
     sampler.join()
@@ -70,7 +78,7 @@ def main() -> int:
 
     print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"command: python scripts/benchmark.py --config {args.config}")
+    print("command: python scripts/benchmark.py " + " ".join(sys.argv[1:]))
     print(f"run id: {result.run_id}\n")
     print("| step | wall s | peak RSS MiB |\n|---|---|---|")
     for step, (begin, end) in sorted(spans.items(), key=lambda kv: kv[1][0]):
@@ -80,8 +88,9 @@ def main() -> int:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"| whole run | {wall:.1f} | {peak_mib:.0f} |\n")
     print("Peak RSS is the process while the step ran, including what earlier steps left allocated.\n")
-    ref = result.output_for_node("evaluation_report")
-    print(Path(ref.path, "report.md").read_text())
+    if selection is None or any(s.to_user_string() == "evaluation_report" for s in selection):
+        ref = result.output_for_node("evaluation_report")
+        print(Path(ref.path, "report.md").read_text())
     return 0
 
 
