@@ -40,17 +40,20 @@ def test_without_pooler_only_the_classifier_is_the_head(tiny_reranker_base):
     assert trainable == 2 * 3 * (2 * 4 * 32) + 33
 
 
+EXAMPLES = [
+    RerankExample("forklift speed at Leeds", ["Forklifts at Leeds drive at most 8 km/h."],
+                  ["Forklifts at Lyon drive at most 6 km/h.", "OBX-3 carries the LOINC code."]),
+    RerankExample("who approves ledger-sync exceptions", ["ledger-sync exceptions need the VP of Engineering."],
+                  ["checkout-api exceptions need the SRE lead.", "PID-3 carries the MRN."]),
+    RerankExample("OBX-3 CUI mapping", ["OBX-3 is mapped to a UMLS CUI before storage."],
+                  ["PID-3 unmapped values go to the queue.", "Batteries charge in Bay C."]),
+    RerankExample("where are Lyon batteries charged", ["Lyon batteries charge in Zone 4."],
+                  ["Leeds batteries charge in Bay C.", "The SLO is 99.9%."]),
+]
+
+
 def _trained(tiny_reranker_base, tmp_path, **overrides):
-    examples = [
-        RerankExample("forklift speed at Leeds", ["Forklifts at Leeds drive at most 8 km/h."],
-                      ["Forklifts at Lyon drive at most 6 km/h.", "OBX-3 carries the LOINC code."]),
-        RerankExample("who approves ledger-sync exceptions", ["ledger-sync exceptions need the VP of Engineering."],
-                      ["checkout-api exceptions need the SRE lead.", "PID-3 carries the MRN."]),
-        RerankExample("OBX-3 CUI mapping", ["OBX-3 is mapped to a UMLS CUI before storage."],
-                      ["PID-3 unmapped values go to the queue.", "Batteries charge in Bay C."]),
-        RerankExample("where are Lyon batteries charged", ["Lyon batteries charge in Zone 4."],
-                      ["Leeds batteries charge in Bay C.", "The SLO is 99.9%."]),
-    ]
+    examples = EXAMPLES
     dev = [DevSample(e.query, e.negatives + e.positives, e.positives) for e in examples]
     settings = _settings(**{"epochs": 30, "learning_rate": 3e-3, "num_negatives": 2, "in_batch_negatives": 2,
                             "early_stopping_patience": 100, **overrides})
@@ -95,3 +98,33 @@ def test_other_losses_train(tiny_reranker_base, tmp_path, loss):
 def test_unknown_loss_is_refused(tiny_reranker_base, tmp_path):
     with pytest.raises(ValueError, match="unknown reranker loss"):
         _trained(tiny_reranker_base, tmp_path, loss="hinge-ish", epochs=1)
+
+
+def test_trained_reranker_fixes_what_the_bi_encoder_ranks_wrong(tiny_encoder, tiny_reranker_base, tmp_path):
+    """End to end through the query-time pipeline: a real (tiny) bi-encoder and FAISS index put
+    a wrong passage first for some training query; the trained cross-encoder puts it right."""
+    from domret_pipeline.core.chunking import Chunk
+    from domret_pipeline.core.dense_index import DenseIndex, build_index
+    from domret_pipeline.core.encoder import encode, load_encoder
+    from domret_pipeline.core.search import SearchPipeline, ServingConfig
+
+    passages = sorted({p for e in EXAMPLES for p in e.positives + e.negatives})
+    # Listwise over every passage, so the reranker learns the whole ordering the pipeline asks of it.
+    examples = [RerankExample(e.query, e.positives, [p for p in passages if p not in e.positives]) for e in EXAMPLES]
+    dev = [DevSample(e.query, passages, e.positives) for e in examples]
+    settings = _settings(loss="listnet", epochs=40, learning_rate=3e-3, num_negatives=len(passages), batch_size=4,
+                         early_stopping_patience=100)
+    outcome = train_reranker(str(tiny_reranker_base), examples, dev, settings, tmp_path / "work2")
+    chunks = [Chunk(f"p{i}", f"p{i}", 0, 0, len(t), 0, 0, 10, t) for i, t in enumerate(passages)]
+    encoder = load_encoder(str(tiny_encoder), 64)
+    index = DenseIndex(build_index(encode(encoder, passages), "flat"), [c.chunk_id for c in chunks])
+    config = dict(first_stage="dense", candidates=len(passages), depth=len(passages), top_n=1)
+    dense = SearchPipeline(chunks, index, encoder, ServingConfig(**config), with_title=False)
+    reranked = SearchPipeline(chunks, index, encoder, ServingConfig(**config, rerank=True), reranker=outcome.model,
+                              with_title=False)
+    queries = [e.query for e in examples]
+    dense_top = [r.hits[0].text for r in dense.search(queries)]
+    reranked_top = [r.hits[0].text for r in reranked.search(queries)]
+    wrong = [i for i, e in enumerate(examples) if dense_top[i] not in e.positives]
+    assert wrong, "the tiny bi-encoder got every query right: the case no longer tests reranking"
+    assert all(reranked_top[i] in examples[i].positives for i in wrong), (dense_top, reranked_top)
