@@ -1,0 +1,91 @@
+"""The default answer step: extractive, offline, and willing to abstain.
+
+Given a query and the passages the search pipeline returned, every sentence of the top
+``passages`` chunks is scored against the query (by the reranker or the bi-encoder: any
+``score(query, sentences) -> scores``). The best ``max_sentences`` sentences, in score order,
+become the answer, each citing itself as ``(document id, sentence index)``. When even the
+best sentence scores below ``threshold`` the answer is an abstention ("the corpus holds no
+evidence"). The threshold is calibrated on the dev split (:func:`calibrate_threshold`).
+
+Every answer records the chunks it was handed (``retrieved``) and the spans it cites, so an
+incident review can tell a retrieval miss from a citation miss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .citation_metrics import Answer, AnswerSentence, Span
+from .documents import Document
+
+ABSTENTION_TEXT = "The corpus holds no evidence for this question."
+
+
+@dataclass
+class AnswerSettings:
+    passages: int = 3  # top chunks whose sentences are candidates
+    max_sentences: int = 2
+    threshold: float = float("-inf")  # abstain when the best sentence scores below it
+
+
+def chunk_sentences(hit, documents: dict[str, Document]) -> list[tuple[Span, str]]:
+    """The ``(doc_id, sentence index)`` spans and texts of the sentences inside a hit's chunk."""
+    doc = documents[hit.doc_id]
+    spans = doc.sentences or [(0, len(doc.text))]
+    return [((hit.doc_id, i), doc.text[s:e]) for i, (s, e) in enumerate(spans) if s >= hit.start and e <= hit.end and e > s]
+
+
+def extractive_answer(
+    query_id: str, query: str, hits: Sequence, documents: dict[str, Document],
+    score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings,
+) -> Answer:
+    candidates: dict[Span, str] = {}
+    for hit in list(hits)[: settings.passages]:
+        for span, text in chunk_sentences(hit, documents):
+            candidates.setdefault(span, text)  # overlapping chunks repeat sentences
+    retrieved = [hit.chunk_id for hit in hits]
+    if not candidates:
+        return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, None)
+    spans = list(candidates)
+    scores = np.asarray(score(query, [candidates[s] for s in spans]), dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    best = float(scores[order[0]])
+    if best < settings.threshold:
+        return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, best)
+    chosen = [spans[i] for i in order[: settings.max_sentences] if scores[i] >= settings.threshold]
+    return Answer(query_id, False, [AnswerSentence(candidates[s], [s]) for s in chosen], retrieved, best)
+
+
+def calibrate_threshold(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float]) -> tuple[float, float]:
+    """The threshold that maximises abstention accuracy on a labelled (dev) set: answer when
+    the best evidence score is at or above it. Returns ``(threshold, dev accuracy)``; ties go
+    to the lowest threshold (answer more). With no unanswerable query, never abstain."""
+    answerable = np.asarray([s for s in answerable_scores if s is not None], dtype=np.float64)
+    unanswerable = np.asarray([s for s in unanswerable_scores if s is not None], dtype=np.float64)
+    if len(unanswerable) == 0:
+        return float("-inf"), 1.0
+    candidates = np.unique(np.concatenate([answerable, unanswerable, [np.inf]]))
+    total = len(answerable) + len(unanswerable)
+    best_t, best_acc = float("-inf"), (len(answerable)) / total
+    for t in candidates:
+        acc = ((answerable >= t).sum() + (unanswerable < t).sum()) / total
+        if acc > best_acc + 1e-12:
+            best_t, best_acc = float(t), float(acc)
+    return best_t, float(best_acc)
+
+
+def threshold_curve(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float], points: int = 50):
+    """(thresholds, abstention accuracy, answered share) for the report's threshold plot."""
+    answerable = np.asarray(answerable_scores, dtype=np.float64)
+    unanswerable = np.asarray(unanswerable_scores, dtype=np.float64)
+    everything = np.concatenate([answerable, unanswerable])
+    if len(everything) == 0:
+        return np.array([]), np.array([]), np.array([])
+    grid = np.linspace(everything.min(), everything.max(), points)
+    total = len(everything)
+    accuracy = np.array([((answerable >= t).sum() + (unanswerable < t).sum()) / total for t in grid])
+    answered = np.array([(everything >= t).mean() for t in grid])
+    return grid, accuracy, answered
