@@ -155,3 +155,8 @@ class ServingSelectionConfig(dg.Config):
     min_gain: float = Field(default=0.0, description="Dev nDCG@10 a stage must add to be switched on.")
     top_n: int = Field(default=10, description="Passages returned to the caller.")
     allow_rerank: bool = Field(default=True, description="False: never serve the reranker, whatever dev says.")
+    answer_scorer: Literal["auto", "reranker", "encoder"] = Field(
+        default="auto", description="What scores answer sentences: the reranker when it serves (auto), or the bi-encoder."
+    )
+    answer_passages: int = Field(default=3, description="Top passages whose sentences the answer step reads.")
+    answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")

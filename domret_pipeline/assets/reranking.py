@@ -9,7 +9,7 @@ from ..config import RerankerConfig, ServingSelectionConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
 from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
-from ..core.serialization import read_chunks
+from ..core.serialization import read_chunks, read_documents
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
@@ -127,10 +127,14 @@ def serving_config(
     reranker_adapter: ArtifactRef,
     labeled_queries: ArtifactRef,
     corpus_chunks: ArtifactRef,
+    corpus_documents: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
+    from ..core.answer_evaluation import calibrate
+    from ..core.answering import AnswerSettings, encoder_scorer, reranker_scorer
     from ..core.bm25 import BM25Index
+    from ..core.search import SearchPipeline
     from ..core.dense_index import open_with_encoder
     from ..core.encoder import set_offline
     from ..core.reranker import load_reranker
@@ -139,7 +143,7 @@ def serving_config(
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
         refs = {"faiss_index": faiss_index, "bm25_index": bm25_index, "reranker_adapter": reranker_adapter,
-                "corpus_chunks": corpus_chunks, "labeled_queries": labeled_queries}
+                "corpus_chunks": corpus_chunks, "labeled_queries": labeled_queries, "corpus_documents": corpus_documents}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": r.sha256 for k, r in refs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
@@ -148,7 +152,8 @@ def serving_config(
         reranker = load_reranker(f"{reranker_adapter.path}/merged", card["training"]["max_length"]) if config.allow_rerank else None
         qrels = labels.qrels_for("dev")
         weights = ([None] if config.rerank_only else []) + list(config.fusion_weights)
-        chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, BM25Index.load(Path(bm25_index.path)),
+        bm25 = BM25Index.load(Path(bm25_index.path))
+        chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
                                        reranker, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
                                        bool(manifest.get("with_title", True)))
         dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
@@ -156,12 +161,25 @@ def serving_config(
             chosen.reasons.append("rerank off: allow_rerank is false")
         chosen.top_n = config.top_n
         table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"]} for label, s in scored.items()]
+        # The answer step of this configuration: its sentence scorer and abstention threshold,
+        # calibrated on dev (the queries whose relevant documents hold no evidence).
+        with_title = bool(manifest.get("with_title", True))
+        scorer = config.answer_scorer if config.answer_scorer != "auto" else ("reranker" if chosen.rerank else "encoder")
+        if scorer == "reranker" and reranker is None:
+            scorer = "encoder"
+        pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
+        answer_settings = AnswerSettings(config.answer_passages, config.answer_max_sentences)
+        threshold, dev_accuracy = calibrate(
+            pipeline, labels, "dev", {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")},
+            reranker_scorer(reranker) if scorer == "reranker" else encoder_scorer(encoder), answer_settings)
+        answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
+                  "passages": config.answer_passages, "max_sentences": config.answer_max_sentences}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {
                 "config": chosen.as_dict(), "label": chosen.label(),
                 "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
                 "with_title": bool(manifest.get("with_title", True)), "reranker_max_length": card["training"]["max_length"],
-                "dev": {"n_queries": len(qrels), "table": table},
+                "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
                              "rerank_on": float(chosen.rerank)})
@@ -172,6 +190,9 @@ def serving_config(
             "serving": chosen.label(),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),
             "dev_ndcg@10_served": dg.MetadataValue.float(round(dev_scores[chosen.label()], 4)),
+            "answer_scorer": scorer,
+            "abstention_threshold": dg.MetadataValue.float(threshold if threshold != float("-inf") else -1e9),
+            "dev_abstention_accuracy": dg.MetadataValue.float(dev_accuracy),
             "dev_table": dg.MetadataValue.md(f"{len(qrels)} dev queries, document level.\n\n" + markdown_table(
                 ["configuration", "nDCG@10", "MRR@10", "Recall@10"], rows)),
         })

@@ -89,3 +89,32 @@ def threshold_curve(answerable_scores: Sequence[float], unanswerable_scores: Seq
     accuracy = np.array([((answerable >= t).sum() + (unanswerable < t).sum()) / total for t in grid])
     answered = np.array([(everything >= t).mean() for t in grid])
     return grid, accuracy, answered
+
+
+def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], np.ndarray]:
+    """Cosine similarity of the query and each sentence under a bi-encoder."""
+    from .encoder import encode
+
+    def score(query: str, sentences: list[str]) -> np.ndarray:
+        vectors = encode(encoder, [query, *sentences], batch_size)
+        return vectors[1:] @ vectors[0]
+
+    return score
+
+
+def reranker_scorer(reranker, batch_size: int = 32) -> Callable[[str, list[str]], np.ndarray]:
+    """The cross-encoder's logit for (query, sentence)."""
+    from .reranker import score_pairs
+
+    return lambda query, sentences: score_pairs(reranker, query, sentences, batch_size)
+
+
+def answer_split(pipeline, qids: list[str], queries: dict[str, str], documents: dict[str, Document],
+                 score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings, batch_size: int = 32) -> dict[str, Answer]:
+    """Search and answer every query of a split (batched search, one answer per query)."""
+    answers: dict[str, Answer] = {}
+    for start in range(0, len(qids), batch_size):
+        batch = qids[start : start + batch_size]
+        for qid, result in zip(batch, pipeline.search([queries[q] for q in batch])):
+            answers[qid] = extractive_answer(qid, queries[qid], result.hits, documents, score, settings)
+    return answers

@@ -1,0 +1,71 @@
+"""End-to-end answer evaluation on a split: search, answer with citations, score the citations.
+
+Answers are produced once with no threshold (every query answered, its best evidence score
+recorded); the abstention threshold is then applied afterwards. That makes calibration on dev
+and the threshold curve free: no query is searched twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .answering import ABSTENTION_TEXT, AnswerSettings, answer_split, calibrate_threshold, threshold_curve
+from .citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
+from .documents import Document
+from .labels import LabeledQueries
+
+
+def gold_spans(labels: LabeledQueries, qids: list[str]) -> dict[str, set[Span]]:
+    wanted = set(qids)
+    gold: dict[str, set[Span]] = {q: set() for q in qids}
+    for item in labels.evidence:
+        if item.query_id in wanted:
+            gold[item.query_id].update((item.doc_id, s) for s in item.sentences)
+    return gold
+
+
+def with_threshold(answer: Answer, threshold: float) -> Answer:
+    """The answer the threshold would have given: an abstention below it."""
+    if answer.abstained or answer.evidence_score is None or answer.evidence_score >= threshold:
+        return answer
+    return replace(answer, abstained=True, sentences=[AnswerSentence(ABSTENTION_TEXT)])
+
+
+def answer_scores(answers: dict[str, Answer], gold: dict[str, set[Span]]) -> tuple[list[float], list[float]]:
+    answerable = [a.evidence_score for q, a in answers.items() if gold[q] and a.evidence_score is not None]
+    unanswerable = [a.evidence_score for q, a in answers.items() if not gold[q] and a.evidence_score is not None]
+    return answerable, unanswerable
+
+
+def calibrate(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+              settings: AnswerSettings) -> tuple[float, float]:
+    """(threshold, dev abstention accuracy) for one system on one (dev) split. Needs evidence
+    labels: without any, the threshold is -inf (never abstain)."""
+    if not labels.evidence:
+        return float("-inf"), float("nan")
+    qids = sorted(labels.qrels_for(split))
+    answers = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
+    return calibrate_threshold(*answer_scores(answers, gold_spans(labels, qids)))
+
+
+def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+                     settings: AnswerSettings) -> dict:
+    """Summary metrics, per-query rows, the answers and the threshold curve of one system."""
+    qids = sorted(labels.qrels_for(split))
+    gold = gold_spans(labels, qids)
+    raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
+    answers = {q: with_threshold(a, settings.threshold) for q, a in raw.items()}
+    qrels = labels.qrels_for(split)
+
+    def span_text(span: Span) -> str:
+        doc = documents[span[0]]
+        return doc.sentence_text(span[1]) if doc.sentences else doc.text
+
+    rows = {q: score_answer(answers[q], gold[q], {d for d, r in qrels[q].items() if r > 0}, span_text) for q in qids}
+    grid, accuracy, answered = threshold_curve(*answer_scores(raw, gold))
+    return {
+        "summary": {**aggregate(rows), "threshold": settings.threshold, "n_queries": len(qids),
+                    "n_unanswerable": sum(1 for q in qids if not gold[q])},
+        "rows": rows, "answers": answers,
+        "curve": {"threshold": grid.tolist(), "accuracy": accuracy.tolist(), "answered": answered.tolist()},
+    }
