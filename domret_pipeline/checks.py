@@ -175,8 +175,30 @@ def served_not_below_first_stage_on_dev(serving_config: ArtifactRef) -> dg.Asset
     )
 
 
+@dg.asset_check(
+    asset=evaluation_report,
+    blocking=True,
+    description=(
+        "The release gate: fails when the challenger is worse than the champion (the base model when "
+        "there is no champion yet) beyond the configured tolerance on nDCG@10, citation precision, "
+        "citation recall, faithfulness or abstention accuracy. champion_release runs only after it passes."
+    ),
+)
+def release_gate(evaluation_report: ArtifactRef) -> dg.AssetCheckResult:
+    release = read_json(f"{evaluation_report.path}/report.json")["release"]
+    failed = [r for r in release["gate"]["rows"] if not r["passed"]]
+    return dg.AssetCheckResult(
+        passed=release["gate"]["passed"],
+        metadata={
+            "reference": release["gate"]["reference"],
+            "failed_metrics": ", ".join(r["metric"] for r in failed) or "none",
+            **{f"{r['metric']}_delta": float(r["delta"]) for r in release["gate"]["rows"] if r.get("delta") is not None},
+        },
+    )
+
+
 ALL_CHECKS = [
     chunk_spans_match_documents, base_index_matches_chunks, tuned_index_matches_chunks, frozen_split_is_clean,
     embedding_space_not_collapsed, tuned_not_below_base_on_dev, tuned_beats_baselines,
-    reranker_beats_first_stage_on_dev, served_not_below_first_stage_on_dev,
+    reranker_beats_first_stage_on_dev, served_not_below_first_stage_on_dev, release_gate,
 ]

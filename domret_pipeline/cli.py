@@ -2,7 +2,9 @@
 
     domret run [--config run_config.yaml]   materialize the whole graph, print the report
     domret report [--json]                  print the latest evaluation report
-    domret search "query" [--json]          search with the served pipeline of the latest run (or --run ID)
+    domret search "query" [--json]          search with the champion (or --run ID, or --latest)
+    domret promote [VERSION]                list registered bundles, or promote one by hand
+    domret rollback                         restore the previous champion
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (the project root by default,
 where ``dagster.yaml`` lives), so they show up in ``dagster dev`` afterwards.
@@ -120,7 +122,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .api import NotMaterializedError, load_search_pipeline
 
     try:
-        pipeline = load_search_pipeline(args.home, args.run, rerank=False if args.no_rerank else None, top_n=args.top_n)
+        pipeline = load_search_pipeline(args.home, args.run, rerank=False if args.no_rerank else None, top_n=args.top_n,
+                                        latest=args.latest)
     except NotMaterializedError as error:
         print(f"domret: {error}", file=sys.stderr)
         return 1
@@ -136,6 +139,41 @@ def cmd_search(args: argparse.Namespace) -> int:
             scores = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             snippet = " ".join(hit.text.split())[:160]
             print(f"{hit.rank:>3}. {hit.doc_id} [{hit.start}:{hit.end}] {hit.title[:60]}\n     {scores}\n     {snippet}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .api import default_registry
+
+    registry = default_registry(args.home)
+    if registry is None or not registry.versions():
+        print("domret: no registered bundle yet: a run whose release gate passes registers one", file=sys.stderr)
+        return 1
+    if args.version is None:
+        champion = registry.champion()
+        for v in registry.versions():
+            mark = " <- " + ", ".join(v.aliases) if v.aliases else ""
+            print(f"v{v.version}  serving_config {v.serving_config['sha256'][:12]}  "
+                  f"nDCG@10 {v.metrics.get('ndcg@10', float('nan')):.4f}{mark}")
+        print(f"champion: v{champion.version}" if champion else "champion: none")
+        return 0
+    version = registry.promote(str(args.version))
+    print(f"champion: v{version.version} (serving_config {version.serving_config['path']})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .api import default_registry
+
+    registry = default_registry(args.home)
+    try:
+        if registry is None:
+            raise LookupError("no registry yet")
+        version = registry.rollback()
+    except LookupError as error:
+        print(f"domret: cannot roll back: {error}", file=sys.stderr)
+        return 1
+    print(f"champion: v{version.version} (serving_config {version.serving_config['path']})")
     return 0
 
 
@@ -155,11 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     search = commands.add_parser("search", help="search the corpus with the served pipeline")
     search.add_argument("query", nargs="+", help="one or more queries (quote each)")
     search.add_argument("--top-n", type=int, help="passages per query (default: the served configuration's)")
-    search.add_argument("--run", help="serve the artifacts of this Dagster run id instead of the latest")
+    search.add_argument("--run", help="serve the artifacts of this Dagster run id instead of the champion")
+    search.add_argument("--latest", action="store_true", help="serve the latest materialized bundle, promoted or not")
     search.add_argument("--home", help="DOMRET_HOME holding refs/ (default: $DOMRET_HOME or .domret)")
     search.add_argument("--no-rerank", action="store_true", help="skip the reranker even where it serves")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(func=cmd_search)
+    promote = commands.add_parser("promote", help="list registered bundles, or make one the champion by hand")
+    promote.add_argument("version", nargs="?", help="version to promote (omit to list versions and aliases)")
+    promote.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
+    promote.set_defaults(func=cmd_promote)
+    rollback = commands.add_parser("rollback", help="restore the previous champion")
+    rollback.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
+    rollback.set_defaults(func=cmd_rollback)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -67,6 +67,16 @@ class EvaluationConfig(dg.Config):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
+    tolerance_ndcg: float = Field(default=0.01, description="Release gate: nDCG@10 the challenger may lose against the champion.")
+    tolerance_citation_precision: float = 0.02
+    tolerance_citation_recall: float = 0.02
+    tolerance_faithfulness: float = 0.02
+    tolerance_abstention_accuracy: float = 0.02
+
+    def tolerances(self) -> dict[str, float]:
+        return {"ndcg@10": self.tolerance_ndcg, "citation_precision": self.tolerance_citation_precision,
+                "citation_recall": self.tolerance_citation_recall, "faithfulness": self.tolerance_faithfulness,
+                "abstention_accuracy": self.tolerance_abstention_accuracy}
 
 
 class MiningConfig(dg.Config):
@@ -125,13 +135,17 @@ class RerankerConfig(dg.Config):
     )
     candidates: int = Field(default=20, description="The tuned retriever's top-k chunks per training query.")
     num_negatives: int = Field(default=3, description="Mined negatives per training row (or per list).")
-    in_batch_negatives: int = Field(default=4, description="mnrl: positives of other queries scored as negatives.")
+    in_batch_negatives: int = Field(default=3, description="mnrl: positives of other queries scored as negatives.")
     max_positive_ratio: Optional[float] = Field(
         default=None, description="Drop candidates scoring above this fraction of the weakest positive (None: keep all)."
     )
     epochs: int = 2
     learning_rate: float = 5e-4
-    batch_size: int = 16
+    batch_size: int = Field(
+        default=8,
+        description="Queries per step. Each scores 1 + num_negatives + in_batch_negatives pairs; on CPU, activation "
+        "memory grows with pairs x max_length^2 (16 queries x 8 pairs x 256 tokens needed 17 GB).",
+    )
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     early_stopping_patience: int = Field(default=1, description="Epochs without dev reranking gain before stopping.")

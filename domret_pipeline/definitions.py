@@ -16,6 +16,7 @@ from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
 from .assets.indexes import base_faiss_index, bm25_index, faiss_index
 from .assets.labels import labeled_queries
+from .assets.release import champion_release
 from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint, hard_negatives
 from .checks import ALL_CHECKS
@@ -26,6 +27,7 @@ from .resources import ArtifactStore, EmbeddingModel, MlflowTracker
 ASSETS = [
     corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
     hard_negatives, embedding_checkpoint, faiss_index, reranker_adapter, serving_config, evaluation_report,
+    champion_release,
 ]
 
 

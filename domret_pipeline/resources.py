@@ -128,6 +128,15 @@ class MlflowTracker(dg.ConfigurableResource):
         except Exception:  # created concurrently by another step
             return client.get_experiment_by_name(self.experiment_name).experiment_id
 
+    def registry(self):
+        """The model registry on this tracking store (None when tracking is disabled)."""
+        if not self.enabled:
+            return None
+        from .registry import Registry
+
+        self._client()  # creates the SQLite folder when needed
+        return Registry(self.tracking_uri)
+
     @contextmanager
     def run(self, context: dg.AssetExecutionContext, code_version: str) -> Iterator[TrackedRun]:
         if not self.enabled:

@@ -16,7 +16,7 @@ from .conftest import make_resources
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
                "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
-               "evaluation_report"]
+               "evaluation_report", "champion_release"]
 
 
 def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
@@ -33,8 +33,12 @@ def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
         "reranker_adapter": {"config": {"base_model": str(reranker_base), "max_length": 64, "epochs": 1, "batch_size": 2,
                                         "candidates": 6, "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
         "serving_config": {"config": {"candidates": [4], "fusion_weights": [1.0], "depth": 20, "top_n": 3}},
-        "evaluation_report": {"config": {"latency_queries": 3}},
+        # Random tiny models: gate loosely here; test_release_gate_blocks_a_worse_challenger gates strictly.
+        "evaluation_report": {"config": {"latency_queries": 3, **{f"tolerance_{m}": 1.0 for m in TOLERANCES}}},
     }}
+
+
+TOLERANCES = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "abstention_accuracy"]
 
 
 def materialize(home, tiny_encoder, mlflow_uri, config, instance=None, raise_on_error=True):
@@ -112,6 +116,16 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         bundle = json.loads((Path(events["serving_config"].metadata["artifact_path"].value) / "serving.json").read_text())
         assert bundle["artifacts"]["reranker_adapter"]["sha256"] == events["reranker_adapter"].metadata["content_sha256"].value
         assert report["inputs"]["reranker_adapter"] == bundle["artifacts"]["reranker_adapter"]["sha256"]
+        # end to end: base and challenger answered with citations; no champion yet, so the gate
+        # compared the challenger with the base model, passed, and the bundle became champion v1
+        release = report["release"]
+        assert set(release["systems"]) == {"base", "challenger"} and release["gate"]["reference"] == "base"
+        for system in release["systems"].values():
+            assert {"citation_precision", "citation_recall", "faithfulness", "abstention_accuracy",
+                    "threshold"} <= set(system["metrics"])
+        assert (report_dir / "answers_challenger.jsonl").is_file() and (report_dir / "abstention_curve.png").is_file()
+        assert "Release gate" in events["evaluation_report"].metadata["report"].value
+        assert events["champion_release"].metadata["champion_version"].text == "1"
         markdown = events["evaluation_report"].metadata["report"].value
         assert "| dense_tuned |" in markdown and "Hard-negative slice" in markdown and "Paired significance" in markdown
         assert (report_dir / "report.html").read_text().startswith("<!doctype html>")
@@ -140,6 +154,27 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
     assert "embedding_checkpoint/model" in {a.path for a in client.list_artifacts(training_run.info.run_id, "embedding_checkpoint")}
     assert {a.path for a in client.list_artifacts(report_run.info.run_id, "evaluation_report")} >= {
         "evaluation_report/report.html", "evaluation_report/report.json"}
+
+
+def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    """A gate no challenger can pass (it must beat the champion by a full point on every metric)
+    fails its blocking check, so champion_release does not run and the champion stays."""
+    from domret_pipeline.registry import Registry
+
+    with dg.instance_for_test() as instance:
+        assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset, tiny_encoder), instance).success
+        registry = Registry(mlflow_uri)
+        champion = registry.champion()
+        strict = run_config(small_dataset, tiny_encoder)
+        strict["ops"]["serving_config"]["config"]["top_n"] = 2  # a different bundle
+        strict["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, strict, instance, raise_on_error=False)
+        gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
+        assert not gate.passed and gate.metadata["reference"].text == "champion"
+        materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
+                        for e in result.get_asset_materialization_events()}
+        assert "evaluation_report" in materialized and "champion_release" not in materialized
+        assert registry.champion().version == champion.version
 
 
 def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
@@ -222,6 +257,7 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     assert named.returncode == 0 and "1. " in named.stdout, named.stderr[-3000:]
     missing = subprocess.run([*cli, "search", "x", "--run", "no-such-run"], capture_output=True, text=True, env=env)
     assert missing.returncode == 1 and "no-such-run" in missing.stderr
+
     # a bad corpus makes the CLI fail with the file and line, and the old report stays
     config["ops"]["corpus_documents"]["config"]["path"] = str(tmp_path / "missing.jsonl")
     config_path.write_text(yaml.safe_dump(config))
@@ -230,6 +266,28 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     again = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
     assert json.loads(again.stdout) == json.loads(report.stdout)
 
+    # a second run with another bundle becomes champion v2; search follows the champion, and
+    # one rollback brings v1 back
+    def served_top_n():
+        out = subprocess.run([*cli, "search", "forklift", "--json"], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)["serving"]["top_n"]
+
+    assert served_top_n() == 3
+    config["ops"]["corpus_documents"]["config"]["path"] = str(small_dataset["corpus"])
+    config["ops"]["serving_config"]["config"]["top_n"] = 2
+    config_path.write_text(yaml.safe_dump(config))
+    second = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert served_top_n() == 2
+    listing = subprocess.run([*cli, "promote"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "v1" in listing and "v2" in listing and "champion: v2" in listing
+    back = subprocess.run([*cli, "rollback"], capture_output=True, text=True, env=env)
+    assert back.returncode == 0 and "champion: v1" in back.stdout
+    assert served_top_n() == 3
+    again = subprocess.run([*cli, "rollback"], capture_output=True, text=True, env=env)
+    assert again.returncode == 1 and "no previous champion" in again.stderr
+
 
 def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
     import pytest
@@ -237,7 +295,7 @@ def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
     from domret_pipeline.cli import _asset_selection
 
     names = lambda spec: sorted(k.to_user_string() for k in _asset_selection(defs, spec))  # noqa: E731
-    assert names("reranker_adapter+") == ["evaluation_report", "reranker_adapter", "serving_config"]
+    assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "reranker_adapter", "serving_config"]
     assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
     with pytest.raises(SystemExit, match="unknown asset 'nope'"):
         _asset_selection(defs, "nope+")

@@ -12,7 +12,7 @@ from ..core.serialization import read_chunks, write_jsonl
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
-REPORT_VERSION = "3"
+REPORT_VERSION = "4"
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -38,15 +38,22 @@ def evaluation_report(
     labeled_queries: ArtifactRef,
     corpus_chunks: ArtifactRef,
     serving_config: ArtifactRef,
+    corpus_documents: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
+    from ..core.answer_evaluation import calibrate
+    from ..core.answering import AnswerSettings, encoder_scorer
     from ..core.artifacts import read_json
+    from ..core.bundle import open_bundle
+    from ..core.release_evaluation import EndToEndSystem, evaluate_release, gate_summary
+    from ..core.search import SearchPipeline, ServingConfig
+    from ..core.serialization import read_documents
     from ..core.bm25 import BM25Index
     from ..core.reranker import load_reranker
     from ..core.serving import evaluate_serving
     from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import histogram_plot
+    from ..core.diagnostics import histogram_plot, line_plot
     from ..core.encoder import set_offline
     from ..core.evaluation import DenseSystem, evaluate_retrieval
 
@@ -83,6 +90,41 @@ def evaluation_report(
         )
         per_query.update({f"pipeline:{name}": rows for name, rows in serving_per_query.items()})
         inputs["reranker_adapter"] = reranker_ref["sha256"]
+
+        # End to end: the base model, the champion (when one is registered) and this run's
+        # challenger, answering the same frozen queries with citations.
+        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
+        answer_cfg = serving.get("answer", {})
+        settings = AnswerSettings(answer_cfg.get("passages", 3), answer_cfg.get("max_sentences", 2))
+
+        def end_to_end(name, opened, threshold, label=""):
+            return EndToEndSystem(name, opened.pipeline, opened.index, opened.encoder, opened.bm25 or bm25, opened.reranker,
+                                  opened.chunks, opened.documents or documents, opened.scorer(),
+                                  AnswerSettings(settings.passages, settings.max_sentences, threshold), label)
+
+        challenger = open_bundle(serving_config.path, load_all=True)
+        base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
+                                       bm25, None, serving["with_title"])
+        base_scorer = encoder_scorer(systems[0].encoder)
+        base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings)
+        e2e = {
+            "base": EndToEndSystem("base", base_pipeline, systems[0].index, systems[0].encoder, bm25, None, chunks,
+                                   documents, base_scorer, AnswerSettings(settings.passages, settings.max_sentences,
+                                                                          base_threshold), "dense (base encoder)"),
+            "challenger": end_to_end("challenger", challenger, answer_cfg.get("threshold", float("-inf"))),
+        }
+        registry = mlflow.registry()
+        champion = registry.champion() if registry else None
+        if champion is not None:
+            ArtifactRef(champion.serving_config["path"], champion.serving_config["sha256"]).verify()
+            opened = open_bundle(champion.serving_config["path"], load_all=True)
+            e2e["champion"] = end_to_end("champion", opened, opened.bundle.get("answer", {}).get("threshold", float("-inf")),
+                                         f"v{champion.version}: {opened.pipeline.config.label()}")
+            inputs["champion_version"] = champion.version
+            inputs["champion_serving_config"] = champion.serving_config["sha256"]
+        report["release"], release_per_query = evaluate_release(labels, config.split, e2e, config.tolerances())
+        per_query.update({f"release:{name}": rows for name, rows in release_per_query.items()})
+        inputs["corpus_documents"] = corpus_documents.sha256
         report["inputs"] = inputs
         markdown = to_markdown(report)
         with atomic_artifact_dir(artifacts.path(), "evaluation_report") as pending:
@@ -91,6 +133,15 @@ def evaluation_report(
                 plots[f"{name}: query-positive vs query-negative similarity"] = histogram_plot(
                     pending.path / f"similarity_{name}.png", f"{name}: similarity to positives vs hard negatives",
                     {"query-positive": a["positive"], "query-negative": a["negative"]}, "cosine similarity")
+            curves = report["release"].get("curves", {})
+            if curves:
+                plots["Abstention threshold curve"] = line_plot(
+                    pending.path / "abstention_curve.png", "Abstention accuracy by threshold (test split)",
+                    {name: (c["threshold"], c["accuracy"]) for name, c in curves.items() if c["threshold"]},
+                    "evidence score threshold (answer at or above)", "abstention accuracy")
+                for name, answers in report["release"].get("answers", {}).items():
+                    write_jsonl(pending.path / f"answers_{name}.jsonl", ({"query_id": q, **a} for q, a in sorted(answers.items())))
+                report["release"].pop("answers", None)
             plots["Pooled embedding norms"] = histogram_plot(
                 pending.path / "norms.png", "Norms of pooled embeddings (300 chunks)",
                 {name: a["norms"] for name, a in arrays.items()}, "L2 norm before normalisation")
@@ -129,5 +180,7 @@ def evaluation_report(
             "hard_negative_slice_queries": dg.MetadataValue.int(report["slices"].get("hard_negative", {}).get("n_queries", 0)),
             "queries": dg.MetadataValue.int(report["info"]["n_queries"]),
             "served": report["serving"]["served"],
+            "release_gate": dg.MetadataValue.md(gate_summary(report["release"])),
+            "gate_passed": dg.MetadataValue.bool(report["release"]["gate"]["passed"]),
             "served_ndcg@10": dg.MetadataValue.float(report["serving"]["rows"]["served"]["metrics"]["ndcg@10"]),
         })

@@ -43,10 +43,10 @@ class RerankerSettings:
     max_length: int = 256
     loss: str = "mnrl"
     num_negatives: int = 3  # mined negatives per training row (mnrl, bce) or per list (lambda, listnet)
-    in_batch_negatives: int = 4  # mnrl only: positives of other queries scored as negatives
+    in_batch_negatives: int = 3  # mnrl only: positives of other queries scored as negatives
     epochs: int = 2
     learning_rate: float = 5e-4
-    batch_size: int = 16
+    batch_size: int = 8  # queries per step: memory grows with pairs per step x max_length^2
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     early_stopping_patience: int = 1

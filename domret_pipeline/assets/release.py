@@ -1,0 +1,71 @@
+"""The release: a challenger that passed the gate becomes the registry's champion."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.report import markdown_table
+from ..resources import ArtifactStore, MlflowTracker
+from .common import ARTIFACT_IO, artifact_output
+
+RELEASE_VERSION = "1"
+
+
+@dg.asset(
+    group_name="release",
+    code_version=RELEASE_VERSION,
+    io_manager_key=ARTIFACT_IO,
+    description=(
+        "Promotes this run's serving bundle (embedder index, reranker, BM25, chunks and answer "
+        "settings, as one version of the MLflow registered model) to the `champion` alias, once the "
+        "blocking release gate on evaluation_report has passed. The previous champion keeps the "
+        "`previous_champion` alias: `domret rollback` restores it."
+    ),
+)
+def champion_release(
+    context: dg.AssetExecutionContext,
+    evaluation_report: ArtifactRef,
+    serving_config: ArtifactRef,
+    artifacts: ArtifactStore,
+    mlflow: MlflowTracker,
+) -> dg.Output[ArtifactRef]:
+    report = read_json(f"{evaluation_report.path}/report.json")
+    release = report["release"]
+    if not release["gate"]["passed"]:  # the blocking check stops the run first; this guards direct calls
+        raise dg.Failure(f"the release gate failed against the {release['gate']['reference']}: not promoting")
+    if report["inputs"]["serving_config"] != serving_config.sha256:
+        raise ValueError("evaluation_report judged another serving bundle: re-materialize evaluation_report")
+    registry = mlflow.registry()
+    if registry is None:
+        raise ValueError("the release needs MLflow (the mlflow resource is disabled)")
+    with mlflow.run(context, RELEASE_VERSION) as tracked:
+        before = registry.champion()
+        metrics = release["systems"]["challenger"]["metrics"]
+        if before is not None and before.serving_config["sha256"] == serving_config.sha256:
+            version, action = before, "unchanged: this bundle is already the champion"
+        else:
+            tracked.log_artifacts(serving_config.path, "bundle")
+            for name in ("report.md", "report.json"):
+                tracked.log_artifact(Path(evaluation_report.path) / name, "bundle/evaluation")
+            registered = registry.register(tracked.run_id, {"path": serving_config.path, "sha256": serving_config.sha256},
+                                           {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
+                                           {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            version = registry.promote(registered.version)
+            action = f"promoted v{version.version}" + (f" (previous champion v{before.version})" if before else "")
+        tracked.set_tag("domret.champion_version", version.version)
+        tracked.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        with atomic_artifact_dir(artifacts.path(), "champion_release") as pending:
+            write_json(pending.path / "release.json", {
+                "action": action, "champion_version": version.version,
+                "previous_champion_version": before.version if before else None,
+                "serving_config": {"path": serving_config.path, "sha256": serving_config.sha256},
+                "evaluation_report": {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
+                "gate": release["gate"],
+            })
+        rows = [[r["metric"], r["reference"], r["challenger"], "pass" if r["passed"] else "FAIL"] for r in release["gate"]["rows"]]
+        return artifact_output(pending.ref, tracked, {
+            "action": action,
+            "champion_version": version.version,
+            "gate": dg.MetadataValue.md(markdown_table(["metric", release["gate"]["reference"], "challenger", "verdict"], rows)),
+        })

@@ -1,0 +1,67 @@
+"""Opening a serving bundle (a ``serving_config`` artifact) into a runnable pipeline.
+
+The bundle's ``serving.json`` names every artifact it serves by path and content hash; each
+one is re-hashed before use, so a bundle serves exactly what was evaluated, or fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import ArtifactRef, read_json
+from .search import SearchPipeline, ServingConfig
+
+
+@dataclass
+class OpenBundle:
+    folder: Path
+    bundle: dict
+    pipeline: SearchPipeline
+    index: object
+    encoder: object
+    bm25: object | None
+    reranker: object | None
+    chunks: list
+    documents: dict | None  # doc_id -> Document, when the bundle names its corpus_documents
+
+    def scorer(self):
+        """The answer step's sentence scorer recorded in the bundle."""
+        from .answering import encoder_scorer, reranker_scorer
+
+        answer = self.bundle.get("answer", {})
+        if answer.get("scorer") == "reranker" and self.reranker is not None:
+            return reranker_scorer(self.reranker)
+        return encoder_scorer(self.encoder)
+
+
+def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | None = None,
+                load_all: bool = False) -> OpenBundle:
+    """``rerank`` overrides the served choice; ``load_all`` loads BM25 and the reranker even
+    where the served configuration does not use them (evaluation wants every stage)."""
+    from .bm25 import BM25Index
+    from .dense_index import open_with_encoder
+    from .serialization import read_chunks, read_documents
+
+    folder = Path(folder)
+    bundle = read_json(folder / "serving.json")
+    refs = {name: ArtifactRef(r["path"], r["sha256"]) for name, r in bundle["artifacts"].items()}
+    config = ServingConfig.from_dict(bundle["config"])
+    if rerank is not None and rerank != config.rerank:
+        config.rerank = rerank
+        config.reasons = config.reasons + [f"rerank {'forced on' if rerank else 'switched off'} by the caller"]
+    if top_n:
+        config.top_n = top_n
+    index, encoder, _ = open_with_encoder(refs["faiss_index"].verify())
+    bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
+    reranker = None
+    if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
+        from .reranker import load_reranker
+
+        reranker = load_reranker(refs["reranker_adapter"].verify() / "merged", bundle["reranker_max_length"])
+    chunks = read_chunks(refs["corpus_chunks"].verify() / "chunks.jsonl")
+    documents = None
+    if "corpus_documents" in refs:
+        documents = {d.doc_id: d for d in read_documents(refs["corpus_documents"].verify() / "documents.jsonl")}
+    pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker if config.rerank else None,
+                              bundle["with_title"])
+    return OpenBundle(folder, bundle, pipeline, index, encoder, bm25, reranker, chunks, documents)

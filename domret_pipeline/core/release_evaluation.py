@@ -1,0 +1,112 @@
+"""The decision part of the evaluation report: base, champion and challenger end to end on the
+same frozen queries (retrieval, citations, abstention), their per-query wins and losses (the
+shadow comparison), and the release gate's verdict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .answer_evaluation import evaluate_answers
+from .answering import AnswerSettings
+from .gate import GATED, gate
+from .labels import LabeledQueries
+from .serving import collect_rankings, evaluate_config
+from .search import SearchPipeline
+from .significance import paired_test
+
+
+@dataclass
+class EndToEndSystem:
+    """One system as users meet it: a search pipeline and its answer step."""
+
+    name: str
+    pipeline: SearchPipeline
+    index: object
+    encoder: object
+    bm25: object
+    reranker: object | None
+    chunks: list
+    documents: dict
+    scorer: object  # (query, sentences) -> scores
+    answer: AnswerSettings
+    label: str = ""
+
+
+def retrieval_per_query(system: EndToEndSystem, qrels: dict, queries: dict) -> dict[str, dict[str, float]]:
+    config = system.pipeline.config
+    rankings = collect_rankings(sorted(qrels), queries, system.chunks, system.index, system.encoder, system.bm25,
+                                system.reranker if config.rerank else None, config.candidates if config.rerank else 0,
+                                config.depth, config.rrf_k, system.pipeline.with_title)
+    return evaluate_config(qrels, rankings, config, {c.chunk_id: c.doc_id for c in system.chunks})
+
+
+def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: str, queries: dict[str, str],
+           top: int = 10) -> dict:
+    """Per-query wins and losses of b (challenger) against a (champion) on one metric."""
+    shared = sorted(q for q in per_query_a if q in per_query_b and per_query_a[q].get(metric) is not None
+                    and per_query_b[q].get(metric) is not None)
+    diffs = {q: per_query_b[q][metric] - per_query_a[q][metric] for q in shared}
+    changed = sorted((q for q in shared if abs(diffs[q]) > 1e-12), key=lambda q: -abs(diffs[q]))
+    return {
+        "metric": metric, "wins": sum(d > 1e-12 for d in diffs.values()), "losses": sum(d < -1e-12 for d in diffs.values()),
+        "ties": sum(abs(d) <= 1e-12 for d in diffs.values()),
+        "largest": [{"query_id": q, "query": queries[q][:120], "champion": per_query_a[q][metric],
+                     "challenger": per_query_b[q][metric]} for q in changed[:top]],
+    }
+
+
+def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndToEndSystem],
+                     tolerances: dict[str, float]) -> tuple[dict, dict]:
+    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. Returns the
+    report section and the per-query rows (for the per-query file)."""
+    qrels = labels.qrels_for(split)
+    with_evidence = bool(labels.evidence)
+    section: dict = {"systems": {}, "shadow": {}, "has_evidence": with_evidence}
+    per_query: dict[str, dict] = {}
+    curves = {}
+    for name, system in systems.items():
+        retrieval = retrieval_per_query(system, qrels, labels.queries)
+        summary = {"ndcg@10": float(np.mean([r["ndcg@10"] for r in retrieval.values()])),
+                   "mrr@10": float(np.mean([r["mrr@10"] for r in retrieval.values()]))}
+        rows = {q: dict(r) for q, r in retrieval.items()}
+        if with_evidence:
+            answers = evaluate_answers(system.pipeline, labels, split, system.documents, system.scorer, system.answer)
+            summary.update({k: v for k, v in answers["summary"].items()})
+            for q, r in answers["rows"].items():
+                rows[q].update(r)
+            curves[name] = answers["curve"]
+            section.setdefault("answers", {})[name] = {
+                q: {"abstained": a.abstained, "evidence_score": a.evidence_score, "retrieved": a.retrieved[:10],
+                    "cited": sorted([list(s) for s in a.cited()]), "sentences": [s.text for s in a.sentences]}
+                for q, a in answers["answers"].items()
+            }
+        section["systems"][name] = {"label": system.label or system.pipeline.config.label(), "metrics": summary}
+        per_query[name] = rows
+    reference = "champion" if "champion" in systems else "base"
+    passed, rows = gate(section["systems"]["challenger"]["metrics"], section["systems"][reference]["metrics"], tolerances)
+    section["gate"] = {"reference": reference, "passed": passed, "rows": rows, "tolerances": tolerances}
+    for metric in ("ndcg@10", "citation_recall"):
+        if all(metric in r for r in per_query[reference].values()):
+            section["shadow"][metric] = shadow(per_query[reference], per_query["challenger"], metric, labels.queries)
+    qids = sorted(qrels)
+    section["significance"] = {
+        metric: paired_test({q: per_query[reference][q][metric] for q in qids}, {q: per_query["challenger"][q][metric] for q in qids})
+        for metric in ("ndcg@10",)
+    }
+    section["curves"] = curves
+    return section, per_query
+
+
+def gate_summary(section: dict) -> str:
+    lines = [f"Release gate against the {section['gate']['reference']}: {'PASSED' if section['gate']['passed'] else 'FAILED'}"]
+    for row in section["gate"]["rows"]:
+        ref, new = row["reference"], row["challenger"]
+        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
+        lines.append(f"- {row['metric']}: {fmt(ref)} → {fmt(new)} (tolerance {row['tolerance']:g}): {row['why']}")
+    return "\n".join(lines)
+
+
+__all__ = ["EndToEndSystem", "evaluate_release", "gate_summary", "GATED"]
