@@ -78,6 +78,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 while error.cause is not None:  # the user's error, not Dagster's wrapper
                     error = error.cause
                 print(f"domret: step {event.step_key} failed: {error.message.strip()}", file=sys.stderr)
+        gate = next((e.event_specific_data for e in result.all_events
+                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "release_gate"
+                     and not e.event_specific_data.passed), None)
+        if gate is not None:
+            from .core.release_evaluation import gate_summary
+
+            report = json.loads((_latest_report_dir() / "report.json").read_text(encoding="utf-8"))
+            print(gate_summary(report["release"]) + "\nThe challenger was not promoted; the champion is unchanged.",
+                  file=sys.stderr)
         print(f"domret: run {result.run_id} failed; earlier artifacts are untouched", file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:

@@ -287,6 +287,13 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     assert served_top_n() == 3
     again = subprocess.run([*cli, "rollback"], capture_output=True, text=True, env=env)
     assert again.returncode == 1 and "no previous champion" in again.stderr
+    # a challenger the gate rejects: the CLI says why, and the champion stays
+    config["ops"]["serving_config"]["config"]["top_n"] = 4
+    config["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
+    config_path.write_text(yaml.safe_dump(config))
+    blocked = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert blocked.returncode == 1 and "Release gate against the champion: FAILED" in blocked.stderr, blocked.stderr[-2000:]
+    assert served_top_n() == 3
 
 
 def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
