@@ -1,0 +1,336 @@
+"""The feedback store: append-only relevance labels from users, in a real database.
+
+SQLAlchemy Core over any URL: a SQLite file by default, PostgreSQL (or anything SQLAlchemy
+speaks) for teams. The project creates and migrates the schema itself (:meth:`migrate`): a
+``domret_schema`` table records the applied version and :data:`MIGRATIONS` are applied in
+order, each in its own transaction.
+
+A label row: an autoincrement ``id`` (the sensor's cursor), the query text (and its id when
+it is a known labeled query), a document or chunk id, the label (``relevant``,
+``not_relevant``, ``partially_relevant``, ``answer_unsupported``), whether it is critical, its
+source, user, timestamp and the model version that served the answer. ``dedup_key`` (a hash
+of everything but the id) is unique, so importing the same file twice inserts nothing new.
+
+Imports are all or nothing: every row is validated first (a bad row is reported with its
+file and line), then all are inserted in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import InputDataError, RowIssue
+
+LABELS = ("relevant", "not_relevant", "partially_relevant", "answer_unsupported")
+POSITIVE_LABELS = ("relevant", "partially_relevant")
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class FeedbackLabel:
+    query: str
+    label: str
+    doc_id: str | None = None
+    chunk_id: str | None = None
+    query_id: str | None = None
+    critical: bool = False
+    source: str = "import"
+    user: str = ""
+    created_at: str = ""  # ISO 8601, UTC
+    model_version: str | None = None
+    id: int | None = None
+
+    def dedup_key(self) -> str:
+        fields = [self.query.strip(), self.label, self.doc_id or "", self.chunk_id or "", self.query_id or "",
+                  str(bool(self.critical)), self.source, self.user, self.created_at, self.model_version or ""]
+        return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tables(metadata):
+    from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
+
+    feedback = Table(
+        "feedback", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("dedup_key", String(64), nullable=False, unique=True),
+        Column("query", Text, nullable=False),
+        Column("query_id", String(200)),
+        Column("doc_id", String(500)),
+        Column("chunk_id", String(500)),
+        Column("label", String(32), nullable=False),
+        Column("critical", Boolean, nullable=False, default=False),
+        Column("source", String(100), nullable=False),
+        Column("user", String(200), nullable=False),
+        Column("created_at", String(40), nullable=False),
+        Column("model_version", String(100)),
+    )
+    schema = Table("domret_schema", metadata, Column("version", Integer, nullable=False))
+    return feedback, schema, Index
+
+
+def _migration_1(connection, feedback, schema) -> None:
+    """The feedback table (without ``critical``, which version 2 adds)."""
+    from sqlalchemy import text
+
+    connection.execute(text(
+        "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key VARCHAR(64) NOT NULL UNIQUE, "
+        "query TEXT NOT NULL, query_id VARCHAR(200), doc_id VARCHAR(500), chunk_id VARCHAR(500), "
+        "label VARCHAR(32) NOT NULL, source VARCHAR(100) NOT NULL, user VARCHAR(200) NOT NULL, "
+        "created_at VARCHAR(40) NOT NULL, model_version VARCHAR(100))"
+        if connection.dialect.name == "sqlite" else
+        "CREATE TABLE feedback (id SERIAL PRIMARY KEY, dedup_key VARCHAR(64) NOT NULL UNIQUE, "
+        "query TEXT NOT NULL, query_id VARCHAR(200), doc_id VARCHAR(500), chunk_id VARCHAR(500), "
+        "label VARCHAR(32) NOT NULL, source VARCHAR(100) NOT NULL, \"user\" VARCHAR(200) NOT NULL, "
+        "created_at VARCHAR(40) NOT NULL, model_version VARCHAR(100))"
+    ))
+
+
+def _migration_2(connection, feedback, schema) -> None:
+    """``critical`` labels trigger a retrain at once; the sensor counts them by id range."""
+    from sqlalchemy import text
+
+    connection.execute(text("ALTER TABLE feedback ADD COLUMN critical BOOLEAN NOT NULL DEFAULT FALSE"))
+    connection.execute(text("CREATE INDEX ix_feedback_query_id ON feedback (query_id)"))
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2}
+
+
+@dataclass
+class ImportResult:
+    inserted: int
+    duplicates: int
+    first_id: int | None
+    last_id: int | None
+
+
+@dataclass
+class NewLabels:
+    count: int
+    critical: int
+    max_id: int | None
+
+
+class FeedbackStore:
+    def __init__(self, url: str):
+        from sqlalchemy import MetaData, create_engine
+
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_engine(url)
+        self.metadata = MetaData()
+        self.feedback, self.schema, _ = _tables(self.metadata)
+
+    def version(self) -> int:
+        from sqlalchemy import inspect, select
+
+        if not inspect(self.engine).has_table("domret_schema"):
+            return 0
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(self.schema.c.version)).scalar() or 0)
+
+    def migrate(self) -> int:
+        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version it started from."""
+        from sqlalchemy import delete, insert
+
+        start = self.version()
+        for target in range(start + 1, SCHEMA_VERSION + 1):
+            with self.engine.begin() as connection:
+                if target == 1:
+                    self.schema.create(connection, checkfirst=True)
+                MIGRATIONS[target](connection, self.feedback, self.schema)
+                connection.execute(delete(self.schema))
+                connection.execute(insert(self.schema).values(version=target))
+        return start
+
+    def _require_schema(self) -> None:
+        if self.version() != SCHEMA_VERSION:
+            raise RuntimeError(f"{self.url}: feedback schema is at version {self.version()}, expected "
+                               f"{SCHEMA_VERSION}: run `domret feedback migrate`")
+
+    def add(self, labels: list[FeedbackLabel]) -> ImportResult:
+        """Insert in one transaction; rows already present (same dedup key) are skipped."""
+        from sqlalchemy import insert, select
+
+        self._require_schema()
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for label in labels:
+            label.created_at = label.created_at or now
+        keys = {label.dedup_key(): label for label in labels}
+        with self.engine.begin() as connection:
+            existing = set(connection.execute(
+                select(self.feedback.c.dedup_key).where(self.feedback.c.dedup_key.in_(list(keys)))).scalars()) if keys else set()
+            fresh = [label for key, label in keys.items() if key not in existing]
+            ids = []
+            for label in fresh:
+                values = {k: v for k, v in label.as_dict().items() if k != "id"}
+                result = connection.execute(insert(self.feedback).values(dedup_key=label.dedup_key(), **values))
+                ids.append(int(result.inserted_primary_key[0]))
+        return ImportResult(len(fresh), len(labels) - len(fresh), min(ids) if ids else None, max(ids) if ids else None)
+
+    def new_since(self, cursor: int) -> NewLabels:
+        """One indexed range query: how many labels (and critical ones) arrived after ``cursor``."""
+        from sqlalchemy import func, select
+
+        self._require_schema()
+        f = self.feedback
+        with self.engine.connect() as connection:
+            count, critical, max_id = connection.execute(
+                select(func.count(f.c.id), func.coalesce(func.sum(func.cast(f.c.critical, self._int())), 0), func.max(f.c.id))
+                .where(f.c.id > cursor)).one()
+        return NewLabels(int(count), int(critical), int(max_id) if max_id is not None else None)
+
+    @staticmethod
+    def _int():
+        from sqlalchemy import Integer
+
+        return Integer
+
+    def rows(self, max_id: int | None = None, min_id: int = 1) -> list[FeedbackLabel]:
+        from sqlalchemy import select
+
+        self._require_schema()
+        f = self.feedback
+        query = select(f).where(f.c.id >= min_id).order_by(f.c.id)
+        if max_id is not None:
+            query = query.where(f.c.id <= max_id)
+        with self.engine.connect() as connection:
+            return [FeedbackLabel(**{k: v for k, v in row._mapping.items() if k != "dedup_key"})
+                    for row in connection.execute(query)]
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "y")
+
+
+def read_feedback_file(path: str | Path) -> list[FeedbackLabel]:
+    """Parse and validate a JSONL or CSV feedback file; every bad row is reported with its
+    line, and nothing is returned unless every row is good."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feedback file not found: {path}")
+    issues: list[RowIssue] = []
+    labels: list[FeedbackLabel] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            raw = [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
+    else:
+        raw = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                issues.append(RowIssue(str(path), number, f"malformed JSON ({error.msg})"))
+                continue
+            if not isinstance(row, dict):
+                issues.append(RowIssue(str(path), number, "not a JSON object"))
+                continue
+            raw.append((number, row))
+    for number, row in raw:
+        query = str(row.get("query") or "").strip()
+        label = str(row.get("label") or "").strip().lower().replace(" ", "_").replace("-", "_")
+        doc_id = str(row.get("doc_id") or "").strip() or None
+        chunk_id = str(row.get("chunk_id") or "").strip() or None
+        if not query:
+            issues.append(RowIssue(str(path), number, "missing query"))
+        elif label not in LABELS:
+            issues.append(RowIssue(str(path), number, f"unknown label {row.get('label')!r} (one of {', '.join(LABELS)})"))
+        elif not (doc_id or chunk_id):
+            issues.append(RowIssue(str(path), number, "needs a doc_id or a chunk_id"))
+        else:
+            created = str(row.get("created_at") or row.get("timestamp") or "").strip()
+            if created:
+                try:
+                    datetime.fromisoformat(created.replace("Z", "+00:00"))
+                except ValueError:
+                    issues.append(RowIssue(str(path), number, f"bad timestamp {created!r} (ISO 8601 expected)"))
+                    continue
+            labels.append(FeedbackLabel(
+                query=query, label=label, doc_id=doc_id, chunk_id=chunk_id,
+                query_id=str(row.get("query_id") or "").strip() or None, critical=_truthy(row.get("critical", False)),
+                source=str(row.get("source") or "import"), user=str(row.get("user") or ""), created_at=created,
+                model_version=str(row.get("model_version") or "").strip() or None,
+            ))
+    if issues:
+        raise InputDataError(issues)
+    return labels
+
+
+def feedback_query_id(label: FeedbackLabel) -> str:
+    """A known query keeps its id; a new query text gets a stable one from its text."""
+    if label.query_id:
+        return label.query_id
+    return "fb-" + hashlib.sha256(" ".join(label.query.lower().split()).encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class FeedbackMerge:
+    used_ids: list[int]
+    new_queries: int
+    new_judgements: int
+    confirmed_negatives: int
+    skipped: dict[str, int]
+
+
+def merge_feedback(labels, feedback: list[FeedbackLabel], chunk_to_doc: dict[str, str], doc_ids: set[str]) -> FeedbackMerge:
+    """Fold feedback into ``labels`` (a LabeledQueries) in place, for training only.
+
+    - ``relevant`` / ``partially_relevant`` become judgements (relevance 1) of the train split;
+      a new query text becomes a new train query.
+    - ``not_relevant`` is not a judgement: it is returned to mining as a confirmed negative
+      (see :func:`confirmed_negatives`), and counted here.
+    - Feedback on a query of the dev or frozen test split is skipped and counted: labels a
+      model was judged on must not leak into its training.
+    - ``answer_unsupported`` judges the answer step, not retrieval: counted, not merged.
+    """
+    skipped: dict[str, int] = {}
+    used, new_queries, judgements, negatives = [], 0, 0, 0
+    for label in feedback:
+        qid = feedback_query_id(label)
+        doc = label.doc_id or chunk_to_doc.get(label.chunk_id or "")
+        if doc is None or doc not in doc_ids:
+            skipped["unknown_document"] = skipped.get("unknown_document", 0) + 1
+            continue
+        if labels.splits.get(qid, "train") != "train":
+            skipped[f"{labels.splits[qid]}_split_query"] = skipped.get(f"{labels.splits[qid]}_split_query", 0) + 1
+            continue
+        if label.label == "answer_unsupported":
+            skipped["answer_unsupported"] = skipped.get("answer_unsupported", 0) + 1
+            continue
+        if qid not in labels.queries:
+            labels.queries[qid] = label.query
+            labels.splits[qid] = "train"
+            new_queries += 1
+        if label.label in POSITIVE_LABELS:
+            if labels.qrels.setdefault(qid, {}).get(doc, 0) <= 0:
+                labels.qrels[qid][doc] = 1
+                judgements += 1
+        else:
+            negatives += 1
+        used.append(label.id)
+    return FeedbackMerge(sorted(i for i in used if i is not None), new_queries, judgements, negatives, skipped)
+
+
+def confirmed_negatives(feedback: list[FeedbackLabel], chunk_ids_by_doc: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``not_relevant`` labels as mining's confirmed negatives: query id -> chunk ids."""
+    out: dict[str, list[str]] = {}
+    for label in feedback:
+        if label.label != "not_relevant":
+            continue
+        qid = feedback_query_id(label)
+        if label.chunk_id:
+            out.setdefault(qid, []).append(label.chunk_id)
+        elif label.doc_id in chunk_ids_by_doc:
+            out.setdefault(qid, []).extend(chunk_ids_by_doc[label.doc_id])
+    return out
