@@ -5,6 +5,7 @@
     domret search "query" [--json]          search with the champion (or --run ID, or --latest)
     domret promote [VERSION]                list registered bundles, or promote one by hand
     domret rollback                         restore the previous champion
+    domret feedback import|add|migrate|queue  the feedback store and the labeling queue
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (the project root by default,
 where ``dagster.yaml`` lives), so they show up in ``dagster dev`` afterwards.
@@ -140,14 +141,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"serving": pipeline.config.as_dict(), "results": [r.as_dict() for r in results]}, indent=2))
         return 0
-    print(f"serving: {pipeline.config.label()}")
+    print(f"serving: {pipeline.config.label()}   (label a result: domret feedback add QUERY relevant --chunk CHUNK_ID)")
     for result in results:
         stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
         print(f"\nquery: {result.query}   ({stages})")
         for hit in result.hits:
             scores = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             snippet = " ".join(hit.text.split())[:160]
-            print(f"{hit.rank:>3}. {hit.doc_id} [{hit.start}:{hit.end}] {hit.title[:60]}\n     {scores}\n     {snippet}")
+            print(f"{hit.rank:>3}. {hit.chunk_id} (document {hit.doc_id}, chars {hit.start}-{hit.end}) {hit.title[:60]}"
+                  f"\n     {scores}\n     {snippet}")
     return 0
 
 
@@ -186,6 +188,63 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feedback_store(args):
+    from .core.feedback import FeedbackStore
+
+    home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
+    store = FeedbackStore(args.url or os.environ.get("DOMRET_FEEDBACK_URL") or f"sqlite:///{home}/feedback.db")
+    store.migrate()
+    return store
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .core.errors import InputDataError
+    from .core.feedback import FeedbackLabel, read_feedback_file
+
+    if args.action == "queue":
+        from .core.artifacts import ArtifactRef
+
+        home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
+        ref_path = home / "refs" / "labeling_queue.json"
+        if not ref_path.is_file():
+            print(f"domret: no labeling queue yet ({ref_path} is missing): run `domret run` first", file=sys.stderr)
+            return 1
+        text = (ArtifactRef.from_json(ref_path.read_text(encoding="utf-8")).verify() / "queue.jsonl").read_text(encoding="utf-8")
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"{len(text.splitlines())} queries written to {args.out}")
+        else:
+            print(text, end="")
+        return 0
+    store = _feedback_store(args)
+    if args.action == "migrate":
+        print(f"feedback store {store.url}: schema version {store.version()}")
+        return 0
+    if args.action == "import":
+        try:
+            labels = read_feedback_file(args.file)
+        except (InputDataError, FileNotFoundError) as error:
+            print(f"domret: nothing imported: {error}", file=sys.stderr)
+            return 1
+        for label in labels:
+            label.source = label.source if label.source != "import" else f"import:{Path(args.file).name}"
+    else:  # add: label one search result
+        from .api import default_registry
+
+        if not (args.doc or args.chunk):
+            print("domret: feedback add needs --doc or --chunk", file=sys.stderr)
+            return 1
+        registry = default_registry(args.home)
+        champion = registry.champion() if registry else None
+        labels = [FeedbackLabel(query=args.query, label=args.label, doc_id=args.doc, chunk_id=args.chunk,
+                                critical=args.critical, source="domret search", user=args.user or os.environ.get("USER", ""),
+                                model_version=champion.version if champion else None)]
+    result = store.add(labels)
+    ids = f" (ids {result.first_id}-{result.last_id})" if result.inserted else ""
+    print(f"{result.inserted} label(s) added{ids}, {result.duplicates} duplicate(s) ignored")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +274,24 @@ def main(argv: list[str] | None = None) -> int:
     rollback = commands.add_parser("rollback", help="restore the previous champion")
     rollback.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
     rollback.set_defaults(func=cmd_rollback)
+    feedback = commands.add_parser("feedback", help="the feedback store: import, add, migrate, queue")
+    feedback_actions = feedback.add_subparsers(dest="action", required=True)
+    f_import = feedback_actions.add_parser("import", help="import a JSONL or CSV file of labels (all or nothing)")
+    f_import.add_argument("file")
+    f_add = feedback_actions.add_parser("add", help="label one search result")
+    f_add.add_argument("query")
+    f_add.add_argument("label", choices=["relevant", "not_relevant", "partially_relevant", "answer_unsupported"])
+    f_add.add_argument("--doc", help="document id of the result")
+    f_add.add_argument("--chunk", help="chunk id of the result (as `domret search` prints it)")
+    f_add.add_argument("--critical", action="store_true", help="retrain without waiting for more labels")
+    f_add.add_argument("--user")
+    feedback_actions.add_parser("migrate", help="create or upgrade the feedback schema")
+    f_queue = feedback_actions.add_parser("queue", help="print (or --out) the latest labeling queue")
+    f_queue.add_argument("--out")
+    for sub in (f_import, f_add, feedback_actions.choices["migrate"], f_queue):
+        sub.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
+        sub.add_argument("--url", help="feedback store URL (default: $DOMRET_FEEDBACK_URL or sqlite under DOMRET_HOME)")
+    feedback.set_defaults(func=cmd_feedback)
     args = parser.parse_args(argv)
     return args.func(args)
 

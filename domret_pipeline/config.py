@@ -48,6 +48,8 @@ class LabelsConfig(dg.Config):
     frozen_test_qrels_path: Optional[str] = None
     frozen_test_evidence_path: Optional[str] = None
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    use_feedback: bool = Field(default=False, description="Merge feedback labels from the feedback store into the train split.")
+    feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
 
 
 class IndexConfig(dg.Config):
@@ -94,6 +96,8 @@ class MiningConfig(dg.Config):
     feedback_negatives_path: Optional[str] = Field(
         default=None, description="JSONL of feedback labels; rows labeled 'not_relevant' become confirmed negatives."
     )
+    use_feedback: bool = Field(default=False, description="'not_relevant' labels of the feedback store become confirmed negatives.")
+    feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
 
 
 class FineTuneConfig(dg.Config):

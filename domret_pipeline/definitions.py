@@ -15,19 +15,21 @@ from .assets.common import ARTIFACT_IO
 from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
 from .assets.indexes import base_faiss_index, bm25_index, faiss_index
+from .assets.feedback import labeling_queue
 from .assets.labels import labeled_queries
 from .assets.release import champion_release
 from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint, hard_negatives
 from .checks import ALL_CHECKS
 from .io_manager import ArtifactRefIOManager
-from .jobs import full_pipeline_job
-from .resources import ArtifactStore, EmbeddingModel, MlflowTracker
+from .jobs import full_pipeline_job, retrain_job
+from .resources import ArtifactStore, EmbeddingModel, FeedbackStoreResource, MlflowTracker
+from .sensors import feedback_sensor, weekly_retrain
 
 ASSETS = [
     corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
     hard_negatives, embedding_checkpoint, faiss_index, reranker_adapter, serving_config, evaluation_report,
-    champion_release,
+    champion_release, labeling_queue,
 ]
 
 
@@ -40,6 +42,8 @@ def resources_for(env: str, home: str | None = None) -> dict:
                 tracking_uri=f"sqlite:///{home}/mlflow.db", artifact_location=f"{home}/mlflow-artifacts"
             ),
             "embedding_model": EmbeddingModel(),
+            "feedback": FeedbackStoreResource(url=f"sqlite:///{home}/feedback.db",
+                                              retrain_run_config=os.environ.get("DOMRET_RETRAIN_CONFIG", "")),
             ARTIFACT_IO: ArtifactRefIOManager(base_dir=f"{home}/refs"),
         }
     if env == "team":
@@ -51,6 +55,8 @@ def resources_for(env: str, home: str | None = None) -> dict:
                 ui_url=dg.EnvVar("MLFLOW_UI_URL"),
             ),
             "embedding_model": EmbeddingModel(),
+            "feedback": FeedbackStoreResource(url=dg.EnvVar("DOMRET_FEEDBACK_URL"),
+                                              retrain_run_config=os.environ.get("DOMRET_RETRAIN_CONFIG", "")),
             ARTIFACT_IO: ArtifactRefIOManager(base_dir=dg.EnvVar("DOMRET_REFS_DIR")),
         }
     raise ValueError(f"DOMRET_ENV must be 'local' or 'team', not {env!r}")
@@ -59,6 +65,8 @@ def resources_for(env: str, home: str | None = None) -> dict:
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[full_pipeline_job],
+    jobs=[full_pipeline_job, retrain_job],
+    sensors=[feedback_sensor],
+    schedules=[weekly_retrain],
     resources=resources_for(os.environ.get("DOMRET_ENV", "local")),
 )

@@ -28,6 +28,7 @@ class BundleVersion:
     evaluation_report: dict | None
     metrics: dict
     aliases: list[str]
+    tags: dict
 
 
 class Registry:
@@ -53,12 +54,15 @@ class Registry:
             evaluation_report=json.loads(tags["domret.evaluation_report"]) if "domret.evaluation_report" in tags else None,
             metrics=json.loads(tags.get("domret.metrics", "{}")),
             aliases=list(getattr(mv, "aliases", []) or []),
+            tags=dict(tags),
         )
 
-    def register(self, run_id: str, serving_config: dict, evaluation_report: dict | None, metrics: dict) -> BundleVersion:
+    def register(self, run_id: str, serving_config: dict, evaluation_report: dict | None, metrics: dict,
+                 extra_tags: dict[str, str] | None = None) -> BundleVersion:
         """A new version pointing at the release run's logged bundle."""
         self._ensure_model()
-        tags = {"domret.serving_config": json.dumps(serving_config), "domret.metrics": json.dumps(metrics)}
+        tags = {"domret.serving_config": json.dumps(serving_config), "domret.metrics": json.dumps(metrics),
+                **(extra_tags or {})}
         if evaluation_report:
             tags["domret.evaluation_report"] = json.dumps(evaluation_report)
         mv = self.client.create_model_version(self.name, source=f"runs:/{run_id}/bundle", run_id=run_id, tags=tags)

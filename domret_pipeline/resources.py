@@ -106,6 +106,7 @@ class MlflowTracker(dg.ConfigurableResource):
     artifact_location: str = ".domret/mlflow-artifacts"
     ui_url: str = "http://127.0.0.1:5000"
     enabled: bool = True
+    registered_model: str = "domret_retrieval"  # the registered model whose versions are serving bundles
 
     def _client(self):
         from mlflow.tracking import MlflowClient
@@ -135,7 +136,7 @@ class MlflowTracker(dg.ConfigurableResource):
         from .registry import Registry
 
         self._client()  # creates the SQLite folder when needed
-        return Registry(self.tracking_uri)
+        return Registry(self.tracking_uri, self.registered_model)
 
     @contextmanager
     def run(self, context: dg.AssetExecutionContext, code_version: str) -> Iterator[TrackedRun]:
@@ -163,3 +164,16 @@ class MlflowTracker(dg.ConfigurableResource):
             client.set_terminated(run_id, status="FAILED")
             raise
         client.set_terminated(run_id, status="FINISHED")
+
+
+class FeedbackStoreResource(dg.ConfigurableResource):
+    """The feedback database (any SQLAlchemy URL) and the sensor's retrain policy."""
+
+    url: str = "sqlite:///.domret/feedback.db"
+    retrain_min_labels: int = 50
+    retrain_run_config: str = ""  # a run config YAML merged into every retrain request (data paths, recipes)
+
+    def store(self):
+        from .core.feedback import FeedbackStore
+
+        return FeedbackStore(self.url)

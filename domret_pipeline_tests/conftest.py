@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from domret_pipeline.assets.common import ARTIFACT_IO  # noqa: E402
 from domret_pipeline.io_manager import ArtifactRefIOManager  # noqa: E402
-from domret_pipeline.resources import ArtifactStore, EmbeddingModel, MlflowTracker  # noqa: E402
+from domret_pipeline.resources import ArtifactStore, EmbeddingModel, FeedbackStoreResource, MlflowTracker  # noqa: E402
 
 
 def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0, initializer_range: float = 0.02,
@@ -69,8 +69,10 @@ def make_resources(home: Path, model: Path, mlflow_uri: str) -> dict:
     return {
         "artifacts": ArtifactStore(root=str(home / "artifacts")),
         "mlflow": MlflowTracker(tracking_uri=mlflow_uri, experiment_name=f"test-{home.name}",
+                                registered_model=f"test-{home.name}",
                                 artifact_location=str(home / "mlflow-artifacts")),
         "embedding_model": EmbeddingModel(model_name_or_path=str(model), max_seq_length=128, batch_size=32),
+        "feedback": FeedbackStoreResource(url=f"sqlite:///{home}/feedback.db", retrain_min_labels=3),
         ARTIFACT_IO: ArtifactRefIOManager(base_dir=str(home / "refs")),
     }
 

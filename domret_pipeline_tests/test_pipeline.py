@@ -16,7 +16,7 @@ from .conftest import make_resources
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
                "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
-               "evaluation_report", "champion_release"]
+               "evaluation_report", "champion_release", "labeling_queue"]
 
 
 def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
@@ -163,7 +163,7 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
 
     with dg.instance_for_test() as instance:
         assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset, tiny_encoder), instance).success
-        registry = Registry(mlflow_uri)
+        registry = Registry(mlflow_uri, f"test-{tmp_path.name}")
         champion = registry.champion()
         strict = run_config(small_dataset, tiny_encoder)
         strict["ops"]["serving_config"]["config"]["top_n"] = 2  # a different bundle
@@ -302,7 +302,53 @@ def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
     from domret_pipeline.cli import _asset_selection
 
     names = lambda spec: sorted(k.to_user_string() for k in _asset_selection(defs, spec))  # noqa: E731
-    assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "reranker_adapter", "serving_config"]
+    assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "labeling_queue", "reranker_adapter",
+                                          "serving_config"]
     assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
     with pytest.raises(SystemExit, match="unknown asset 'nope'"):
         _asset_selection(defs, "nope+")
+
+
+def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    """Import feedback, tick the sensor, execute the run it requests, and find a new model
+    version that names the feedback ids it learned from."""
+    import yaml
+
+    from domret_pipeline.core.feedback import read_feedback_file
+    from domret_pipeline.registry import Registry
+    from domret_pipeline.resources import FeedbackStoreResource
+    from domret_pipeline.sensors import feedback_sensor
+
+    feedback_file = tmp_path / "feedback.jsonl"
+    feedback_file.write_text("\n".join(json.dumps(r) for r in [
+        {"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant", "user": "ana"},
+        {"query": "speed limit for forklifts in Leeds aisles", "chunk_id": "fl-a#0", "label": "relevant"},
+        {"query": "Leeds forklift speed", "doc_id": "fl-b", "label": "not_relevant"},
+    ]) + "\n")
+    deployment = tmp_path / "retrain.yaml"
+    deployment.write_text(yaml.safe_dump(run_config(small_dataset, tiny_encoder)))
+    resources = make_resources(tmp_path, tiny_encoder, mlflow_uri)
+    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db", retrain_min_labels=3,
+                                                  retrain_run_config=str(deployment))
+    store = resources["feedback"].store()
+    store.migrate()
+    assert store.add(read_feedback_file(feedback_file)).inserted == 3
+
+    with dg.instance_for_test() as instance:
+        request = feedback_sensor(dg.build_sensor_context(instance=instance, resources={"feedback": resources["feedback"]}))
+        assert isinstance(request, dg.RunRequest) and request.run_key == "feedback-1-3"
+        result = dg.materialize([*ASSETS, *ALL_CHECKS], resources=resources, run_config=request.run_config,
+                                instance=instance, tags=request.tags)
+        assert result.success
+        events = {m.asset_key.to_user_string(): m for m in
+                  (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+    labels_meta = events["labeled_queries"].metadata
+    assert labels_meta["feedback_labels_used"].value == 3 and labels_meta["feedback_new_judgements"].value == 2
+    mined = events["hard_negatives"].metadata
+    assert mined["negative_sources"].value.count("feedback") == 1
+    version = Registry(mlflow_uri, f"test-{tmp_path.name}").champion()
+    assert version.tags["domret.feedback_ids"] == "1-3" and version.tags["domret.feedback_labels"] == "3"
+    assert version.tags["domret.labeled_queries"] == events["labeled_queries"].metadata["content_sha256"].value
+    queue = [json.loads(l) for l in (Path(events["labeling_queue"].metadata["artifact_path"].value) / "queue.jsonl")
+             .read_text().splitlines()]
+    assert queue and all({"query", "reasons", "disagreement", "margin", "abstained"} <= set(r) for r in queue)

@@ -13,7 +13,7 @@ from ..core.loaders import load_labels
 from ..core.report import markdown_table
 from ..core.serialization import read_documents, write_jsonl
 from ..core.splits import SPLITS, assign_splits
-from ..resources import ArtifactStore, MlflowTracker
+from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
 LABELS_VERSION = "2"
@@ -66,15 +66,34 @@ def labeled_queries(
     corpus_documents: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
+    feedback: FeedbackStoreResource,
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, LABELS_VERSION) as tracked:
         tracked.log_params({**config.model_dump(), "corpus_documents_sha256": corpus_documents.sha256})
         documents = read_documents(f"{corpus_documents.path}/documents.jsonl")
         labels, issues = build_labeled_queries(config, documents)
+        merged = None
+        if config.use_feedback:
+            from ..core.feedback import merge_feedback
+
+            store = feedback.store()
+            store.migrate()
+            rows = store.rows(config.feedback_max_id)
+            # Chunk ids are "<doc id>#<n>": a label on a chunk judges its document.
+            merged = merge_feedback(labels, rows, {r.chunk_id: r.chunk_id.rsplit("#", 1)[0] for r in rows if r.chunk_id},
+                                    {d.doc_id for d in documents})
+            tracked.log_params({"feedback_max_id": max((r.id for r in rows), default=0),
+                                "feedback_ids_used": f"{merged.used_ids[0]}-{merged.used_ids[-1]}" if merged.used_ids else "none"})
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
-            write_json(pending.path / "manifest.json", {**config.model_dump(), "corpus_documents": corpus_documents.sha256})
+            feedback_record = None
+            if merged is not None:
+                feedback_record = {"store": feedback.url.split("@")[-1], "used_ids": merged.used_ids,
+                                   "new_queries": merged.new_queries, "new_judgements": merged.new_judgements,
+                                   "confirmed_negatives": merged.confirmed_negatives, "skipped": merged.skipped}
+            write_json(pending.path / "manifest.json", {**config.model_dump(), "corpus_documents": corpus_documents.sha256,
+                                                        "feedback": feedback_record})
         split_counts = Counter(labels.splits.values())
         with_evidence = {e.query_id for e in labels.evidence}
         rows = []
@@ -98,5 +117,10 @@ def labeled_queries(
                 ),
                 "quarantine": issues_table(issues),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["query", "split", "text"], sample)),
+                **({"feedback_labels_used": dg.MetadataValue.int(len(merged.used_ids)),
+                    "feedback_ids": (f"{merged.used_ids[0]}–{merged.used_ids[-1]}" if merged.used_ids else "none"),
+                    "feedback_new_judgements": dg.MetadataValue.int(merged.new_judgements),
+                    "feedback_skipped": dg.MetadataValue.md(markdown_table(["reason", "labels"], sorted(merged.skipped.items()))
+                                                            if merged.skipped else "none")} if merged is not None else {}),
             },
         )

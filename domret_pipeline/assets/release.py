@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.feedback import id_ranges
 from ..core.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
@@ -27,6 +28,7 @@ def champion_release(
     context: dg.AssetExecutionContext,
     evaluation_report: ArtifactRef,
     serving_config: ArtifactRef,
+    labeled_queries: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
@@ -48,9 +50,14 @@ def champion_release(
             tracked.log_artifacts(serving_config.path, "bundle")
             for name in ("report.md", "report.json"):
                 tracked.log_artifact(Path(evaluation_report.path) / name, "bundle/evaluation")
+            # Lineage for incident reviews: the labels (and the feedback ids) this bundle learned from.
+            feedback = read_json(f"{labeled_queries.path}/manifest.json").get("feedback") or {}
+            used = feedback.get("used_ids") or []
+            extra = {"domret.labeled_queries": labeled_queries.sha256, "domret.dagster_run_id": context.run.run_id,
+                     "domret.feedback_ids": id_ranges(used)[:5000] or "none", "domret.feedback_labels": str(len(used))}
             registered = registry.register(tracked.run_id, {"path": serving_config.path, "sha256": serving_config.sha256},
                                            {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
-                                           {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+                                           {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, extra)
             version = registry.promote(registered.version)
             action = f"promoted v{version.version}" + (f" (previous champion v{before.version})" if before else "")
         tracked.set_tag("domret.champion_version", version.version)

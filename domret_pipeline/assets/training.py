@@ -11,7 +11,7 @@ from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_
 from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_jsonl, write_jsonl
-from ..resources import ArtifactStore, MlflowTracker
+from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
 MINING_VERSION = "1"
@@ -39,6 +39,7 @@ def hard_negatives(
     bm25_index: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
+    feedback: FeedbackStoreResource,
 ) -> dg.Output[ArtifactRef]:
     import numpy as np
 
@@ -79,6 +80,17 @@ def hard_negatives(
             for c in chunks:
                 by_doc[c.doc_id].append(c.chunk_id)
             confirmed, feedback_issues = load_feedback_negatives(config.feedback_negatives_path, set(query_ids), by_doc)
+        if config.use_feedback:
+            from ..core.feedback import confirmed_negatives
+
+            by_doc = defaultdict(list)
+            for c in chunks:
+                by_doc[c.doc_id].append(c.chunk_id)
+            store = feedback.store()
+            store.migrate()
+            for qid, ids in confirmed_negatives(store.rows(config.feedback_max_id), by_doc).items():
+                if qid in qrels:  # feedback on dev/test queries never trains
+                    confirmed.setdefault(qid, []).extend(ids)
         settings = MiningSettings(config.range_min, config.range_max, config.max_positive_ratio, config.num_negatives,
                                   config.use_bm25, config.fill_random)
         result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,

@@ -334,3 +334,17 @@ def confirmed_negatives(feedback: list[FeedbackLabel], chunk_ids_by_doc: dict[st
         elif label.doc_id in chunk_ids_by_doc:
             out.setdefault(qid, []).extend(chunk_ids_by_doc[label.doc_id])
     return out
+
+
+def id_ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` -> ``"1-3,7,9-10"``: the feedback a model used, compactly."""
+    parts, ids = [], sorted(set(ids))
+    start = prev = None
+    for i in ids + [None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(f"{start}-{prev}" if prev != start else str(start))
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ",".join(parts)

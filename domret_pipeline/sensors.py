@@ -1,0 +1,69 @@
+"""The feedback sensor and the weekly retrain schedule. Both start stopped (README: how to
+turn them on).
+
+The sensor is cheap on purpose: no model imports, one indexed range query on the feedback
+store per tick. Its cursor is the last feedback id it acted on; the run key is the id range
+(``feedback-<first>-<last>``), so the same labels never trigger twice, even after the daemon
+restarts and re-evaluates an old cursor.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from .jobs import retrain_job
+from .resources import FeedbackStoreResource
+
+FEEDBACK_IDS_TAG = "domret/feedback_ids"
+
+
+def retrain_run_config(resource: FeedbackStoreResource, max_id: int | None) -> dict:
+    """The retrain run's config: the deployment's YAML (data paths, recipes) with feedback on."""
+    config: dict = {}
+    if resource.retrain_run_config:
+        import yaml
+
+        config = yaml.safe_load(Path(resource.retrain_run_config).read_text(encoding="utf-8")) or {}
+    ops = config.setdefault("ops", {})
+    for asset in ("labeled_queries", "hard_negatives"):
+        ops.setdefault(asset, {}).setdefault("config", {}).update({"use_feedback": True, "feedback_max_id": max_id})
+    return config
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a retrain when at least retrain_min_labels new feedback labels arrived, or any critical one.",
+)
+def feedback_sensor(context: dg.SensorEvaluationContext, feedback: FeedbackStoreResource):
+    cursor = int(context.cursor or 0)
+    try:
+        new = feedback.store().new_since(cursor)
+    except RuntimeError as error:  # the store was never migrated: nothing has been imported yet
+        return dg.SkipReason(str(error))
+    if new.count == 0:
+        return dg.SkipReason(f"no feedback label after id {cursor}")
+    if new.count < feedback.retrain_min_labels and new.critical == 0:
+        return dg.SkipReason(f"{new.count} new label(s) after id {cursor} (up to id {new.max_id}), none critical; "
+                             f"a retrain needs {feedback.retrain_min_labels}")
+    first, last = cursor + 1, new.max_id
+    context.update_cursor(str(last))
+    return dg.RunRequest(
+        run_key=f"feedback-{first}-{last}",
+        run_config=retrain_run_config(feedback, last),
+        tags={FEEDBACK_IDS_TAG: f"{first}-{last}", "domret/trigger": "critical" if new.critical else "count"},
+    )
+
+
+weekly_retrain = dg.ScheduleDefinition(
+    name="weekly_retrain",
+    job=retrain_job,
+    cron_schedule=os.environ.get("DOMRET_RETRAIN_CRON", "0 3 * * 1"),  # Mondays 03:00
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    run_config={"ops": {a: {"config": {"use_feedback": True}} for a in ("labeled_queries", "hard_negatives")}},
+    description="The controlled cadence: retrain on every feedback label so far, through the release gate.",
+)
