@@ -82,6 +82,10 @@ class EvaluationConfig(dg.Config):
 
 
 class MiningConfig(dg.Config):
+    retriever: Literal["base", "champion"] = Field(
+        default="base",
+        description="Who ranks the candidates: this run's base index, or the registry's serving champion (recorded).",
+    )
     range_min: int = Field(default=10, description="First rank (0-based) of the candidate window: skips the top, where unlabeled answers hide.")
     range_max: int = Field(default=100, description="End of the candidate window (exclusive).")
     max_positive_ratio: float = Field(

@@ -167,6 +167,7 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
         champion = registry.champion()
         strict = run_config(small_dataset, tiny_encoder)
         strict["ops"]["serving_config"]["config"]["top_n"] = 2  # a different bundle
+        strict["ops"]["hard_negatives"]["config"]["retriever"] = "champion"  # mine with what serves
         strict["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
         result = materialize(tmp_path, tiny_encoder, mlflow_uri, strict, instance, raise_on_error=False)
         gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
@@ -175,6 +176,10 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
                         for e in result.get_asset_materialization_events()}
         assert "evaluation_report" in materialized and "champion_release" not in materialized
         assert registry.champion().version == champion.version
+        mined = next(e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+                     if e.event_specific_data.materialization.asset_key.to_user_string() == "hard_negatives")
+        manifest = json.loads((Path(mined.metadata["artifact_path"].value) / "manifest.json").read_text())
+        assert manifest["mined_with"]["retriever"] == "champion" and manifest["mined_with"]["version"] == champion.version
 
 
 def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):

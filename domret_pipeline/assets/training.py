@@ -57,7 +57,23 @@ def hard_negatives(
                             "base_faiss_index_sha256": base_faiss_index.sha256})
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
-        index, encoder, manifest = open_with_encoder(Path(base_faiss_index.path))
+        # The retriever that mines is a recorded choice: the base index of this run, or the
+        # registry's serving champion (its index, verified by hash), never "the newest file".
+        mined_with = {"retriever": "base", "faiss_index": base_faiss_index.sha256}
+        index_path = Path(base_faiss_index.path)
+        if config.retriever == "champion":
+            registry = mlflow.registry()
+            champion = registry.champion() if registry else None
+            if champion is None:
+                raise ValueError("retriever='champion' but the registry has no champion yet: mine with 'base' first")
+            bundle = read_json(Path(ArtifactRef(**champion.serving_config).verify()) / "serving.json")
+            champion_index = ArtifactRef(**bundle["artifacts"]["faiss_index"])
+            if bundle["artifacts"]["corpus_chunks"]["sha256"] != corpus_chunks.sha256:
+                raise ValueError(f"champion v{champion.version} indexes other chunks than this run's corpus_chunks: "
+                                 "mine with retriever='base'")
+            index_path = champion_index.verify()
+            mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
+        index, encoder, manifest = open_with_encoder(index_path)
         vectors = all_vectors(index)
         position = {c: i for i, c in enumerate(index.chunk_ids)}
         chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
@@ -108,7 +124,7 @@ def hard_negatives(
             ))
             write_json(pending.path / "manifest.json", {
                 **config.model_dump(), "labeled_queries": labeled_queries.sha256, "corpus_chunks": corpus_chunks.sha256,
-                "base_faiss_index": base_faiss_index.sha256, "encoder": manifest["encoder"],
+                "base_faiss_index": base_faiss_index.sha256, "encoder": manifest["encoder"], "mined_with": mined_with,
                 "removed": dict(result.removed), "queries_without_negatives": result.queries_without_negatives,
                 "positive_rules": dict(rules),
             })
@@ -139,6 +155,8 @@ def hard_negatives(
                 [[name, len(v), float(v.mean()) if len(v) else float("nan"), float(v.min()) if len(v) else float("nan"),
                   float(v.max()) if len(v) else float("nan")] for name, v in (("positive", pos_scores), ("negative", neg_scores))])),
             "score_histogram": dg.MetadataValue.path(f"{pending.ref.path}/scores.png"),
+            "mined_with": (f"champion v{mined_with['version']}" if mined_with["retriever"] == "champion" else "base index")
+            + f" ({mined_with['faiss_index'][:12]})",
             "sample_triples": dg.MetadataValue.md(markdown_table(["query", "positive", "negative", "scores (pos / neg)"], sample)),
             "feedback_issues": issues_table(feedback_issues),
         })
