@@ -1,5 +1,5 @@
-"""Best-on-dev training for Hugging Face-style trainers, shared by the bi-encoder and the
-reranker: the dev metric is read after every evaluation, the best weights are kept in memory
+"""Trainer plumbing shared by the bi-encoder and the reranker: the common training arguments,
+and best-on-dev training: the dev metric is read after every evaluation, the best weights are kept in memory
 (no checkpoint folders on disk) and training stops after ``patience`` evaluations without
 improvement. The score before training counts as the first point, so a model that never
 beats its starting point is reported as such."""
@@ -39,3 +39,26 @@ def keep_best_callback(model, metric: str, start_score: float, patience: int):
             return self.history[-1][metric], self.history[-1]["epoch"]
 
     return KeepBest()
+
+
+def training_arguments(settings, work_dir, n_rows: int, batch_sampler) -> dict:
+    """Keyword arguments common to sentence-transformers' training-argument classes: epoch-wise
+    dev evaluation, no checkpoint folders, CPU, at least one logged loss per epoch."""
+    steps_per_epoch = max(1, -(-n_rows // settings.batch_size))
+    return dict(
+        output_dir=str(work_dir / "trainer"),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=float(settings.warmup_ratio),  # transformers 5 reads a float below 1 as a ratio
+        weight_decay=settings.weight_decay,
+        batch_sampler=batch_sampler,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_steps=min(settings.logging_steps, steps_per_epoch),
+        report_to="none",
+        seed=settings.seed,
+        use_cpu=True,
+        disable_tqdm=True,
+    )

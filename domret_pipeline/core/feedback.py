@@ -224,19 +224,9 @@ def read_feedback_file(path: str | Path) -> list[FeedbackLabel]:
         with path.open(newline="", encoding="utf-8") as handle:
             raw = [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
     else:
-        raw = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                issues.append(RowIssue(str(path), number, f"malformed JSON ({error.msg})"))
-                continue
-            if not isinstance(row, dict):
-                issues.append(RowIssue(str(path), number, "not a JSON object"))
-                continue
-            raw.append((number, row))
+        from .loaders import iter_jsonl  # the project's JSONL reader: UTF-8, JSON and object checks with lines
+
+        raw = list(iter_jsonl(path, issues))
     for number, row in raw:
         query = str(row.get("query") or "").strip()
         label = str(row.get("label") or "").strip().lower().replace(" ", "_").replace("-", "_")

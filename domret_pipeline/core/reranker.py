@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .early_stopping import keep_best_callback
+from .early_stopping import keep_best_callback, training_arguments
 from .encoder import resolve_model_path
 
 DEV_METRIC = "dev_ndcg@10"
@@ -247,25 +247,9 @@ def train_reranker(
     dataset = _training_dataset(examples, settings)
     torch.manual_seed(settings.seed)
     keep_best = keep_best_callback(model, DEV_METRIC, start_score, settings.early_stopping_patience)
-    steps_per_epoch = max(1, -(-len(dataset) // settings.batch_size))
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(work_dir / "trainer"),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=float(settings.warmup_ratio),  # transformers 5 reads a float below 1 as a ratio
-        weight_decay=settings.weight_decay,
-        # A duplicate text in a batch would be scored as an in-batch negative of itself.
-        batch_sampler=BatchSamplers.NO_DUPLICATES if settings.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_steps=min(settings.logging_steps, steps_per_epoch),
-        report_to="none",
-        seed=settings.seed,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    # A duplicate text in a batch would be scored as an in-batch negative of itself.
+    sampler = BatchSamplers.NO_DUPLICATES if settings.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER
+    args = CrossEncoderTrainingArguments(**training_arguments(settings, work_dir, len(dataset), sampler))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=_loss(model, settings),
                                   evaluator=evaluator, callbacks=[keep_best])
     trainer.remove_callback(PrinterCallback)

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .early_stopping import keep_best_callback
+from .early_stopping import keep_best_callback, training_arguments
 
 DEV_METRIC = "dev_cosine_ndcg@10"
 
@@ -141,24 +141,8 @@ def train_encoder(
         raise ValueError(f"unknown loss {settings.loss!r} (mnrl or cached_mnrl)")
 
     keep_best = keep_best_callback(model, DEV_METRIC, base_dev_score, settings.early_stopping_patience)
-    steps_per_epoch = max(1, -(-len(rows) // settings.batch_size))
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(work_dir / "trainer"),
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=float(settings.warmup_ratio),  # transformers 5 reads a float below 1 as a ratio
-        weight_decay=settings.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        eval_strategy="epoch",
-        save_strategy="no",
-        logging_steps=min(settings.logging_steps, steps_per_epoch),  # at least one loss point per epoch
-        report_to="none",
-        seed=settings.seed,
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+        **training_arguments(settings, work_dir, len(rows), BatchSamplers.NO_DUPLICATES))
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=training_rows(rows, num_negatives), loss=loss,
         evaluator=evaluator, callbacks=[keep_best],
