@@ -38,16 +38,22 @@ def _latest_report_dir() -> Path:
 
 
 def _quiet() -> None:
-    """Keep the terminal to the report: no beta notices, no weight-loading progress bars."""
+    """Keep the terminal to the report: no beta notices, progress bars, weight-loading reports
+    or deprecation chatter from the libraries (``--verbose`` keeps them)."""
+    import logging
     import warnings
 
     import dagster
 
     warnings.filterwarnings("ignore", category=dagster.BetaWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    for name in ("sentence_transformers", "transformers", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -246,6 +252,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--verbose" not in (argv if argv is not None else sys.argv):
+        os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported: set it first
     parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="materialize the whole asset graph and print the evaluation report")

@@ -69,6 +69,13 @@ class EvaluationConfig(dg.Config):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
+    generator: Literal["extractive", "openai"] = Field(
+        default="extractive",
+        description="How answers are written: extractive (offline, default) or an OpenAI-compatible endpoint.",
+    )
+    generator_base_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
+    generator_model: str = ""
+    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
     tolerance_ndcg: float = Field(default=0.01, description="Release gate: nDCG@10 the challenger may lose against the champion.")
     tolerance_citation_precision: float = 0.02
     tolerance_citation_recall: float = 0.02

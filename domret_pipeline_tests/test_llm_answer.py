@@ -105,3 +105,26 @@ def test_markers_after_the_full_stop_belong_to_the_sentence_before():
                                    [s for s, _ in SOURCES], [])
     assert [s.citations for s in answer.sentences] == [[("slo", 0)], [("slo", 1)]] and dropped == []
     assert "Question: a &lt;source" in build_user_prompt("a <source", [])
+
+
+@pytest.mark.parametrize("server", [["The SLO is 99.9% [1]. Forklifts fly [2]."]], indirect=True)
+def test_generated_answers_are_searched_cited_and_judged(server):
+    from domret_pipeline.core.documents import Document, split_sentences
+    from domret_pipeline.core.llm_answer import generated_answers, overlap_judge
+    from domret_pipeline.core.search import SearchHit, SearchResult
+
+    text = "The checkout-api SLO is 99.9%. Exceptions need the SRE lead."
+    docs = {"slo": Document("slo", text, "SLO", split_sentences(text))}
+
+    class OneHitPipeline:
+        def search(self, queries):
+            return [SearchResult(q, [SearchHit(1, "slo#0", "slo", "SLO", 0, len(text), text, {})], {}) for q in queries]
+
+    answers, records = generated_answers(OneHitPipeline(), ["q"], {"q": "What is the SLO?"}, docs,
+                                         OpenAICompatibleGenerator(server.url, "m"))
+    answer = answers["q"]
+    assert [s.citations for s in answer.sentences] == [[("slo", 0)], [("slo", 1)]] and answer.retrieved == ["slo#0"]
+    # supported: the first restates its source; the second cites a sentence that says nothing of the kind
+    assert [s.supported for s in answer.sentences] == [True, False]
+    assert "<source id=\"2\">Exceptions need the SRE lead.</source>" in server.requests[0]["body"]["messages"][1]["content"]
+    assert not overlap_judge("Unrelated words entirely", ["The SLO is 99.9%."])

@@ -97,10 +97,21 @@ def evaluation_report(
         answer_cfg = serving.get("answer", {})
         settings = AnswerSettings(answer_cfg.get("passages", 3), answer_cfg.get("max_sentences", 2))
 
+        generator = None
+        if config.generator == "openai":
+            import os
+
+            from ..core.llm_answer import OpenAICompatibleGenerator
+
+            if not (config.generator_base_url and config.generator_model):
+                raise ValueError("generator 'openai' needs generator_base_url and generator_model")
+            generator = OpenAICompatibleGenerator(config.generator_base_url, config.generator_model,
+                                                  os.environ.get(config.generator_api_key_env, ""))
+
         def end_to_end(name, opened, threshold, label=""):
             return EndToEndSystem(name, opened.pipeline, opened.index, opened.encoder, opened.bm25 or bm25, opened.reranker,
                                   opened.chunks, opened.documents or documents, opened.scorer(),
-                                  AnswerSettings(settings.passages, settings.max_sentences, threshold), label)
+                                  AnswerSettings(settings.passages, settings.max_sentences, threshold), label, generator)
 
         challenger = open_bundle(serving_config.path, load_all=True)
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
@@ -110,7 +121,7 @@ def evaluation_report(
         e2e = {
             "base": EndToEndSystem("base", base_pipeline, systems[0].index, systems[0].encoder, bm25, None, chunks,
                                    documents, base_scorer, AnswerSettings(settings.passages, settings.max_sentences,
-                                                                          base_threshold), "dense (base encoder)"),
+                                                                          base_threshold), "dense (base encoder)", generator),
             "challenger": end_to_end("challenger", challenger, answer_cfg.get("threshold", float("-inf"))),
         }
         registry = mlflow.registry()

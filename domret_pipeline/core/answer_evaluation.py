@@ -49,12 +49,20 @@ def calibrate(pipeline, labels: LabeledQueries, split: str, documents: dict[str,
 
 
 def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
-                     settings: AnswerSettings) -> dict:
-    """Summary metrics, per-query rows, the answers and the threshold curve of one system."""
+                     settings: AnswerSettings, generator=None) -> dict:
+    """Summary metrics, per-query rows, the answers and the threshold curve of one system.
+    With a ``generator`` (see :mod:`.llm_answer`) the answers are generated instead: the
+    model abstains by itself, so there is no threshold or curve."""
     qids = sorted(labels.qrels_for(split))
     gold = gold_spans(labels, qids)
-    raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
-    answers = {q: with_threshold(a, settings.threshold) for q, a in raw.items()}
+    if generator is not None:
+        from .llm_answer import generated_answers
+
+        raw, _ = generated_answers(pipeline, qids, labels.queries, documents, generator, settings.passages)
+        answers = raw
+    else:
+        raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
+        answers = {q: with_threshold(a, settings.threshold) for q, a in raw.items()}
     qrels = labels.qrels_for(split)
 
     def span_text(span: Span) -> str:
@@ -62,10 +70,12 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
         return doc.sentence_text(span[1]) if doc.sentences else doc.text
 
     rows = {q: score_answer(answers[q], gold[q], {d for d, r in qrels[q].items() if r > 0}, span_text) for q in qids}
-    grid, accuracy, answered = threshold_curve(*answer_scores(raw, gold))
+    grid, accuracy, answered = threshold_curve(*answer_scores(raw, gold)) if generator is None else ([], [], [])
     return {
-        "summary": {**aggregate(rows), "threshold": settings.threshold, "n_queries": len(qids),
+        "summary": {**aggregate(rows), "threshold": settings.threshold if generator is None else float("nan"),
+                    "n_queries": len(qids),
                     "n_unanswerable": sum(1 for q in qids if not gold[q])},
         "rows": rows, "answers": answers,
-        "curve": {"threshold": grid.tolist(), "accuracy": accuracy.tolist(), "answered": answered.tolist()},
+        "curve": {"threshold": list(map(float, grid)), "accuracy": list(map(float, accuracy)),
+                  "answered": list(map(float, answered))},
     }

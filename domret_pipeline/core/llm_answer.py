@@ -111,3 +111,37 @@ def parse_answer(query_id: str, text: str, spans: list[Span], retrieved: list[st
         if clean:
             sentences.append(AnswerSentence(clean, citations))
     return Answer(query_id, False, sentences, retrieved), dropped
+
+
+def overlap_judge(sentence: str, cited_texts: list[str], min_recall: float = 0.6) -> bool:
+    """A lexical stand-in for an entailment judge: a sentence is supported when at least
+    ``min_recall`` of its content words occur in the text it cites. ALCE uses an NLI model
+    (TRUE); none ships offline, so pass a real judge when you have one. It errs towards
+    "unsupported" for paraphrases, never towards "supported" for unrelated text."""
+    words = {w for w in re.findall(r"[a-z0-9%.-]+", sentence.lower()) if len(w) > 2}
+    if not words:
+        return False
+    cited = set(re.findall(r"[a-z0-9%.-]+", " ".join(cited_texts).lower()))
+    return len(words & cited) / len(words) >= min_recall
+
+
+def generated_answers(pipeline, qids: list[str], queries: dict[str, str], documents, generator, passages: int = 3,
+                      judge=overlap_judge, batch_size: int = 32) -> tuple[dict[str, Answer], dict[str, dict]]:
+    """Search each query, hand the sentences of the top ``passages`` chunks to the generator,
+    and judge each answer sentence against the text it cites."""
+    from .answering import chunk_sentences
+
+    answers, records = {}, {}
+    for start in range(0, len(qids), batch_size):
+        batch = qids[start : start + batch_size]
+        for qid, result in zip(batch, pipeline.search([queries[q] for q in batch])):
+            sources: dict[Span, str] = {}
+            for hit in result.hits[:passages]:
+                for span, text in chunk_sentences(hit, documents):
+                    sources.setdefault(span, text)
+            answer, record = generator.answer(qid, queries[qid], list(sources.items()), [h.chunk_id for h in result.hits])
+            for sentence in answer.sentences:
+                if not answer.abstained:
+                    sentence.supported = judge(sentence.text, [sources[s] for s in sentence.citations]) if sentence.citations else False
+            answers[qid], records[qid] = answer, record
+    return answers, records

@@ -33,6 +33,7 @@ class EndToEndSystem:
     scorer: object  # (query, sentences) -> scores
     answer: AnswerSettings
     label: str = ""
+    generator: object | None = None  # an OpenAI-compatible generator instead of the extractive step
 
 
 def retrieval_per_query(system: EndToEndSystem, qrels: dict, queries: dict) -> dict[str, dict[str, float]]:
@@ -73,7 +74,8 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
                    "mrr@10": float(np.mean([r["mrr@10"] for r in retrieval.values()]))}
         rows = {q: dict(r) for q, r in retrieval.items()}
         if with_evidence:
-            answers = evaluate_answers(system.pipeline, labels, split, system.documents, system.scorer, system.answer)
+            answers = evaluate_answers(system.pipeline, labels, split, system.documents, system.scorer, system.answer,
+                                       system.generator)
             summary.update({k: v for k, v in answers["summary"].items()})
             for q, r in answers["rows"].items():
                 rows[q].update(r)
