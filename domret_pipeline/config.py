@@ -154,7 +154,7 @@ class RerankerConfig(dg.Config):
     max_positive_ratio: Optional[float] = Field(
         default=None, description="Drop candidates scoring above this fraction of the weakest positive (None: keep all)."
     )
-    epochs: int = 2
+    epochs: int = Field(default=1, description="Epochs of reranker training (one keeps the demo short; raise it for real corpora).")
     learning_rate: float = 5e-4
     batch_size: int = Field(
         default=8,
@@ -174,7 +174,7 @@ class RerankerConfig(dg.Config):
 
 
 class ServingSelectionConfig(dg.Config):
-    candidates: list[int] = Field(default=[20, 50], description="Reranking depths tried on dev.")
+    candidates: list[int] = Field(default=[20], description="Reranking depths tried on dev, e.g. [20, 50].")
     rerank_only: bool = Field(default=True, description="Try the reranker's score alone as well as the fusions.")
     fusion_weights: list[float] = Field(
         default=[0.25, 0.5, 1.0, 2.0], description="Weights w of z(first stage) + w * z(reranker) tried on dev."
