@@ -185,7 +185,7 @@ class ServingSelectionConfig(dg.Config):
     top_n: int = Field(default=10, description="Passages returned to the caller.")
     allow_rerank: bool = Field(default=True, description="False: never serve the reranker, whatever dev says.")
     answer_scorer: Literal["auto", "reranker", "encoder"] = Field(
-        default="auto", description="What scores answer sentences: the reranker when it serves (auto), or the bi-encoder."
+        default="auto", description="What scores answer sentences: auto tries the bi-encoder and the reranker on dev and keeps the better."
     )
     answer_passages: int = Field(default=3, description="Top passages whose sentences the answer step reads.")
     answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")

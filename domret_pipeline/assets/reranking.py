@@ -131,7 +131,7 @@ def serving_config(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answer_evaluation import calibrate
+    from ..core.answer_evaluation import ANSWER_SELECTION, answer_quality, calibrate_and_score
     from ..core.answering import AnswerSettings, encoder_scorer, reranker_scorer
     from ..core.bm25 import BM25Index
     from ..core.search import SearchPipeline
@@ -162,18 +162,29 @@ def serving_config(
         chosen.top_n = config.top_n
         table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"]} for label, s in scored.items()]
         # The answer step of this configuration: its sentence scorer and abstention threshold,
-        # calibrated on dev (the queries whose relevant documents hold no evidence).
+        # both chosen on dev. The threshold maximises dev abstention accuracy; the scorer (the
+        # bi-encoder, or the reranker when it is trained) maximises the dev answer quality:
+        # the mean of citation precision, citation recall and abstention accuracy.
         with_title = bool(manifest.get("with_title", True))
-        scorer = config.answer_scorer if config.answer_scorer != "auto" else ("reranker" if chosen.rerank else "encoder")
-        if scorer == "reranker" and reranker is None:
-            scorer = "encoder"
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
         answer_settings = AnswerSettings(config.answer_passages, config.answer_max_sentences)
-        threshold, dev_accuracy = calibrate(
-            pipeline, labels, "dev", {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")},
-            reranker_scorer(reranker) if scorer == "reranker" else encoder_scorer(encoder), answer_settings)
+        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
+        options = {"encoder": encoder_scorer(encoder)}
+        if reranker is not None and config.answer_scorer != "encoder":
+            options["reranker"] = reranker_scorer(reranker)
+        if config.answer_scorer == "reranker" and reranker is not None:
+            options.pop("encoder")
+        tried = {}
+        for name, fn in options.items():
+            threshold_for, summary = calibrate_and_score(pipeline, labels, "dev", documents, fn, answer_settings)
+            tried[name] = {"threshold": threshold_for, "dev": summary, "quality": answer_quality(summary)}
+        scorer = max(tried, key=lambda n: (tried[n]["quality"], n == "encoder"))  # ties: the cheaper bi-encoder
+        threshold = tried[scorer]["threshold"]
+        dev_accuracy = tried[scorer]["dev"].get("abstention_accuracy", float("nan"))
         answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
-                  "passages": config.answer_passages, "max_sentences": config.answer_max_sentences}
+                  "passages": config.answer_passages, "max_sentences": config.answer_max_sentences,
+                  "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
+                                        **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {
                 "config": chosen.as_dict(), "label": chosen.label(),
@@ -191,6 +202,10 @@ def serving_config(
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),
             "dev_ndcg@10_served": dg.MetadataValue.float(round(dev_scores[chosen.label()], 4)),
             "answer_scorer": scorer,
+            "answer_scorers_tried": dg.MetadataValue.md(markdown_table(
+                ["scorer", "dev quality", *ANSWER_SELECTION, "threshold"],
+                [[n, t["quality"], *(t["dev"].get(k, float("nan")) for k in ANSWER_SELECTION), t["threshold"]]
+                 for n, t in tried.items()])),
             "abstention_threshold": dg.MetadataValue.float(threshold if threshold != float("-inf") else -1e9),
             "dev_abstention_accuracy": dg.MetadataValue.float(dev_accuracy),
             "dev_table": dg.MetadataValue.md(f"{len(qrels)} dev queries, document level.\n\n" + markdown_table(

@@ -79,3 +79,39 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
         "curve": {"threshold": list(map(float, grid)), "accuracy": list(map(float, accuracy)),
                   "answered": list(map(float, answered))},
     }
+
+
+def calibrate_and_score(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+                        settings: AnswerSettings) -> tuple[float, dict]:
+    """One pass over a (dev) split: the abstention threshold that maximises accuracy there,
+    and the answer metrics with that threshold applied. Without evidence labels the
+    threshold is -inf and the metrics are empty."""
+    if not labels.evidence:
+        return float("-inf"), {}
+    qids = sorted(labels.qrels_for(split))
+    gold = gold_spans(labels, qids)
+    raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
+    threshold, _ = calibrate_threshold(*answer_scores(raw, gold))
+    qrels = labels.qrels_for(split)
+
+    def span_text(span: Span) -> str:
+        doc = documents[span[0]]
+        return doc.sentence_text(span[1]) if doc.sentences else doc.text
+
+    rows = {q: score_answer(with_threshold(raw[q], threshold), gold[q], {d for d, r in qrels[q].items() if r > 0}, span_text)
+            for q in qids}
+    return threshold, aggregate(rows)
+
+
+ANSWER_SELECTION = ("citation_precision", "citation_recall", "abstention_accuracy")
+
+
+def answer_quality(summary: dict) -> float:
+    """What the dev choice of the answer scorer maximises: the mean of the gated answer
+    metrics that faithfulness does not already pin (extractive answers are faithful by
+    construction)."""
+    import math
+
+    values = [summary.get(m, math.nan) for m in ANSWER_SELECTION]
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("-inf")
