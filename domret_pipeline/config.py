@@ -76,11 +76,13 @@ class EvaluationConfig(dg.Config):
     generator_base_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
     generator_model: str = ""
     generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
-    tolerance_ndcg: float = Field(default=0.01, description="Release gate: nDCG@10 the challenger may lose against the champion.")
-    tolerance_citation_precision: float = 0.02
-    tolerance_citation_recall: float = 0.02
-    tolerance_faithfulness: float = 0.02
-    tolerance_abstention_accuracy: float = 0.02
+    # One query moves a mean over n queries by up to 1/n: a tolerance below that (0.03 on the
+    # handbook's 35 test queries) fails on a single flipped query. Defaults sit above it.
+    tolerance_ndcg: float = Field(default=0.02, description="Release gate: nDCG@10 the challenger may lose against the champion.")
+    tolerance_citation_precision: float = 0.05
+    tolerance_citation_recall: float = 0.05
+    tolerance_faithfulness: float = 0.05
+    tolerance_abstention_accuracy: float = 0.05
 
     def tolerances(self) -> dict[str, float]:
         return {"ndcg@10": self.tolerance_ndcg, "citation_precision": self.tolerance_citation_precision,
