@@ -93,3 +93,27 @@ def test_merge_adds_train_judgements_and_never_touches_frozen_queries(store, tmp
     assert all(labels.splits[q] == "train" for q in new)
     negatives = confirmed_negatives(feedback, {"slo-b": ["slo-b#0", "slo-b#1"]})
     assert list(negatives.values()) == [["slo-b#0", "slo-b#1"]]
+
+
+def test_cli_import_add_and_queue(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DOMRET_HOME": str(tmp_path / "home")}
+    cli = [sys.executable, "-m", "domret_pipeline.cli", "feedback"]
+    good = write(tmp_path / "f.jsonl", ROWS)
+    bad = write(tmp_path / "bad.jsonl", [ROWS[0], {"query": "x", "doc_id": "d", "label": "maybe"}])
+    refused = subprocess.run([*cli, "import", str(bad)], capture_output=True, text=True, env=env)
+    assert refused.returncode == 1 and f"{bad}:2" in refused.stderr and "nothing imported" in refused.stderr
+    first = subprocess.run([*cli, "import", str(good)], capture_output=True, text=True, env=env, check=True)
+    assert "3 label(s) added (ids 1-3), 0 duplicate(s)" in first.stdout
+    again = subprocess.run([*cli, "import", str(good)], capture_output=True, text=True, env=env, check=True)
+    assert "0 label(s) added, 3 duplicate(s) ignored" in again.stdout
+    added = subprocess.run([*cli, "add", "forklift speed", "not_relevant", "--chunk", "fl-b#0", "--critical", "--user", "bo"],
+                           capture_output=True, text=True, env=env, check=True)
+    assert "1 label(s) added (ids 4-4)" in added.stdout
+    stored = FeedbackStore(f"sqlite:///{tmp_path}/home/feedback.db").rows()
+    assert stored[-1].critical and stored[-1].source == "domret search" and stored[0].source == "import:f.jsonl"
+    queue = subprocess.run([*cli, "queue"], capture_output=True, text=True, env=env)
+    assert queue.returncode == 1 and "no labeling queue yet" in queue.stderr
