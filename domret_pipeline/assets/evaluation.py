@@ -133,7 +133,8 @@ def evaluation_report(
                                          f"v{champion.version}: {opened.pipeline.config.label()}")
             inputs["champion_version"] = champion.version
             inputs["champion_serving_config"] = champion.serving_config["sha256"]
-        report["release"], release_per_query = evaluate_release(labels, config.split, e2e, config.tolerances())
+        report["release"], release_per_query = evaluate_release(labels, config.split, e2e, config.tolerances(),
+                                                                {"challenger": serving_per_query["served"]})
         per_query.update({f"release:{name}": rows for name, rows in release_per_query.items()})
         inputs["corpus_documents"] = corpus_documents.sha256
         report["inputs"] = inputs

@@ -60,8 +60,10 @@ def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: s
 
 
 def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndToEndSystem],
-                     tolerances: dict[str, float]) -> tuple[dict, dict]:
-    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. Returns the
+                     tolerances: dict[str, float], retrieval: dict[str, dict] | None = None) -> tuple[dict, dict]:
+    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. ``retrieval``
+    gives per-query retrieval metrics already computed (the served pipeline's, from the
+    serving section), so a reranker does not score the same candidates twice. Returns the
     report section and the per-query rows (for the per-query file)."""
     qrels = labels.qrels_for(split)
     with_evidence = bool(labels.evidence)
@@ -69,10 +71,10 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
     per_query: dict[str, dict] = {}
     curves = {}
     for name, system in systems.items():
-        retrieval = retrieval_per_query(system, qrels, labels.queries)
-        summary = {"ndcg@10": float(np.mean([r["ndcg@10"] for r in retrieval.values()])),
-                   "mrr@10": float(np.mean([r["mrr@10"] for r in retrieval.values()]))}
-        rows = {q: dict(r) for q, r in retrieval.items()}
+        scored = (retrieval or {}).get(name) or retrieval_per_query(system, qrels, labels.queries)
+        summary = {"ndcg@10": float(np.mean([r["ndcg@10"] for r in scored.values()])),
+                   "mrr@10": float(np.mean([r["mrr@10"] for r in scored.values()]))}
+        rows = {q: dict(r) for q, r in scored.items()}
         if with_evidence:
             answers = evaluate_answers(system.pipeline, labels, split, system.documents, system.scorer, system.answer,
                                        system.generator)
