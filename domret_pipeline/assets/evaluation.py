@@ -50,7 +50,6 @@ def evaluation_report(
     from ..core.search import SearchPipeline, ServingConfig
     from ..core.serialization import read_documents
     from ..core.bm25 import BM25Index
-    from ..core.reranker import load_reranker
     from ..core.serving import evaluate_serving
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import histogram_plot, line_plot
@@ -67,9 +66,15 @@ def evaluation_report(
         for name, ref in (("faiss_index", faiss_index), ("bm25_index", bm25_index), ("corpus_chunks", corpus_chunks)):
             if serving["artifacts"][name]["sha256"] != ref.sha256:
                 raise ValueError(f"serving_config was chosen with another {name}: re-materialize serving_config")
+        # The challenger bundle holds the tuned index, its encoder, BM25 and the reranker (each
+        # verified by hash): open it once and reuse its models for every section below.
+        challenger = open_bundle(serving_config.path, load_all=True)
         systems = []
         for name, ref in ((BASE, base_faiss_index), (TUNED, faiss_index)):
-            index, encoder, manifest = open_with_encoder(Path(ref.path))
+            if name == TUNED:
+                index, encoder, manifest = challenger.index, challenger.encoder, read_json(f"{ref.path}/manifest.json")
+            else:
+                index, encoder, manifest = open_with_encoder(Path(ref.path))
             if manifest["corpus_chunks"] != corpus_chunks.sha256:
                 raise ValueError(f"{name} was built from other chunks than corpus_chunks: re-materialize it")
             systems.append(DenseSystem(name, index, encoder, manifest["encoder"], manifest["index_type"]))
@@ -80,10 +85,7 @@ def evaluation_report(
             labels, config.split, chunks, systems, bm25, tuple(config.k_values), config.latency_queries,
         )
         reranker_ref = serving["artifacts"]["reranker_adapter"]
-        reranker = None
-        if any(r["settings"]["rerank"] for r in serving["dev"]["table"]):  # a reranker was available to choose
-            ArtifactRef(reranker_ref["path"], reranker_ref["sha256"]).verify()
-            reranker = load_reranker(f"{reranker_ref['path']}/merged", serving["reranker_max_length"])
+        reranker = challenger.reranker  # loaded when the dev grid had a reranker to choose
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
             serving, config.latency_queries, serving["with_title"],
@@ -113,7 +115,6 @@ def evaluation_report(
                                   opened.chunks, opened.documents or documents, opened.scorer(),
                                   AnswerSettings(settings.passages, settings.max_sentences, threshold), label, generator)
 
-        challenger = open_bundle(serving_config.path, load_all=True)
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
                                        bm25, None, serving["with_title"])
         base_scorer = encoder_scorer(systems[0].encoder)
