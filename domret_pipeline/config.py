@@ -131,6 +131,14 @@ class FineTuneConfig(dg.Config):
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = ["query", "key", "value", "dense"]
+    loss_directions: list[str] = Field(
+        default=["query_to_doc"],
+        description="Similarities the contrastive loss normalises over, of query_to_doc, doc_to_query, "
+        "query_to_query and doc_to_doc; all four is GTE's improved contrastive loss.",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        default="cpu", description="Where to train: auto picks the GPU when torch sees one."
+    )
     dev_candidates_per_query: int = Field(
         default=10, description="Base top-k chunks per dev query in the dev corpus evaluated after every epoch."
     )

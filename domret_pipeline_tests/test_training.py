@@ -49,3 +49,48 @@ def test_lora_trains_only_adapters_saves_them_apart_and_merges(tiny_encoder, tmp
     assert not any("lora" in k for k in outcome.model.state_dict())
     texts = ["forklift speed"]
     np.testing.assert_allclose(encode(outcome.model, texts), encode(load_encoder(str(tmp_path / "merged"), 32), texts), atol=1e-5)
+
+
+def test_training_device_auto_follows_torch_and_cuda_without_a_gpu_is_refused(monkeypatch):
+    import pytest
+    import torch
+
+    from domret_pipeline.core.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="sees no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown training device"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+
+
+def test_symmetric_loss_directions_reach_the_loss_and_still_train(tiny_encoder, tmp_path, monkeypatch):
+    from sentence_transformers.sentence_transformer import losses
+
+    seen = []
+    original = losses.MultipleNegativesRankingLoss.__init__
+
+    def spy(self, model, **kwargs):
+        seen.append(kwargs.get("directions"))
+        original(self, model, **kwargs)
+
+    monkeypatch.setattr(losses.MultipleNegativesRankingLoss, "__init__", spy)
+    directions = ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]
+    settings = TrainingSettings(epochs=4, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                                logging_steps=1, early_stopping_patience=100, loss_directions=directions)
+    outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
+    assert seen == [tuple(directions)]
+    losses_seen = [e["loss"] for e in outcome.loss_history]
+    assert np.mean(losses_seen[-2:]) < losses_seen[0], losses_seen
+
+
+def test_unknown_or_query_less_loss_directions_are_refused_before_training(tmp_path):
+    import pytest
+
+    for bad in (["query_to_doc", "doc_to_passage"], ["doc_to_doc"]):
+        settings = TrainingSettings(loss_directions=bad)
+        with pytest.raises(ValueError, match="loss_directions"):
+            train_encoder("no-such-model", ROWS, 2, DEV, settings, tmp_path / "work")

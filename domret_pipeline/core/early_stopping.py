@@ -41,9 +41,10 @@ def keep_best_callback(model, metric: str, start_score: float, patience: int):
     return KeepBest()
 
 
-def training_arguments(settings, work_dir, n_rows: int, batch_sampler) -> dict:
+def training_arguments(settings, work_dir, n_rows: int, batch_sampler, use_cpu: bool = True) -> dict:
     """Keyword arguments common to sentence-transformers' training-argument classes: epoch-wise
-    dev evaluation, no checkpoint folders, CPU, at least one logged loss per epoch."""
+    dev evaluation, no checkpoint folders, CPU unless told otherwise, at least one logged loss
+    per epoch."""
     steps_per_epoch = max(1, -(-n_rows // settings.batch_size))
     return dict(
         output_dir=str(work_dir / "trainer"),
@@ -59,6 +60,6 @@ def training_arguments(settings, work_dir, n_rows: int, batch_sampler) -> dict:
         logging_steps=min(settings.logging_steps, steps_per_epoch),
         report_to="none",
         seed=settings.seed,
-        use_cpu=True,
+        use_cpu=use_cpu,
         disable_tqdm=True,
     )

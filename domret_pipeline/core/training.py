@@ -21,6 +21,7 @@ from pathlib import Path
 from .early_stopping import keep_best_callback, training_arguments
 
 DEV_METRIC = "dev_cosine_ndcg@10"
+LOSS_DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")
 
 
 @dataclass
@@ -41,6 +42,11 @@ class TrainingSettings:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    # Which similarities the contrastive loss normalises over (sentence-transformers' MNRL
+    # ``directions``): the classic loss is query_to_doc only; adding doc_to_query,
+    # query_to_query and doc_to_doc is GTE's "improved contrastive loss".
+    loss_directions: list[str] = field(default_factory=lambda: ["query_to_doc"])
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when one is visible)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +105,20 @@ def _evaluator(dev: DevSet, batch_size: int):
     )
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` is cuda when torch sees a GPU, else cpu; asking for cuda without one is an error
+    rather than a silent fall back to a run ten times slower."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"training device {device!r} asked for, but torch sees no GPU (use 'cpu' or 'auto')")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown training device {device!r}: cpu, cuda or auto")
+    return device
+
+
 def _apply_lora(model, settings: TrainingSettings):
     from peft import LoraConfig, get_peft_model
 
@@ -123,8 +143,14 @@ def train_encoder(
     from sentence_transformers.sentence_transformer import losses
     from transformers.trainer_callback import PrinterCallback
 
+    # Settings errors surface before minutes of model loading and base evaluation.
+    unknown = [d for d in settings.loss_directions if d not in LOSS_DIRECTIONS]
+    if unknown or "query_to_doc" not in settings.loss_directions:
+        raise ValueError(f"loss_directions {list(settings.loss_directions)}: each of {', '.join(LOSS_DIRECTIONS)}, "
+                         "and query_to_doc always (it is what retrieval does)")
+    device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
-    model = SentenceTransformer(base_model, device="cpu", local_files_only=Path(base_model).is_dir())
+    model = SentenceTransformer(base_model, device=device, local_files_only=Path(base_model).is_dir())
     model.max_seq_length = settings.max_seq_length
     evaluator = _evaluator(dev, settings.batch_size)
     base_dev_score = float(evaluator(model)[DEV_METRIC])
@@ -133,16 +159,18 @@ def train_encoder(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
+    directions = tuple(settings.loss_directions)
     if settings.loss == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=settings.cached_mini_batch_size)
+        loss = losses.CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=settings.cached_mini_batch_size, directions=directions)
     elif settings.loss == "mnrl":
-        loss = losses.MultipleNegativesRankingLoss(model)
+        loss = losses.MultipleNegativesRankingLoss(model, directions=directions)
     else:
         raise ValueError(f"unknown loss {settings.loss!r} (mnrl or cached_mnrl)")
 
     keep_best = keep_best_callback(model, DEV_METRIC, base_dev_score, settings.early_stopping_patience)
     args = SentenceTransformerTrainingArguments(
-        **training_arguments(settings, work_dir, len(rows), BatchSamplers.NO_DUPLICATES))
+        **training_arguments(settings, work_dir, len(rows), BatchSamplers.NO_DUPLICATES, use_cpu=device == "cpu"))
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=training_rows(rows, num_negatives), loss=loss,
         evaluator=evaluator, callbacks=[keep_best],
