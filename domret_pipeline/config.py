@@ -111,6 +111,18 @@ class MiningConfig(dg.Config):
     )
     use_feedback: bool = Field(default=False, description="'not_relevant' labels of the feedback store become confirmed negatives.")
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
+    cross_encoder: Optional[str] = Field(
+        default=None,
+        description="Cross-encoder false-negative check: None (off), 'champion' (the registry champion's reranker, "
+        "recorded by version and hash) or a trained cross-encoder folder / hub id.",
+    )
+    cross_encoder_candidates: int = Field(
+        default=10, description="Best surviving candidates per query the cross-encoder reads (only these can become negatives)."
+    )
+    cross_encoder_margin: float = Field(
+        default=0.0, description="Drop a candidate the cross-encoder scores above the weakest positive minus this margin."
+    )
+    cross_encoder_max_length: int = Field(default=256, description="Tokens of query + passage, for a folder / hub id.")
 
 
 class FineTuneConfig(dg.Config):

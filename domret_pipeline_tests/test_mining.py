@@ -158,3 +158,39 @@ def test_training_rows_pair_each_positive_with_the_query_negatives():
     dataset = training_rows(rows, num_negatives=2)
     assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2"]
     assert dataset[0]["negative_2"] == "T\ntext n#0"  # fixed width: the row repeats its own negative
+
+
+def test_cross_encoder_check_drops_candidates_it_scores_above_the_positive():
+    # The cross-encoder thinks n2 answers the query better than the labeled positive does.
+    cross = {"p#0": 2.0, "n1#0": 1.0, "n2#0": 3.0, "n3#0": 1.9, "n4#0": -1.0, "n5#0": 0.0}
+    calls = []
+
+    def scorer(qid, chunk_ids):
+        calls.append((qid, list(chunk_ids)))
+        return [cross[c] for c in chunk_ids]
+
+    settings = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                              cross_encoder_candidates=3)
+    result = _mine(settings, cross_scorer=scorer)
+    # the positive is read first, then the 3 best survivors by dense score: n1, n2, n3
+    assert calls == [("q", ["p#0", "n1#0", "n2#0", "n3#0"])]
+    negatives = result.queries[0].negatives
+    assert [n["chunk_id"] for n in negatives] == ["n1#0", "n3#0"]
+    assert all(n["cross_score"] <= cross["p#0"] for n in negatives)
+    assert result.removed["cross_encoder"] == 1 and result.cross_checked == 3
+
+    # a margin of 0.5 also drops n3 (1.9 > 2.0 - 0.5); n4, n5 were never checked, so never kept
+    strict = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                            cross_encoder_candidates=3, cross_encoder_margin=0.5)
+    result = _mine(strict, cross_scorer=scorer)
+    assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n1#0"]
+    assert result.removed["cross_encoder"] == 2
+
+
+def test_cross_encoder_check_that_leaves_nothing_is_a_clear_error():
+    settings = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                              cross_encoder_candidates=5)
+    with pytest.raises(NoNegativesError, match="cross_encoder"):
+        _mine(settings, cross_scorer=lambda qid, ids: [0.0] + [1.0] * (len(ids) - 1))
+    with pytest.raises(ValueError, match="cross_encoder_candidates"):
+        _mine(MiningSettings(cross_encoder_candidates=0), cross_scorer=lambda qid, ids: [0.0] * len(ids))

@@ -168,6 +168,9 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
         strict = run_config(small_dataset, tiny_encoder)
         strict["ops"]["serving_config"]["config"]["top_n"] = 2  # a different bundle
         strict["ops"]["hard_negatives"]["config"]["retriever"] = "champion"  # mine with what serves
+        # ... and check candidates with the champion's reranker (a margin that keeps them all: the
+        # tiny reranker is noise; what it removes is tested in test_mining)
+        strict["ops"]["hard_negatives"]["config"].update({"cross_encoder": "champion", "cross_encoder_margin": -1000.0})
         strict["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
         result = materialize(tmp_path, tiny_encoder, mlflow_uri, strict, instance, raise_on_error=False)
         gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
@@ -180,6 +183,12 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
                      if e.event_specific_data.materialization.asset_key.to_user_string() == "hard_negatives")
         manifest = json.loads((Path(mined.metadata["artifact_path"].value) / "manifest.json").read_text())
         assert manifest["mined_with"]["retriever"] == "champion" and manifest["mined_with"]["version"] == champion.version
+        champion_bundle = json.loads((Path(ArtifactRef(**champion.serving_config).path) / "serving.json").read_text())
+        assert manifest["cross_checked_with"] == {"source": "champion", "version": champion.version,
+                                                  "reranker_adapter": champion_bundle["artifacts"]["reranker_adapter"]["sha256"]}
+        assert manifest["cross_checked"] > 0 and mined.metadata["cross_checked_candidates"].value == manifest["cross_checked"]
+        assert all("cross_score" in n for line in (Path(mined.metadata["artifact_path"].value) / "mined.jsonl").open()
+                   for n in json.loads(line)["negatives"] if n["source"] != "random")
 
 
 def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):

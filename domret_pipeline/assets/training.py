@@ -14,7 +14,7 @@ from ..core.serialization import read_chunks, read_jsonl, write_jsonl
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-MINING_VERSION = "1"
+MINING_VERSION = "2"
 CHECKPOINT_VERSION = "1"
 
 
@@ -25,7 +25,8 @@ CHECKPOINT_VERSION = "1"
     description=(
         "Hard negatives for each training query: candidates ranked by the base retriever (and "
         "optionally BM25) in a rank window, with every chunk of a labeled relevant document removed "
-        "and a positive-aware margin (TopK-PercPos) against false negatives. Feedback labels marked "
+        "and a positive-aware margin (TopK-PercPos) against false negatives, optionally checked by a "
+        "cross-encoder (the champion's reranker or a given one). Feedback labels marked "
         "'not relevant' are confirmed negatives. Positives: the evidence chunk(s), else the best "
         "chunk of each relevant document."
     ),
@@ -62,15 +63,8 @@ def hard_negatives(
         mined_with = {"retriever": "base", "faiss_index": base_faiss_index.sha256}
         index_path = Path(base_faiss_index.path)
         if config.retriever == "champion":
-            registry = mlflow.registry()
-            champion = registry.champion() if registry else None
-            if champion is None:
-                raise ValueError("retriever='champion' but the registry has no champion yet: mine with 'base' first")
-            bundle = read_json(Path(ArtifactRef(**champion.serving_config).verify()) / "serving.json")
+            champion, bundle = _champion_bundle(mlflow, corpus_chunks, "retriever")
             champion_index = ArtifactRef(**bundle["artifacts"]["faiss_index"])
-            if bundle["artifacts"]["corpus_chunks"]["sha256"] != corpus_chunks.sha256:
-                raise ValueError(f"champion v{champion.version} indexes other chunks than this run's corpus_chunks: "
-                                 "mine with retriever='base'")
             index_path = champion_index.verify()
             mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
         index, encoder, manifest = open_with_encoder(index_path)
@@ -108,9 +102,13 @@ def hard_negatives(
                 if qid in qrels:  # feedback on dev/test queries never trains
                     confirmed.setdefault(qid, []).extend(ids)
         settings = MiningSettings(config.range_min, config.range_max, config.max_positive_ratio, config.num_negatives,
-                                  config.use_bm25, config.fill_random)
+                                  config.use_bm25, config.fill_random, cross_encoder_candidates=config.cross_encoder_candidates,
+                                  cross_encoder_margin=config.cross_encoder_margin)
+        cross_scorer, cross_checked_with = None, None
+        if config.cross_encoder:
+            cross_scorer, cross_checked_with = _cross_scorer(config, mlflow, corpus_chunks, chunks, labels.queries)
         result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,
-                      bm25_hits, confirmed)
+                      bm25_hits, confirmed, cross_scorer)
 
         rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
         per_query = Counter(len(q.negatives) for q in result.queries)
@@ -125,6 +123,7 @@ def hard_negatives(
             write_json(pending.path / "manifest.json", {
                 **config.model_dump(), "labeled_queries": labeled_queries.sha256, "corpus_chunks": corpus_chunks.sha256,
                 "base_faiss_index": base_faiss_index.sha256, "encoder": manifest["encoder"], "mined_with": mined_with,
+                "cross_checked_with": cross_checked_with, "cross_checked": result.cross_checked,
                 "removed": dict(result.removed), "queries_without_negatives": result.queries_without_negatives,
                 "positive_rules": dict(rules),
             })
@@ -133,6 +132,7 @@ def hard_negatives(
         tracked.log_artifact(f"{pending.ref.path}/scores.png", "hard_negatives")
         counts = {"queries": len(result.queries), "negatives": result.n_negatives,
                   "queries_without_negatives": len(result.queries_without_negatives),
+                  "cross_checked_candidates": result.cross_checked,
                   **{f"removed_{k}": v for k, v in result.removed.items()},
                   **{f"positives_by_{k}": v for k, v in rules.items()}}
         tracked.log_metrics(counts)
@@ -157,9 +157,55 @@ def hard_negatives(
             "score_histogram": dg.MetadataValue.path(f"{pending.ref.path}/scores.png"),
             "mined_with": (f"champion v{mined_with['version']}" if mined_with["retriever"] == "champion" else "base index")
             + f" ({mined_with['faiss_index'][:12]})",
+            "cross_checked_with": _describe_cross_check(cross_checked_with),
             "sample_triples": dg.MetadataValue.md(markdown_table(["query", "positive", "negative", "scores (pos / neg)"], sample)),
             "feedback_issues": issues_table(feedback_issues),
         })
+
+
+def _champion_bundle(mlflow: MlflowTracker, corpus_chunks: ArtifactRef, purpose: str):
+    """The registry's serving champion and its bundle, which must serve this run's chunks."""
+    registry = mlflow.registry()
+    champion = registry.champion() if registry else None
+    if champion is None:
+        raise ValueError(f"{purpose}='champion' but the registry has no champion yet: mine without it first")
+    bundle = read_json(Path(ArtifactRef(**champion.serving_config).verify()) / "serving.json")
+    if bundle["artifacts"]["corpus_chunks"]["sha256"] != corpus_chunks.sha256:
+        raise ValueError(f"champion v{champion.version} indexes other chunks than this run's corpus_chunks: "
+                         f"{purpose}='champion' cannot be used")
+    return champion, bundle
+
+
+def _cross_scorer(config: MiningConfig, mlflow: MlflowTracker, corpus_chunks: ArtifactRef, chunks, queries: dict):
+    """The cross-encoder of the false-negative check, and the record of which one it is."""
+    from ..core.chunking import passage_text
+    from ..core.encoder import model_fingerprint, resolve_model_path
+    from ..core.reranker import load_cross_encoder, load_reranker, score_pairs
+
+    if config.cross_encoder == "champion":
+        champion, bundle = _champion_bundle(mlflow, corpus_chunks, "cross_encoder")
+        if "reranker_adapter" not in bundle["artifacts"]:
+            raise ValueError(f"cross_encoder='champion' but champion v{champion.version} has no reranker")
+        reranker = ArtifactRef(**bundle["artifacts"]["reranker_adapter"])
+        model = load_reranker(reranker.verify() / "merged", bundle["reranker_max_length"])
+        with_title = bool(bundle.get("with_title", True))
+        record = {"source": "champion", "version": champion.version, "reranker_adapter": reranker.sha256}
+    else:
+        path = resolve_model_path(config.cross_encoder)
+        model = load_cross_encoder(path, config.cross_encoder_max_length)
+        with_title = True
+        record = {"source": config.cross_encoder,
+                  "sha256": model_fingerprint(path) if Path(path).is_dir() else None}
+    text = {c.chunk_id: passage_text(c, with_title) for c in chunks}
+    return (lambda qid, ids: score_pairs(model, queries[qid], [text[i] for i in ids])), record
+
+
+def _describe_cross_check(record: dict | None) -> str:
+    if record is None:
+        return "off"
+    if record["source"] == "champion":
+        return f"champion v{record['version']} reranker ({record['reranker_adapter'][:12]})"
+    return f"{record['source']}" + (f" ({record['sha256'][:12]})" if record.get("sha256") else "")
 
 
 @dg.asset(

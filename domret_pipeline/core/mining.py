@@ -7,7 +7,12 @@ optionally, BM25) inside a rank window ``[range_min, range_max)``. Filters, in o
    removed (not only the chosen positive chunk);
 2. **margin** (NV-Retriever's TopK-PercPos): a candidate whose dense score exceeds
    ``max_positive_ratio`` times the score of the query's weakest positive is removed, since a
-   passage scoring almost as high as a known answer is likely an unlabeled answer.
+   passage scoring almost as high as a known answer is likely an unlabeled answer;
+3. **cross-encoder** (optional, once a reranker exists): a cross-encoder reads the query with
+   its positives and with its ``cross_encoder_candidates`` best survivors; a candidate it
+   scores above the weakest positive minus ``cross_encoder_margin`` is removed. A bi-encoder
+   scores query and passage apart and misses what a cross-encoder reading both catches.
+   With the check on, only checked candidates can become negatives.
 
 The best survivors by dense score become the negatives. Feedback labels marked "not
 relevant" are confirmed negatives: they go first, regardless of window and margin. With
@@ -25,9 +30,13 @@ negatives; and it has no notion of chunk ids or BM25 candidates. The rule it imp
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# (query id, chunk ids) -> one cross-encoder relevance score per chunk, higher = more relevant
+CrossScorer = Callable[[str, list[str]], Sequence[float]]
 
 
 class NoNegativesError(ValueError):
@@ -43,6 +52,8 @@ class MiningSettings:
     use_bm25: bool = False
     fill_random: bool = False
     seed: int = 0
+    cross_encoder_candidates: int = 10
+    cross_encoder_margin: float = 0.0
 
 
 @dataclass
@@ -57,6 +68,7 @@ class MiningResult:
     queries: list[MinedQuery]
     removed: Counter  # filter name -> candidates removed
     queries_without_negatives: list[str]
+    cross_checked: int = 0  # candidates the cross-encoder read (0: check off)
 
     @property
     def n_negatives(self) -> int:
@@ -74,8 +86,11 @@ def mine(
     settings: MiningSettings,
     bm25_hits: list[list[tuple[str, float]]] | None = None,
     confirmed_negatives: dict[str, list[str]] | None = None,
+    cross_scorer: CrossScorer | None = None,
 ) -> MiningResult:
     """Mine negatives for each query. Raises :class:`NoNegativesError` when none survive."""
+    if cross_scorer is not None and settings.cross_encoder_candidates < 1:
+        raise ValueError("cross_encoder_candidates must be at least 1 when the cross-encoder check is on")
     if not 0 <= settings.range_min < settings.range_max:
         raise ValueError("need 0 <= range_min < range_max")
     if not settings.max_positive_ratio > 0:
@@ -89,6 +104,7 @@ def mine(
     without: list[str] = []
     confirmed_negatives = confirmed_negatives or {}
     rng = np.random.default_rng(settings.seed)
+    cross_checked = 0
 
     for row, qid in enumerate(query_ids):
         scores = scores_all[row]
@@ -122,6 +138,9 @@ def mine(
             else:
                 kept.append({"chunk_id": cid, "score": float(scores[position[cid]]), "source": source, "rank": rank})
         kept.sort(key=lambda n: -n["score"])
+        if cross_scorer is not None and kept and len(negatives) < settings.num_negatives:
+            cross_checked += min(len(kept), settings.cross_encoder_candidates)
+            kept = _cross_check(qid, [cid for cid, _, _ in pos], kept, cross_scorer, settings, removed)
         negatives += kept[: max(settings.num_negatives - len(negatives), 0)]
         if not negatives:
             without.append(qid)
@@ -133,12 +152,31 @@ def mine(
                         break
         mined.append(MinedQuery(qid, pos, negatives))
 
-    result = MiningResult(mined, removed, without)
+    result = MiningResult(mined, removed, without, cross_checked)
     hard = sum(1 for q in mined for n in q.negatives if n["source"] != "random")
     if hard == 0:
         raise NoNegativesError(
             f"hard-negative mining kept no negative for any of {len(query_ids)} queries "
             f"(removed: {dict(removed)}); widen the window (range_min={settings.range_min}, "
             f"range_max={settings.range_max}) or raise max_positive_ratio={settings.max_positive_ratio}"
+            + (f", or raise cross_encoder_margin={settings.cross_encoder_margin}" if cross_checked else "")
         )
     return result
+
+
+def _cross_check(qid: str, positive_ids: list[str], kept: list[dict], cross_scorer: CrossScorer,
+                 settings: MiningSettings, removed: Counter) -> list[dict]:
+    """The candidates (best first) that the cross-encoder scores at or below the query's weakest
+    positive minus the margin, each with its ``cross_score``; the others are counted removed."""
+    checked = kept[: settings.cross_encoder_candidates]
+    scores = [float(s) for s in cross_scorer(qid, positive_ids + [n["chunk_id"] for n in checked])]
+    if len(scores) != len(positive_ids) + len(checked):
+        raise ValueError(f"the cross-encoder returned {len(scores)} scores for {len(positive_ids) + len(checked)} pairs")
+    floor = min(scores[: len(positive_ids)]) - settings.cross_encoder_margin
+    survivors = []
+    for negative, score in zip(checked, scores[len(positive_ids):]):
+        if score > floor:
+            removed["cross_encoder"] += 1
+        else:
+            survivors.append({**negative, "cross_score": score})
+    return survivors
