@@ -117,3 +117,23 @@ def test_cli_import_add_and_queue(tmp_path):
     assert stored[-1].critical and stored[-1].source == "domret search" and stored[0].source == "import:f.jsonl"
     queue = subprocess.run([*cli, "queue"], capture_output=True, text=True, env=env)
     assert queue.returncode == 1 and "no labeling queue yet" in queue.stderr
+
+
+def test_reimporting_rows_without_timestamps_a_second_later_adds_nothing(store, tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from domret_pipeline.core import feedback
+
+    class Clock(datetime):  # two imports in different seconds, without sleeping
+        times = iter(["2026-11-27T06:00:00+00:00", "2026-11-27T06:00:07+00:00"])
+
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromisoformat(next(cls.times))
+
+    monkeypatch.setattr(feedback, "datetime", Clock)
+    path = write(tmp_path / "f.jsonl", ROWS)
+    first = store.add(read_feedback_file(path))
+    again = store.add(read_feedback_file(path))
+    assert (first.inserted, again.inserted, again.duplicates) == (3, 0, 3)
+    assert {row.created_at for row in store.rows()} == {"2026-11-27T06:00:00+00:00"}  # stamped once, on import

@@ -9,7 +9,8 @@ A label row: an autoincrement ``id`` (the sensor's cursor), the query text (and 
 it is a known labeled query), a document or chunk id, the label (``relevant``,
 ``not_relevant``, ``partially_relevant``, ``answer_unsupported``), whether it is critical, its
 source, user, timestamp and the model version that served the answer. ``dedup_key`` (a hash
-of everything but the id) is unique, so importing the same file twice inserts nothing new.
+of everything but the id, taken before a row without a timestamp gets the import time) is
+unique, so importing the same file twice inserts nothing new.
 
 Imports are all or nothing: every row is validated first (a bad row is reported with its
 file and line), then all are inserted in one transaction.
@@ -163,17 +164,19 @@ class FeedbackStore:
 
         self._require_schema()
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        # The key is taken before a row without its own timestamp is stamped with the import
+        # time: otherwise importing the same file a second later would insert it all again.
+        keys = {label.dedup_key(): label for label in labels}
         for label in labels:
             label.created_at = label.created_at or now
-        keys = {label.dedup_key(): label for label in labels}
         with self.engine.begin() as connection:
             existing = set(connection.execute(
                 select(self.feedback.c.dedup_key).where(self.feedback.c.dedup_key.in_(list(keys)))).scalars()) if keys else set()
-            fresh = [label for key, label in keys.items() if key not in existing]
+            fresh = [(key, label) for key, label in keys.items() if key not in existing]
             ids = []
-            for label in fresh:
+            for key, label in fresh:
                 values = {k: v for k, v in label.as_dict().items() if k != "id"}
-                result = connection.execute(insert(self.feedback).values(dedup_key=label.dedup_key(), **values))
+                result = connection.execute(insert(self.feedback).values(dedup_key=key, **values))
                 ids.append(int(result.inserted_primary_key[0]))
         return ImportResult(len(fresh), len(labels) - len(fresh), min(ids) if ids else None, max(ids) if ids else None)
 
