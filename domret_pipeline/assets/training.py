@@ -62,8 +62,13 @@ def hard_negatives(
         # registry's serving champion (its index, verified by hash), never "the newest file".
         mined_with = {"retriever": "base", "faiss_index": base_faiss_index.sha256}
         index_path = Path(base_faiss_index.path)
+        # Read once: the retriever and the cross-encoder check must see the same champion.
+        champion_and_bundle = None
+        if "champion" in (config.retriever, config.cross_encoder):
+            champion_and_bundle = _champion_bundle(
+                mlflow, corpus_chunks, "retriever" if config.retriever == "champion" else "cross_encoder")
         if config.retriever == "champion":
-            champion, bundle = _champion_bundle(mlflow, corpus_chunks, "retriever")
+            champion, bundle = champion_and_bundle
             champion_index = ArtifactRef(**bundle["artifacts"]["faiss_index"])
             index_path = champion_index.verify()
             mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
@@ -106,7 +111,7 @@ def hard_negatives(
                                   cross_encoder_margin=config.cross_encoder_margin)
         cross_scorer, cross_checked_with = None, None
         if config.cross_encoder:
-            cross_scorer, cross_checked_with = _cross_scorer(config, mlflow, corpus_chunks, chunks, labels.queries)
+            cross_scorer, cross_checked_with = _cross_scorer(config, champion_and_bundle, chunks, labels.queries)
         result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,
                       bm25_hits, confirmed, cross_scorer)
 
@@ -176,14 +181,14 @@ def _champion_bundle(mlflow: MlflowTracker, corpus_chunks: ArtifactRef, purpose:
     return champion, bundle
 
 
-def _cross_scorer(config: MiningConfig, mlflow: MlflowTracker, corpus_chunks: ArtifactRef, chunks, queries: dict):
+def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: dict):
     """The cross-encoder of the false-negative check, and the record of which one it is."""
     from ..core.chunking import passage_text
     from ..core.encoder import model_fingerprint, resolve_model_path
     from ..core.reranker import load_cross_encoder, load_reranker, score_pairs
 
     if config.cross_encoder == "champion":
-        champion, bundle = _champion_bundle(mlflow, corpus_chunks, "cross_encoder")
+        champion, bundle = champion_and_bundle
         if "reranker_adapter" not in bundle["artifacts"]:
             raise ValueError(f"cross_encoder='champion' but champion v{champion.version} has no reranker")
         reranker = ArtifactRef(**bundle["artifacts"]["reranker_adapter"])
