@@ -10,6 +10,9 @@ The dev split is evaluated after every epoch; the best state is kept in memory a
 at the end, and training stops after ``early_stopping_patience`` epochs without
 improvement. Optionally the encoder is adapted with LoRA (peft) instead of fully: then
 the adapter is saved on its own and merged into the weights for serving.
+
+Training runs on the CPU unless ``device`` says ``cuda`` or ``auto`` (the GPU when torch sees
+one); the trainer, the dev evaluation and the kept state follow the model's device.
 """
 
 from __future__ import annotations
