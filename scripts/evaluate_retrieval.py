@@ -25,7 +25,6 @@ def main() -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--latency-queries", type=int, default=100)
     parser.add_argument("--tuned-model", default="", help="encode the corpus with this checkpoint as the tuned side")
-    parser.add_argument("--max-seq-length", type=int, default=256, help="with --tuned-model")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,12 +41,14 @@ def main() -> int:
 
     labels = LabeledQueries.load(ref("labeled_queries").verify())
     chunks = read_chunks(ref("corpus_chunks").verify() / "chunks.jsonl")
-    systems = []
+    systems, base_manifest = [], {}
     for name, key in (("dense_base", "base_faiss_index"), ("dense_tuned", "faiss_index")):
         if name == "dense_tuned" and args.tuned_model:
-            systems.append(_system_from_checkpoint(name, args.tuned_model, args.max_seq_length, chunks, systems[0]))
+            systems.append(_system_from_checkpoint(name, args.tuned_model, chunks, systems[0], base_manifest))
             continue
         index, encoder, manifest = open_with_encoder(ref(key).verify())
+        if name == "dense_base":
+            base_manifest = manifest  # the tuned checkpoint is encoded the way this index was
         systems.append(DenseSystem(name, index, encoder, manifest["encoder"], manifest["index_type"]))
     report, _, _ = evaluate_retrieval(labels, args.split, chunks, systems, BM25Index.load(ref("bm25_index").verify()),
                                       (10, 100), args.latency_queries)
@@ -59,8 +60,9 @@ def main() -> int:
     return 0
 
 
-def _system_from_checkpoint(name, path, max_seq_length, chunks, base):
-    """The tuned side built the way the faiss_index asset builds it (same text, same index type)."""
+def _system_from_checkpoint(name, path, chunks, base, base_manifest):
+    """The tuned side built the way the faiss_index asset builds it: the base index's text
+    (title or not), token limit and index type, read from its manifest."""
     import time
 
     from domret_pipeline.core.chunking import passage_text
@@ -68,9 +70,10 @@ def _system_from_checkpoint(name, path, max_seq_length, chunks, base):
     from domret_pipeline.core.encoder import encode, load_encoder, model_fingerprint
     from domret_pipeline.core.evaluation import DenseSystem
 
-    encoder = load_encoder(path, max_seq_length)
+    encoder = load_encoder(path, base_manifest["max_seq_length"])
     started = time.perf_counter()
-    vectors = encode(encoder, [passage_text(c, True) for c in chunks])
+    with_title = bool(base_manifest.get("with_title", True))
+    vectors = encode(encoder, [passage_text(c, with_title) for c in chunks])
     print(f"encoded {len(chunks)} chunks with {path} in {time.perf_counter() - started:.0f} s "
           f"(weights sha256 {model_fingerprint(path)[:16]})", file=sys.stderr)
     index = DenseIndex(build_index(vectors, base.index_type), [c.chunk_id for c in chunks])
