@@ -56,6 +56,20 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _show_progress() -> None:
+    """Print the long steps' progress lines (``domret.progress``) on the terminal while the
+    rest of Dagster's event stream stays in the UI."""
+    import logging
+
+    logger = logging.getLogger("domret.progress")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _ensure_dagster_home()
     import dagster as dg
@@ -64,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         _quiet()
+    _show_progress()
 
     from .definitions import defs
 

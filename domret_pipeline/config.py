@@ -58,6 +58,18 @@ class IndexConfig(dg.Config):
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
     with_title: bool = Field(default=True, description="Encode each chunk with its document title in front.")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto",
+        description="Inference precision of the encoder: auto serves the fastest path that loses at most "
+        "max_precision_loss dev nDCG@10 against fp32 on this machine (parity check), else fp32.",
+    )
+    max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
+    parity_pool_chunks: int = Field(
+        default=1000, description="Chunks in the parity check's dev pool: the dev queries' relevant chunks plus a sample."
+    )
+    use_embedding_cache: bool = Field(
+        default=True, description="Read and extend the embedding cache (encoder hash, precision, text): encode only new chunks.",
+    )
 
 
 class BM25Config(dg.Config):
@@ -151,6 +163,9 @@ class FineTuneConfig(dg.Config):
     device: Literal["cpu", "cuda", "auto"] = Field(
         default="cpu", description="Where to train: auto picks the GPU when torch sees one."
     )
+    train_precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="fp32", description="Mixed precision of training: bf16 where the device supports it natively (auto), or fp32."
+    )
     dev_candidates_per_query: int = Field(
         default=10, description="Base top-k chunks per dev query in the dev corpus evaluated after every epoch."
     )
@@ -192,6 +207,15 @@ class RerankerConfig(dg.Config):
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = Field(default=["query", "key", "value"], description="Attention projections to adapt.")
     train_pooler: bool = Field(default=True, description="Train the BERT pooler with the classifier as the scoring head.")
+    train_precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="fp32", description="Mixed precision of training: bf16 where the device supports it natively (auto), or fp32."
+    )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto",
+        description="Inference precisions to check against fp32 on the dev reranking task (parity check); the ones "
+        "that pass are offered to serving_config, which picks within the latency budget.",
+    )
+    max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the adapter and the merged model to MLflow.")
 
 
@@ -206,6 +230,15 @@ class ServingSelectionConfig(dg.Config):
     min_gain: float = Field(default=0.0, description="Dev nDCG@10 a stage must add to be switched on.")
     top_n: int = Field(default=10, description="Passages returned to the caller.")
     allow_rerank: bool = Field(default=True, description="False: never serve the reranker, whatever dev says.")
+    latency_budget_ms: Optional[float] = Field(
+        default=300.0,
+        description="p95 milliseconds per query (one at a time) a reranking configuration may take to serve; "
+        "configurations over it are ruled out on dev. None: no budget.",
+    )
+    budget_queries: int = Field(default=30, description="Dev queries timed one at a time per reranking configuration.")
+    rerank_max_lengths: list[int] = Field(
+        default=[], description="Reranker token limits tried on dev (empty: the one it was trained with)."
+    )
     answer_scorer: Literal["auto", "reranker", "encoder"] = Field(
         default="auto", description="What scores answer sentences: auto tries the bi-encoder and the reranker on dev and keeps the better."
     )

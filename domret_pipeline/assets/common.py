@@ -28,3 +28,23 @@ def issues_table(issues, limit: int = 20) -> dg.MetadataValue:
     rows = [[i.file, i.line, i.row_id or "", i.reason] for i in issues[:limit]]
     more = f"\n\n… and {len(issues) - limit} more" if len(issues) > limit else ""
     return dg.MetadataValue.md(markdown_table(["file", "line", "id", "reason"], rows) + more if rows else "none")
+
+
+def precision_table_md(choice) -> str:
+    """The parity check of a :class:`PrecisionChoice` as a Markdown table for the UI."""
+    head = f"**{choice.precision}** ({choice.reason})"
+    if not choice.trials:
+        return head
+    return head + "\n\n" + markdown_table(
+        ["precision", "status", "dev nDCG@10", "loss vs fp32", f"agreement mean ({choice.agreement})", "agreement min",
+         "seconds", "speed-up", "reason"], choice.table())
+
+
+def precision_metrics(choice) -> dict:
+    """MLflow metrics of a parity check: per precision, its dev nDCG@10 and speed-up."""
+    out = {}
+    for trial in choice.trials:
+        if trial.ndcg is not None:
+            out[f"precision_{trial.precision}_dev_ndcg@10"] = trial.ndcg
+            out[f"precision_{trial.precision}_speedup"] = trial.speedup
+    return out

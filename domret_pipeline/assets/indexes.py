@@ -11,17 +11,39 @@ from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_
 from ..core.chunking import passage_text
 from ..core.serialization import read_chunks
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
-from .common import ARTIFACT_IO, artifact_output
+from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
-FAISS_VERSION = "2"
+FAISS_VERSION = "3"
 BM25_VERSION = "1"
 UNIFORMITY_SAMPLE = 2000
 
 
+def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, encoder_path: str, max_seq_length: int,
+                      batch_size: int):
+    """The parity check of the encoder's precisions on the dev split (see core.precision_choice)."""
+    from ..core.encoder import load_encoder
+    from ..core.labels import LabeledQueries
+    from ..core.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
+
+    if config.precision == "fp32":
+        return choose_precision("fp32", None, cosine_rows)
+    labels = LabeledQueries.load(labels_path)
+    qrels = labels.qrels_for("dev")
+    if not qrels:
+        context.log.warning("no dev queries: the encoder runs in fp32 without a parity check")
+        return PrecisionChoice(config.precision, "fp32", "no dev queries to check a faster precision against fp32")
+    task = encoder_dev_task(labels.queries, qrels, chunks, config.with_title, config.parity_pool_chunks)
+    trial = encoder_trial(task, lambda p: load_encoder(encoder_path, max_seq_length, precision=p), batch_size)
+    return choose_precision(config.precision, trial, cosine_rows, "cosine of chunk embeddings to fp32's",
+                            max_loss=config.max_precision_loss, log=context.log.info)
+
+
 def _build_dense_index(
+    context,
     tracked: TrackedRun,
     config: IndexConfig,
     corpus_chunks: ArtifactRef,
+    labeled_queries: ArtifactRef,
     encoder_name: str,
     encoder_path: str,
     max_seq_length: int,
@@ -33,15 +55,35 @@ def _build_dense_index(
 ) -> dg.Output:
     from ..core.dense_index import DenseIndex, build_index, choose_index_type
     from ..core.diagnostics import uniformity
+    from ..core.embedding_cache import EmbeddingCache
     from ..core.encoder import encode, load_encoder, model_fingerprint
+    from ..core.progress import Progress
 
     chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
     index_type = choose_index_type(len(chunks), config.exact_max_vectors)
     params = {**config.model_dump(), "encoder": encoder_name, "max_seq_length": max_seq_length, "index_type": index_type}
     tracked.log_params({**params, "corpus_chunks_sha256": corpus_chunks.sha256, **extra_manifest})
-    model = load_encoder(encoder_path, max_seq_length)
+    fingerprint = model_fingerprint(encoder_path)
     started = time.perf_counter()
-    vectors = encode(model, [passage_text(c, config.with_title) for c in chunks], batch_size)
+    choice = _choose_precision(context, config, labeled_queries.path, chunks, encoder_path, max_seq_length, batch_size)
+    parity_seconds = time.perf_counter() - started
+    model = load_encoder(encoder_path, max_seq_length, precision=choice.precision)
+    texts = [passage_text(c, config.with_title) for c in chunks]
+
+    def encode_missing(missing: list[str]):
+        progress = Progress(f"{name}: encoding ({choice.precision})", len(missing), "chunks", context.log.info)
+        return encode(model, missing, batch_size, progress=progress)
+
+    started = time.perf_counter()
+    if config.use_embedding_cache:
+        cache = EmbeddingCache(artifacts.path() / "embedding_cache", fingerprint, choice.precision)
+        vectors, cache_stats = cache.encode(texts, encode_missing)
+        cache_record = {"folder": str(cache.folder), **cache_stats.as_dict()}
+        if cache_stats.rejected:
+            context.log.warning(f"embedding cache: {cache_stats.rejected} entries rejected and re-encoded "
+                                f"({'; '.join(cache_stats.reasons)})")
+    else:
+        vectors, cache_record = encode_missing(texts), {"hits": 0, "misses": len(texts), "rejected": 0}
     encode_seconds = time.perf_counter() - started
     index = build_index(vectors, index_type, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
     diagnostics = {"uniformity": uniformity(vectors, UNIFORMITY_SAMPLE)}
@@ -52,22 +94,33 @@ def _build_dense_index(
         write_json(pending.path / "manifest.json", {
             **params, **extra_manifest,
             "encoder_path": encoder_path,
-            "encoder_sha256": model_fingerprint(encoder_path),
+            "encoder_sha256": fingerprint,
+            "precision": choice.precision,
+            "precision_choice": choice.as_dict(),
+            "embedding_cache": cache_record,
             "corpus_chunks": corpus_chunks.sha256,
+            "labeled_queries": labeled_queries.sha256,
             "n_vectors": int(index.ntotal),
             "dim": int(vectors.shape[1]),
             "diagnostics": diagnostics,
         })
     stats = {"vectors": int(index.ntotal), "dim": int(vectors.shape[1]), "encode_seconds": round(encode_seconds, 2),
-             "chunks_per_second": round(len(chunks) / max(encode_seconds, 1e-9), 1), **diagnostics}
-    tracked.log_metrics(stats)
+             "chunks_encoded": cache_record["misses"], "cache_hits": cache_record["hits"],
+             "parity_seconds": round(parity_seconds, 2), **diagnostics}
+    tracked.set_tag("domret.precision", choice.precision)
+    tracked.log_metrics({**stats, **precision_metrics(choice)})
     return artifact_output(pending.ref, tracked, {
         "vectors": dg.MetadataValue.int(stats["vectors"]),
         "dim": dg.MetadataValue.int(stats["dim"]),
         "index_type": index_type,
         "encoder": encoder_name,
+        "precision": choice.precision,
+        "precision_reason": choice.reason,
+        "precision_parity": dg.MetadataValue.md(precision_table_md(choice)),
         "encode_seconds": dg.MetadataValue.float(stats["encode_seconds"]),
-        "chunks_per_second": dg.MetadataValue.float(stats["chunks_per_second"]),
+        "chunks_encoded": dg.MetadataValue.int(cache_record["misses"]),
+        "embedding_cache_hits": dg.MetadataValue.int(cache_record["hits"]),
+        "embedding_cache_rejected": dg.MetadataValue.int(cache_record["rejected"]),
         **{k: dg.MetadataValue.float(round(v, 4)) for k, v in diagnostics.items()},
     })
 
@@ -79,13 +132,16 @@ def _build_dense_index(
     description=(
         "FAISS index of the chunks built with the current serving encoder (the embedding_model "
         "resource: the base model). It mines hard negatives and is the baseline the fine-tuned "
-        "index is compared with. Exact (flat) up to exact_max_vectors chunks, HNSW above."
+        "index is compared with. Exact (flat) up to exact_max_vectors chunks, HNSW above. The "
+        "encoder runs at the fastest precision that passes the dev parity check; chunks already in "
+        "the embedding cache (same encoder, precision and text) are not encoded again."
     ),
 )
 def base_faiss_index(
     context: dg.AssetExecutionContext,
     config: IndexConfig,
     corpus_chunks: ArtifactRef,
+    labeled_queries: ArtifactRef,
     embedding_model: EmbeddingModel,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
@@ -95,7 +151,7 @@ def base_faiss_index(
     set_offline(not embedding_model.allow_downloads)
     with mlflow.run(context, FAISS_VERSION) as tracked:
         return _build_dense_index(
-            tracked, config, corpus_chunks, embedding_model.model_name_or_path,
+            context, tracked, config, corpus_chunks, labeled_queries, embedding_model.model_name_or_path,
             resolve_model_path(embedding_model.model_name_or_path), embedding_model.max_seq_length,
             embedding_model.batch_size, artifacts, "base_faiss_index", {"role": "base"},
         )
@@ -107,13 +163,15 @@ def base_faiss_index(
     io_manager_key=ARTIFACT_IO,
     description=(
         "FAISS index of the chunks built with the fine-tuned embedding_checkpoint, with the id map "
-        "to chunk ids and the uniformity of its space next to the base index's (collapse check)."
+        "to chunk ids and the uniformity of its space next to the base index's (collapse check). "
+        "Precision and embedding cache as for base_faiss_index."
     ),
 )
 def faiss_index(
     context: dg.AssetExecutionContext,
     config: IndexConfig,
     corpus_chunks: ArtifactRef,
+    labeled_queries: ArtifactRef,
     embedding_checkpoint: ArtifactRef,
     base_faiss_index: ArtifactRef,
     artifacts: ArtifactStore,
@@ -127,7 +185,7 @@ def faiss_index(
     base_vectors = all_vectors(DenseIndex.load(Path(base_faiss_index.path)))
     with mlflow.run(context, FAISS_VERSION) as tracked:
         return _build_dense_index(
-            tracked, config, corpus_chunks, f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
+            context, tracked, config, corpus_chunks, labeled_queries, f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
             f"{embedding_checkpoint.path}/model", card["training"]["max_seq_length"], 64, artifacts, "faiss_index",
             {"role": "tuned", "embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
             base_vectors=base_vectors,

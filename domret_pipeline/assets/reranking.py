@@ -58,11 +58,11 @@ def reranker_adapter(
         settings = RerankerSettings(**{k: v for k, v in config.model_dump().items() if k in RerankerSettings.__dataclass_fields__})
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
-            outcome = train_reranker(config.base_model, examples, dev, settings, work)
+            outcome = train_reranker(config.base_model, examples, dev, settings, work, progress_sink=context.log.info)
             save_adapter_and_merged(outcome.model, pending.path / "adapter", pending.path / "merged")
             shutil.rmtree(work, ignore_errors=True)
             card = {
-                "base_model": config.base_model, "inputs": inputs, "training": settings.as_dict(),
+                "base_model": config.base_model, "inputs": inputs, "training": settings.as_dict(), "train_precision_used": outcome.train_precision,
                 "with_title": with_title, "train_queries": len(examples),
                 "train_negatives": mined.n_negatives, "mining_removed": dict(mined.removed),
                 "dev_queries": len(dev), "dev_first_stage_ndcg@10": outcome.first_stage_dev_score,

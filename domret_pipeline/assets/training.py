@@ -265,14 +265,15 @@ def embedding_checkpoint(
         settings = TrainingSettings(**{k: v for k, v in config.model_dump().items() if k in TrainingSettings.__dataclass_fields__})
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"
-            outcome = train_encoder(base_manifest["encoder_path"], rows, int(mining_manifest["num_negatives"]), dev, settings, work)
+            outcome = train_encoder(base_manifest["encoder_path"], rows, int(mining_manifest["num_negatives"]), dev, settings, work,
+                                    progress_sink=context.log.info)
             outcome.model.save(str(pending.path / "model"))
             if outcome.adapter_dir:
                 shutil.copytree(outcome.adapter_dir, pending.path / "lora_adapter")
             shutil.rmtree(work, ignore_errors=True)
             card = {
                 "base_model": base_manifest["encoder"], "base_model_sha256": base_manifest["encoder_sha256"],
-                "inputs": inputs, "training": settings.as_dict(),
+                "inputs": inputs, "training": settings.as_dict(), "train_precision_used": outcome.train_precision,
                 "train_rows": len(rows), "dev_queries": len(dev.queries), "dev_corpus_chunks": len(dev.corpus),
                 "dev_ndcg@10_base": outcome.base_dev_score, "dev_ndcg@10": outcome.dev_score,
                 "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history, "loss_history": outcome.loss_history,

@@ -68,15 +68,17 @@ class DenseIndex:
 
 
 def open_with_encoder(folder: Path):
-    """Load an index artifact with the encoder that built it, checking the encoder's content
-    hash against the manifest: queries must be encoded by the very model that built the index."""
+    """Load an index artifact with the encoder that built it, at the precision it was built
+    with, checking the encoder's content hash against the manifest: queries must be encoded by
+    the very model (and arithmetic) that built the index."""
     from .artifacts import read_json
     from .encoder import load_encoder, model_fingerprint
 
     manifest = read_json(Path(folder) / "manifest.json")
     if model_fingerprint(manifest["encoder_path"]) != manifest["encoder_sha256"]:
         raise ValueError(f"the encoder at {manifest['encoder_path']} changed since the index in {folder} was built")
-    encoder = load_encoder(manifest["encoder_path"], manifest["max_seq_length"])
+    encoder = load_encoder(manifest["encoder_path"], manifest["max_seq_length"],
+                           precision=manifest.get("precision", "fp32"))
     return DenseIndex.load(Path(folder)), encoder, manifest
 
 

@@ -41,10 +41,11 @@ def keep_best_callback(model, metric: str, start_score: float, patience: int):
     return KeepBest()
 
 
-def training_arguments(settings, work_dir, n_rows: int, batch_sampler, use_cpu: bool = True) -> dict:
+def training_arguments(settings, work_dir, n_rows: int, batch_sampler, use_cpu: bool = True,
+                       bf16: bool = False) -> dict:
     """Keyword arguments common to sentence-transformers' training-argument classes: epoch-wise
     dev evaluation, no checkpoint folders, CPU unless told otherwise, at least one logged loss
-    per epoch."""
+    per epoch; ``bf16`` turns on the trainer's bf16 autocast (master weights stay fp32)."""
     steps_per_epoch = max(1, -(-n_rows // settings.batch_size))
     return dict(
         output_dir=str(work_dir / "trainer"),
@@ -61,5 +62,6 @@ def training_arguments(settings, work_dir, n_rows: int, batch_sampler, use_cpu: 
         report_to="none",
         seed=settings.seed,
         use_cpu=use_cpu,
+        bf16=bf16,
         disable_tqdm=True,
     )

@@ -57,6 +57,7 @@ class RerankerSettings:
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
     train_pooler: bool = True
+    train_precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 where the CPU has it natively)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +97,7 @@ class RerankerOutcome:
     trainable_parameters: int
     total_parameters: int
     seconds: float
+    train_precision: str = "fp32"
 
 
 def load_cross_encoder(name_or_path: str, max_length: int, seed: int = 42):
@@ -137,13 +139,16 @@ def merge_adapter(model) -> None:
     model[0].model = model[0].model.merge_and_unload()
 
 
-def load_reranker(folder: str | Path, max_length: int | None = None):
-    """A merged reranker saved by :func:`save_merged` (a plain CrossEncoder folder)."""
+def load_reranker(folder: str | Path, max_length: int | None = None, precision: str = "fp32"):
+    """A merged reranker saved by :func:`save_adapter_and_merged` (a plain CrossEncoder
+    folder), running at ``precision`` (see :mod:`.precision`)."""
     from sentence_transformers.cross_encoder import CrossEncoder
+
+    from .precision import apply_precision
 
     model = CrossEncoder(str(folder), device="cpu", local_files_only=True, max_length=max_length)
     model.eval()
-    return model
+    return apply_precision(model, precision, "cross_encoder")
 
 
 def score_pairs(model, query: str, passages: list[str], batch_size: int = 32):
@@ -231,12 +236,17 @@ def train_reranker(
     dev: list[DevSample],
     settings: RerankerSettings,
     work_dir: Path,
+    progress_sink=None,
 ) -> RerankerOutcome:
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
+    from .precision import resolve_train_precision
+    from .progress import trainer_progress_callback
+
+    train_precision = resolve_train_precision(settings.train_precision, "cpu")
     model = load_cross_encoder(base_model, settings.max_length, settings.seed)
     attach_lora(model, settings)
     trainable, total = count_parameters(model)
@@ -249,9 +259,11 @@ def train_reranker(
     keep_best = keep_best_callback(model, DEV_METRIC, start_score, settings.early_stopping_patience)
     # A duplicate text in a batch would be scored as an in-batch negative of itself.
     sampler = BatchSamplers.NO_DUPLICATES if settings.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER
-    args = CrossEncoderTrainingArguments(**training_arguments(settings, work_dir, len(dataset), sampler))
+    args = CrossEncoderTrainingArguments(**training_arguments(settings, work_dir, len(dataset), sampler,
+                                                              bf16=train_precision == "bf16"))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=_loss(model, settings),
-                                  evaluator=evaluator, callbacks=[keep_best])
+                                  evaluator=evaluator,
+                                  callbacks=[keep_best, trainer_progress_callback("training the reranker", progress_sink)])
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
@@ -265,7 +277,7 @@ def train_reranker(
     return RerankerOutcome(
         model=model, start_dev_score=start_score, first_stage_dev_score=first_stage_score, dev_score=dev_score,
         best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
-        trainable_parameters=trainable, total_parameters=total, seconds=seconds,
+        trainable_parameters=trainable, total_parameters=total, seconds=seconds, train_precision=train_precision,
     )
 
 

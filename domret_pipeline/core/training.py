@@ -50,6 +50,7 @@ class TrainingSettings:
     # query_to_query and doc_to_doc is GTE's "improved contrastive loss".
     loss_directions: list[str] = field(default_factory=lambda: ["query_to_doc"])
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when one is visible)
+    train_precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 where the device has it natively)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +77,7 @@ class TrainingOutcome:
     total_parameters: int
     seconds: float
     adapter_dir: str | None = None
+    train_precision: str = "fp32"  # what training ran in, after resolving auto
 
 
 def training_rows(rows: list[tuple[str, str, list[str]]], num_negatives: int):
@@ -139,12 +141,18 @@ def train_encoder(
     dev: DevSet,
     settings: TrainingSettings,
     work_dir: Path,
+    progress_sink=None,
 ) -> TrainingOutcome:
+    """Fine-tune ``base_model`` on ``rows``; ``progress_sink`` receives progress lines (steps,
+    elapsed, estimate left, dev figures after each epoch)."""
     import torch
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer import losses
     from transformers.trainer_callback import PrinterCallback
+
+    from .precision import resolve_train_precision
+    from .progress import trainer_progress_callback
 
     # Settings errors surface before minutes of model loading and base evaluation.
     unknown = [d for d in settings.loss_directions if d not in LOSS_DIRECTIONS]
@@ -152,6 +160,7 @@ def train_encoder(
         raise ValueError(f"loss_directions {list(settings.loss_directions)}: each of {', '.join(LOSS_DIRECTIONS)}, "
                          "and query_to_doc always (it is what retrieval does)")
     device = resolve_device(settings.device)
+    train_precision = resolve_train_precision(settings.train_precision, device)
     torch.manual_seed(settings.seed)
     model = SentenceTransformer(base_model, device=device, local_files_only=Path(base_model).is_dir())
     model.max_seq_length = settings.max_seq_length
@@ -173,10 +182,11 @@ def train_encoder(
 
     keep_best = keep_best_callback(model, DEV_METRIC, base_dev_score, settings.early_stopping_patience)
     args = SentenceTransformerTrainingArguments(
-        **training_arguments(settings, work_dir, len(rows), BatchSamplers.NO_DUPLICATES, use_cpu=device == "cpu"))
+        **training_arguments(settings, work_dir, len(rows), BatchSamplers.NO_DUPLICATES, use_cpu=device == "cpu",
+                              bf16=train_precision == "bf16"))
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=training_rows(rows, num_negatives), loss=loss,
-        evaluator=evaluator, callbacks=[keep_best],
+        evaluator=evaluator, callbacks=[keep_best, trainer_progress_callback("training the encoder", progress_sink)],
     )
     trainer.remove_callback(PrinterCallback)  # the loss and dev history go to MLflow and the model card instead
     started = time.perf_counter()
@@ -198,4 +208,5 @@ def train_encoder(
         model=model, base_dev_score=base_dev_score, dev_score=dev_score,
         best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
         trainable_parameters=trainable, total_parameters=total, seconds=seconds, adapter_dir=adapter_dir,
+        train_precision=train_precision,
     )
