@@ -83,7 +83,7 @@ def test_pipeline_refuses_missing_parts():
 def _rankings(rerank_logits):
     dense = {"q": [("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)]}
     hybrid = {"q": [("d2#0", 0.03), ("d3#0", 0.02), ("d1#0", 0.01)]}
-    return SplitRankings(["q"], dense, hybrid, {"q": rerank_logits})
+    return SplitRankings(["q"], dense, hybrid, {ServingConfig().variant(): {"q": rerank_logits}})
 
 
 def test_configs_are_scored_at_document_level():
@@ -111,3 +111,63 @@ def test_reranking_serves_only_when_it_beats_the_first_stage_on_dev():
     assert any(r.startswith("rerank on") for r in chosen.reasons)
     # A gain inside the tolerance is not enough.
     assert not choose(scores, configs, min_gain=0.1).rerank
+
+
+def test_the_latency_budget_picks_the_best_dev_configuration_that_fits():
+    from domret_pipeline.core.latency import over_budget
+
+    variants = [("fp32", None), ("int8", None), ("int8", 128)]
+    configs = grid([20], [None], with_reranker=True, depth=100, rrf_k=60, variants=variants)
+    by = {(c.first_stage, c.rerank, c.rerank_precision, c.rerank_max_length): c.label() for c in configs}
+    scores = {c.label(): 0.50 for c in configs}
+    scores.update({"dense": 0.60, "hybrid": 0.55})
+    scores[by[("dense", True, "fp32", None)]] = 0.70  # the best on dev, but too slow
+    scores[by[("dense", True, "int8", None)]] = 0.69
+    scores[by[("dense", True, "int8", 128)]] = 0.66
+    p95 = {label: 100.0 for label in scores}
+    p95[by[("dense", True, "fp32", None)]] = 800.0
+    p95[by[("hybrid", True, "fp32", None)]] = 820.0
+    latency = {label: {"p95_ms": v} for label, v in p95.items()}
+
+    excluded = over_budget(configs, latency, 300.0)
+    assert set(excluded) == {by[("dense", True, "fp32", None)], by[("hybrid", True, "fp32", None)]}
+    assert excluded[by[("dense", True, "fp32", None)]] == "p95 800 ms > budget 300 ms"
+    chosen = choose(scores, configs, excluded=excluded)
+    assert (chosen.rerank, chosen.rerank_precision, chosen.rerank_max_length) == (True, "int8", None)
+    assert any("latency budget: 2 of 6" in r and "p95 800 ms > budget 300 ms" in r for r in chosen.reasons)
+    # No budget: the fastest path is not preferred over the best one.
+    assert choose(scores, configs).rerank_precision == "fp32"
+    # Nothing fits: the first stage serves, and says why.
+    everything = over_budget(configs, {label: {"p95_ms": 900.0} for label in scores}, 300.0)
+    none_fit = choose(scores, configs, excluded=everything)
+    assert not none_fit.rerank and any("no reranking configuration fits the latency budget" in r for r in none_fit.reasons)
+    assert over_budget(configs, latency, None) == {}
+
+
+def test_reranker_variants_have_their_own_labels_and_scores():
+    fast = ServingConfig("dense", True, 3, None, rerank_precision="int8", rerank_max_length=128)
+    assert fast.label() == "dense+rerank@3 (rerank only) [int8, 128 tokens]"
+    assert ServingConfig("dense", True, 3).label() == "dense+rerank@3 (rerank only)"
+    chunk_to_doc = {c.chunk_id: c.doc_id for c in _chunks()}
+    rankings = _rankings({"d1#0": -1.0, "d2#0": 1.0, "d3#0": 0.0})
+    rankings.rerank[fast.variant()] = {"q": {"d1#0": 3.0, "d2#0": 0.0, "d3#0": 0.0}}
+    qrels = {"q": {"d1": 1}}
+    assert evaluate_config(qrels, rankings, fast, chunk_to_doc)["q"]["mrr@10"] == 1.0
+    assert evaluate_config(qrels, rankings, ServingConfig("dense", True, 3), chunk_to_doc)["q"]["mrr@10"] == pytest.approx(1 / 3)
+
+
+def test_progress_reports_elapsed_and_what_is_left():
+    from domret_pipeline.core.progress import Progress
+
+    now = [0.0]
+    lines: list[str] = []
+    progress = Progress("encoding", 100, "chunks", lines.append, interval=10.0, clock=lambda: now[0])
+    now[0] = 5.0
+    progress.advance(10)
+    assert lines == []  # within the interval
+    now[0] = 20.0
+    progress.advance(15)
+    assert lines[-1] == "encoding: 25/100 chunks (25%), 20s elapsed, about 1m00s left"
+    now[0] = 80.0
+    progress.advance(75)
+    assert lines[-1].startswith("encoding: 100/100 chunks (100%), 1m20s elapsed")

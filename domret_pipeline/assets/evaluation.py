@@ -50,6 +50,7 @@ def evaluation_report(
     from ..core.search import SearchPipeline, ServingConfig
     from ..core.serialization import read_documents
     from ..core.bm25 import BM25Index
+    from ..core.search import ServingConfig
     from ..core.serving import evaluate_serving
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import histogram_plot, line_plot
@@ -85,7 +86,9 @@ def evaluation_report(
             labels, config.split, chunks, systems, bm25, tuple(config.k_values), config.latency_queries,
         )
         reranker_ref = serving["artifacts"]["reranker_adapter"]
-        reranker = challenger.reranker  # loaded when the dev grid had a reranker to choose
+        # Every reranker variant (precision, token limit) a reported configuration uses.
+        variants = {ServingConfig.from_dict(r["settings"]).variant() for r in serving["dev"]["table"] if r["settings"]["rerank"]}
+        reranker = challenger.rerankers(variants) if challenger.reranker is not None else None
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
             serving, config.latency_queries, serving["with_title"],

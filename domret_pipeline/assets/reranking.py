@@ -11,10 +11,10 @@ from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_documents
 from ..resources import ArtifactStore, MlflowTracker
-from .common import ARTIFACT_IO, artifact_output
+from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
-RERANKER_VERSION = "1"
-SERVING_VERSION = "1"
+RERANKER_VERSION = "2"
+SERVING_VERSION = "2"
 
 
 @dg.asset(
@@ -61,6 +61,7 @@ def reranker_adapter(
             outcome = train_reranker(config.base_model, examples, dev, settings, work, progress_sink=context.log.info)
             save_adapter_and_merged(outcome.model, pending.path / "adapter", pending.path / "merged")
             shutil.rmtree(work, ignore_errors=True)
+            choice = _precision_choice(context, config, dev, pending.path / "merged")
             card = {
                 "base_model": config.base_model, "inputs": inputs, "training": settings.as_dict(), "train_precision_used": outcome.train_precision,
                 "with_title": with_title, "train_queries": len(examples),
@@ -70,6 +71,7 @@ def reranker_adapter(
                 "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
                 "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
                 "total_parameters": outcome.total_parameters, "training_seconds": outcome.seconds,
+                "precision_choice": choice.as_dict(),
             }
             write_json(pending.path / "card.json", card)
             if outcome.loss_history:
@@ -82,6 +84,8 @@ def reranker_adapter(
         final = Path(pending.ref.path)
         for entry in outcome.loss_history:
             tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
+        tracked.set_tag("domret.precisions_passed", ",".join(choice.passed()))
+        tracked.log_metrics(precision_metrics(choice))
         tracked.log_metrics({"dev_ndcg@10": outcome.dev_score, "dev_first_stage_ndcg@10": outcome.first_stage_dev_score,
                              "trainable_parameters": outcome.trainable_parameters, "training_seconds": outcome.seconds})
         for name in ("card.json", "loss.png", "dev.png"):
@@ -105,7 +109,24 @@ def reranker_adapter(
             "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
             "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
             "loss_curve": dg.MetadataValue.path(str(final / "loss.png")),
+            "precision_parity": dg.MetadataValue.md(precision_table_md(choice)),
+            "precisions_passed": ", ".join(choice.passed()),
         })
+
+
+def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
+    """The parity check of the reranker's inference precisions on its dev reranking task; the
+    precisions that pass are the ones serving_config may serve (within its latency budget)."""
+    from ..core.precision_choice import PrecisionChoice, choose_precision, reranker_trial, score_correlation
+    from ..core.reranker import load_reranker
+
+    if config.precision == "fp32":
+        return choose_precision("fp32", None, score_correlation)
+    if not any(s.relevant for s in dev):
+        return PrecisionChoice(config.precision, "fp32", "no dev query with a relevant candidate: fp32, unchecked")
+    trial = reranker_trial(dev, lambda p: load_reranker(merged, config.max_length, p))
+    return choose_precision(config.precision, trial, score_correlation, "Pearson r of dev scores to fp32's",
+                            max_loss=config.max_precision_loss, log=context.log.info)
 
 
 @dg.asset(
@@ -137,7 +158,7 @@ def serving_config(
     from ..core.search import SearchPipeline
     from ..core.dense_index import open_with_encoder
     from ..core.encoder import set_offline
-    from ..core.reranker import load_reranker
+    from ..core.search import variant_key
     from ..core.serving import select_on_dev
 
     set_offline(True)
@@ -149,18 +170,24 @@ def serving_config(
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
         card = read_json(f"{reranker_adapter.path}/card.json")
-        reranker = load_reranker(f"{reranker_adapter.path}/merged", card["training"]["max_length"]) if config.allow_rerank else None
+        rerankers = _reranker_variants(config, card, Path(reranker_adapter.path) / "merged") if config.allow_rerank else {}
         qrels = labels.qrels_for("dev")
         weights = ([None] if config.rerank_only else []) + list(config.fusion_weights)
         bm25 = BM25Index.load(Path(bm25_index.path))
         chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
-                                       reranker, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
-                                       bool(manifest.get("with_title", True)))
+                                       rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
+                                       bool(manifest.get("with_title", True)), config.latency_budget_ms,
+                                       config.budget_queries, context.log.info)
+        # The reranker of the served variant; the default one (fp32, trained length) otherwise,
+        # for the answer step's scorer choice.
+        reranker = rerankers.get(chosen.variant() if chosen.rerank else variant_key()) if rerankers else None
         dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
         if not config.allow_rerank:
             chosen.reasons.append("rerank off: allow_rerank is false")
         chosen.top_n = config.top_n
-        table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"]} for label, s in scored.items()]
+        table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"],
+                  **{k: s["latency"].get(k) for k in ("p50_ms", "p95_ms", "p99_ms") if s.get("latency")},
+                  "ruled_out": s.get("ruled_out")} for label, s in scored.items()]
         # The answer step of this configuration: its sentence scorer and abstention threshold,
         # both chosen on dev. The threshold maximises dev abstention accuracy; the scorer (the
         # bi-encoder, or the reranker when it is trained) maximises the dev answer quality:
@@ -190,13 +217,15 @@ def serving_config(
                 "config": chosen.as_dict(), "label": chosen.label(),
                 "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
                 "with_title": bool(manifest.get("with_title", True)), "reranker_max_length": card["training"]["max_length"],
+                "latency_budget_ms": config.latency_budget_ms,
                 "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
                              "rerank_on": float(chosen.rerank)})
         tracked.set_tag("domret.serving", chosen.label())
         tracked.log_artifact(f"{pending.ref.path}/serving.json", "serving_config")
-        rows = [[r["config"], r["ndcg@10"], r["mrr@10"], r["recall@10"]] for r in sorted(table, key=lambda r: -r["ndcg@10"])]
+        rows = [[r["config"], r["ndcg@10"], r["mrr@10"], r["recall@10"], r.get("p50_ms", "–"), r.get("p95_ms", "–"),
+                 r.get("p99_ms", "–"), r["ruled_out"] or ""] for r in sorted(table, key=lambda r: -r["ndcg@10"])]
         return artifact_output(pending.ref, tracked, {
             "serving": chosen.label(),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),
@@ -209,5 +238,19 @@ def serving_config(
             "abstention_threshold": dg.MetadataValue.float(threshold if threshold != float("-inf") else -1e9),
             "dev_abstention_accuracy": dg.MetadataValue.float(dev_accuracy),
             "dev_table": dg.MetadataValue.md(f"{len(qrels)} dev queries, document level.\n\n" + markdown_table(
-                ["configuration", "nDCG@10", "MRR@10", "Recall@10"], rows)),
+                ["configuration", "nDCG@10", "MRR@10", "Recall@10", "p50 ms", "p95 ms", "p99 ms", "ruled out"], rows)),
+            "latency_budget_ms": dg.MetadataValue.float(config.latency_budget_ms or float("nan")),
         })
+
+
+def _reranker_variants(config: ServingSelectionConfig, card: dict, merged: Path) -> dict:
+    """The reranker at every (precision, token limit) serving may choose among: the precisions
+    that passed the reranker's parity check, times the token limits tried."""
+    from ..core.precision_choice import PrecisionChoice
+    from ..core.reranker import load_reranker
+    from ..core.search import variant_key
+
+    precisions = PrecisionChoice.from_dict(card["precision_choice"]).passed() if "precision_choice" in card else ["fp32"]
+    lengths = list(config.rerank_max_lengths) or [None]
+    trained = card["training"]["max_length"]
+    return {variant_key(p, n): load_reranker(merged, n or trained, p) for p in precisions for n in lengths}

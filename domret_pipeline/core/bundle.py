@@ -24,6 +24,23 @@ class OpenBundle:
     chunks: list
     documents: dict | None  # doc_id -> Document, when the bundle names its corpus_documents
 
+    def rerankers(self, variants: set[str]) -> dict:
+        """The reranker at each variant (precision/token limit) named, loaded from the bundle's
+        verified merged model; the one already open is reused for its own variant."""
+        from .reranker import load_reranker
+
+        out = {}
+        served = self.pipeline.config.variant()
+        for variant in variants:
+            if variant == served and self.reranker is not None:
+                out[variant] = self.reranker
+                continue
+            precision, length = variant.split("/")
+            out[variant] = load_reranker(Path(self.bundle["artifacts"]["reranker_adapter"]["path"]) / "merged",
+                                         self.bundle["reranker_max_length"] if length == "trained" else int(length),
+                                         precision)
+        return out
+
     def scorer(self):
         """The answer step's sentence scorer recorded in the bundle."""
         from .answering import encoder_scorer, reranker_scorer
@@ -57,7 +74,10 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
         from .reranker import load_reranker
 
-        reranker = load_reranker(refs["reranker_adapter"].verify() / "merged", bundle["reranker_max_length"])
+        # The served variant's precision and token limit (fp32 at the trained length when the
+        # served configuration does not rerank).
+        reranker = load_reranker(refs["reranker_adapter"].verify() / "merged",
+                                 config.rerank_max_length or bundle["reranker_max_length"], config.rerank_precision)
     chunks = read_chunks(refs["corpus_chunks"].verify() / "chunks.jsonl")
     documents = None
     if "corpus_documents" in refs:

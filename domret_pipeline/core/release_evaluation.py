@@ -39,7 +39,8 @@ class EndToEndSystem:
 def retrieval_per_query(system: EndToEndSystem, qrels: dict, queries: dict) -> dict[str, dict[str, float]]:
     config = system.pipeline.config
     rankings = collect_rankings(sorted(qrels), queries, system.chunks, system.index, system.encoder, system.bm25,
-                                system.reranker if config.rerank else None, config.candidates if config.rerank else 0,
+                                {config.variant(): system.reranker} if config.rerank else None,
+                                config.candidates if config.rerank else 0,
                                 config.depth, config.rrf_k, system.pipeline.with_title)
     return evaluate_config(qrels, rankings, config, {c.chunk_id: c.doc_id for c in system.chunks})
 

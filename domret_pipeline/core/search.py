@@ -39,6 +39,8 @@ class ServingConfig:
     rrf_k: int = 60
     depth: int = 100  # chunks each first-stage retriever returns
     top_n: int = 10
+    rerank_precision: str = "fp32"  # the reranker's inference precision (see core.precision)
+    rerank_max_length: int | None = None  # tokens the reranker reads; None: what it was trained with
     reasons: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -52,7 +54,18 @@ class ServingConfig:
         if not self.rerank:
             return self.first_stage
         how = "rerank only" if self.fusion_weight is None else f"w={self.fusion_weight:g}"
-        return f"{self.first_stage}+rerank@{self.candidates} ({how})"
+        variant = ""
+        if self.rerank_precision != "fp32" or self.rerank_max_length is not None:
+            variant = f" [{self.rerank_precision}" + (f", {self.rerank_max_length} tokens]" if self.rerank_max_length else "]")
+        return f"{self.first_stage}+rerank@{self.candidates} ({how}){variant}"
+
+    def variant(self) -> str:
+        """Which loaded reranker this configuration reads: precision and token limit."""
+        return variant_key(self.rerank_precision, self.rerank_max_length)
+
+
+def variant_key(precision: str = "fp32", max_length: int | None = None) -> str:
+    return f"{precision}/{max_length or 'trained'}"
 
 
 @dataclass

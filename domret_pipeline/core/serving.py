@@ -16,45 +16,61 @@ Choice rule (dev split only):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from .chunking import Chunk, passage_text
 from .encoder import encode
+from .latency import over_budget, time_pipeline, time_reranking, timing_group
 from .metrics import evaluate_run, latency_summary, mean_metrics
 from .retrieval import aggregate_max
-from .search import ServingConfig, SearchPipeline, apply_rerank, rrf_fuse
+from .search import ServingConfig, SearchPipeline, apply_rerank, rrf_fuse, variant_key
 
 PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
 
 
 @dataclass
 class SplitRankings:
-    """First-stage chunk rankings per query and reranker logits for their heads."""
+    """First-stage chunk rankings per query and reranker logits for their heads, per reranker
+    variant (precision and token limit, :func:`.search.variant_key`)."""
 
     qids: list[str]
     dense: dict[str, list[tuple[str, float]]]
     hybrid: dict[str, list[tuple[str, float]]]
-    rerank: dict[str, dict[str, float]]  # empty when there is no reranker
+    rerank: dict[str, dict[str, dict[str, float]]]  # variant -> qid -> chunk -> logit; empty without a reranker
+
+
+def as_variants(reranker) -> dict:
+    """Rerankers by variant: a dict as given, one model as the default variant (fp32, its
+    trained length), None as none."""
+    if reranker is None:
+        return {}
+    return dict(reranker) if isinstance(reranker, dict) else {variant_key(): reranker}
 
 
 def collect_rankings(
     qids: list[str], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
+    progress=None,
 ) -> SplitRankings:
+    """``reranker``: one model, or models by variant (see :func:`as_variants`); each scores
+    the union of the dense and hybrid heads of every query. ``progress`` (a
+    :class:`.progress.Progress` over queries x variants) is advanced as they are scored."""
     from .reranker import score_pairs
 
     texts = [queries[q] for q in qids]
     dense = dict(zip(qids, index.search(encode(encoder, texts, batch_size), depth)))
     lexical = dict(zip(qids, bm25.search(texts, depth)))
     hybrid = {q: rrf_fuse([dense[q], lexical[q]], rrf_k)[:depth] for q in qids}
-    rerank: dict[str, dict[str, float]] = {}
-    if reranker is not None:
-        by_id = {c.chunk_id: c for c in chunks}
+    rerank: dict[str, dict[str, dict[str, float]]] = {}
+    by_id = {c.chunk_id: c for c in chunks}
+    for variant, model in as_variants(reranker).items():
+        rerank[variant] = {}
         for q in qids:
             head = list(dict.fromkeys([c for c, _ in dense[q][:max_candidates]] + [c for c, _ in hybrid[q][:max_candidates]]))
-            logits = score_pairs(reranker, queries[q], [passage_text(by_id[c], with_title) for c in head], batch_size)
-            rerank[q] = dict(zip(head, map(float, logits)))
+            logits = score_pairs(model, queries[q], [passage_text(by_id[c], with_title) for c in head], batch_size)
+            rerank[variant][q] = dict(zip(head, map(float, logits)))
+            if progress is not None:
+                progress.advance()
     return SplitRankings(qids, dense, hybrid, rerank)
 
 
@@ -62,7 +78,7 @@ def ranking_for(rankings: SplitRankings, config: ServingConfig, qid: str) -> lis
     first = rankings.dense[qid] if config.first_stage == "dense" else rankings.hybrid[qid]
     if not config.rerank:
         return first
-    return apply_rerank(first, rankings.rerank[qid], config.candidates, config.fusion_weight)
+    return apply_rerank(first, rankings.rerank[config.variant()][qid], config.candidates, config.fusion_weight)
 
 
 def evaluate_config(qrels: dict[str, dict[str, int]], rankings: SplitRankings, config: ServingConfig,
@@ -72,18 +88,26 @@ def evaluate_config(qrels: dict[str, dict[str, int]], rankings: SplitRankings, c
     return evaluate_run(qrels, run, PIPELINE_K)
 
 
-def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int) -> list[ServingConfig]:
+def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int,
+         variants: list[tuple[str, int | None]] | None = None) -> list[ServingConfig]:
+    """Dense, hybrid, and with a reranker every (first stage, candidates, fusion weight,
+    reranker variant); ``variants`` are (precision, max_length) pairs, by default fp32 at the
+    trained length."""
     configs = [ServingConfig("dense", depth=depth, rrf_k=rrf_k), ServingConfig("hybrid", depth=depth, rrf_k=rrf_k)]
     if with_reranker:
         for first in ("dense", "hybrid"):
             for k in candidates:
-                for w in fusion_weights:
-                    configs.append(ServingConfig(first, True, k, w, rrf_k, depth))
+                for precision, max_length in variants or [("fp32", None)]:
+                    for w in fusion_weights:
+                        configs.append(ServingConfig(first, True, k, w, rrf_k, depth, rerank_precision=precision,
+                                                     rerank_max_length=max_length))
     return configs
 
 
-def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: float = 0.0) -> ServingConfig:
-    """The serving configuration from dev nDCG@10 per configuration label (see module doc)."""
+def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: float = 0.0,
+           excluded: dict[str, str] | None = None) -> ServingConfig:
+    """The serving configuration from dev nDCG@10 per configuration label (see module doc).
+    ``excluded``: reranking configurations ruled out (by the latency budget), label -> why."""
     by_label = {c.label(): c for c in configs}
     dense, hybrid = scores["dense"], scores["hybrid"]
     if hybrid > dense + min_gain:
@@ -92,12 +116,21 @@ def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: flo
         first, reasons = by_label["dense"], [f"hybrid off: dev nDCG@10 {hybrid:.4f} does not beat dense {dense:.4f} by more than {min_gain:g}"]
     first_score = scores[first.label()]
     reranked = [c for c in configs if c.rerank]
+    excluded = excluded or {}
+    if excluded:
+        reasons.append(f"latency budget: {sum(c.label() in excluded for c in reranked)} of {len(reranked)} reranking "
+                       "configurations ruled out (" + "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:3])
+                       + ("; …" if len(excluded) > 3 else "") + ")")
+    fits = [c for c in reranked if c.label() not in excluded]
     if not reranked:
         chosen = first
         reasons.append("rerank off: no reranker")
+    elif not fits:
+        chosen = first
+        reasons.append("rerank off: no reranking configuration fits the latency budget")
     else:
         # Ties go to the cheaper configuration: fewer candidates first, as listed in the grid.
-        best = max(reranked, key=lambda c: (scores[c.label()], -c.candidates))
+        best = max(fits, key=lambda c: (scores[c.label()], -c.candidates))
         best_score = scores[best.label()]
         if best_score > first_score + min_gain:
             chosen = best
@@ -118,21 +151,6 @@ def best_per_family(scores: dict[str, float], configs: list[ServingConfig]) -> d
         if family not in families or scores[config.label()] > scores[families[family].label()]:
             families[family] = config
     return families
-
-
-def time_pipeline(pipeline: SearchPipeline, queries: list[str]) -> dict[str, dict[str, float]]:
-    """One query at a time, as users send them: p50/p95/p99 per stage and of the total."""
-    per_stage: dict[str, list[float]] = {}
-    for query in queries:
-        started = time.perf_counter()
-        result = pipeline.search([query])[0]
-        result.timings["total"] = time.perf_counter() - started
-        for stage, seconds in result.timings.items():
-            per_stage.setdefault(stage, []).append(seconds)
-    summary = {stage: {**latency_summary(values), "n": len(values)} for stage, values in per_stage.items()}
-    if "rerank" in per_stage:
-        summary["rerank"]["share_of_total"] = float(sum(per_stage["rerank"]) / sum(per_stage["total"]))
-    return summary
 
 
 def score_all(qrels, rankings: SplitRankings, configs: list[ServingConfig], chunk_to_doc) -> dict[str, dict]:
@@ -158,13 +176,15 @@ def evaluate_serving(
     configs = [ServingConfig.from_dict(r["settings"]) for r in dev_rows]
     served = ServingConfig.from_dict(serving["config"])
     families = best_per_family(dev_scores, configs)
-    if reranker is None:
-        families = {k: v for k, v in families.items() if not v.rerank}
+    rerankers = as_variants(reranker)
+    families = {k: v for k, v in families.items() if not v.rerank or v.variant() in rerankers}
     evaluated = {**{family: c for family, c in families.items()}, "served": served}
     max_candidates = max([c.candidates for c in evaluated.values() if c.rerank] or [0])
+    needed = {c.variant() for c in evaluated.values() if c.rerank}
     qids = sorted(qrels)
-    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, reranker if max_candidates else None,
-                                max_candidates, served.depth, served.rrf_k, with_title)
+    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25,
+                                {v: m for v, m in rerankers.items() if v in needed}, max_candidates, served.depth,
+                                served.rrf_k, with_title)
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     per_query = {name: evaluate_config(qrels, rankings, c, chunk_to_doc) for name, c in evaluated.items()}
     rows = {
@@ -180,11 +200,14 @@ def evaluate_serving(
     if latency_queries > 0:
         timed = [queries[q] for q in qids[:latency_queries]]
         setups = {"served": served}
-        if reranker is not None:
-            setups["hybrid+rerank@20"] = ServingConfig("hybrid", True, 20, served.fusion_weight if served.rerank else None,
-                                                       served.rrf_k, served.depth)
+        full_variant = served if served.rerank else ServingConfig()
+        if full_variant.variant() in rerankers:
+            setups["hybrid+rerank@20"] = ServingConfig(
+                "hybrid", True, 20, served.fusion_weight if served.rerank else None, served.rrf_k, served.depth,
+                rerank_precision=full_variant.rerank_precision, rerank_max_length=full_variant.rerank_max_length)
         for name, config in setups.items():
-            pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker if config.rerank else None, with_title)
+            pipeline = SearchPipeline(chunks, index, encoder, config, bm25,
+                                      rerankers[config.variant()] if config.rerank else None, with_title)
             latency[name] = {"config": config.label(), "stages": time_pipeline(pipeline, timed)}
     report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
               "significance_vs_dense": significance, "latency": latency}
@@ -194,14 +217,43 @@ def evaluate_serving(
 def select_on_dev(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
-    min_gain: float = 0.0, with_title: bool = True,
+    min_gain: float = 0.0, with_title: bool = True, budget_ms: float | None = None, budget_queries: int = 30,
+    progress_sink=None,
 ) -> tuple[ServingConfig, dict[str, dict]]:
-    """Score the whole grid on the dev split and choose; returns (chosen, scored grid)."""
+    """Score the whole grid on the dev split, time the reranking configurations one query at a
+    time when there is a latency budget, rule out those over it, and choose; returns (chosen,
+    scored grid, each entry with its latency and, when ruled out, why).
+
+    ``reranker``: one model, or models by variant key (precision/token limit): each variant is
+    a dimension of the grid."""
+    from .progress import Progress
+
     if not qrels:
         raise ValueError("the dev split has no labeled query: cannot choose what serves")
-    configs = grid(sorted(candidates), fusion_weights, reranker is not None, depth, rrf_k)
-    rankings = collect_rankings(sorted(qrels), queries, chunks, index, encoder, bm25, reranker, max(candidates),
-                                depth, rrf_k, with_title)
+    rerankers = as_variants(reranker)
+    variants = [_variant_of(v) for v in rerankers]
+    configs = grid(sorted(candidates), fusion_weights, bool(rerankers), depth, rrf_k, variants)
+    qids = sorted(qrels)
+    progress = Progress("serving_config: reranking dev candidates", len(qids) * len(rerankers), "query passes",
+                        progress_sink) if rerankers else None
+    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, rerankers, max(candidates),
+                                depth, rrf_k, with_title, progress=progress)
     scored = score_all(qrels, rankings, configs, {c.chunk_id: c.doc_id for c in chunks})
-    chosen = choose({label: s["metrics"]["ndcg@10"] for label, s in scored.items()}, configs, min_gain)
+    excluded: dict[str, str] = {}
+    if budget_ms is not None and rerankers and budget_queries > 0:
+        timed = [queries[q] for q in qids[:budget_queries]]
+        groups = len({timing_group(c) for c in configs})
+        latency = time_reranking(
+            configs, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title),
+            timed, Progress("serving_config: timing configurations", groups, "configurations", progress_sink))
+        excluded = over_budget(configs, latency, budget_ms)
+        for label, entry in scored.items():
+            entry["latency"] = latency.get(label, {})
+            entry["ruled_out"] = excluded.get(label)
+    chosen = choose({label: s["metrics"]["ndcg@10"] for label, s in scored.items()}, configs, min_gain, excluded)
     return chosen, scored
+
+
+def _variant_of(key: str) -> tuple[str, int | None]:
+    precision, length = key.split("/")
+    return precision, None if length == "trained" else int(length)
