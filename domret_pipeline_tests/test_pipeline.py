@@ -366,3 +366,32 @@ def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_data
     queue = [json.loads(l) for l in (Path(events["labeling_queue"].metadata["artifact_path"].value) / "queue.jsonl")
              .read_text().splitlines()]
     assert queue and all({"query", "reasons", "disagreement", "margin", "abstained"} <= set(r) for r in queue)
+
+
+def test_a_rebuild_reads_the_embedding_cache_and_records_the_precision(tmp_path, tiny_encoder, tiny_reranker_base,
+                                                                        mlflow_uri, small_dataset):
+    """Re-materializing the base index over unchanged chunks and encoder encodes nothing; the
+    manifest and the metadata carry the precision chosen by the parity check."""
+    home = tmp_path / "home"
+    config = run_config(small_dataset, tiny_reranker_base)
+    selected = [a for a in ASSETS if a.key.to_user_string() in
+                ("corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index")]
+    resources = make_resources(home, tiny_encoder, mlflow_uri)
+    ops = {k: v for k, v in config["ops"].items() if k in ("corpus_documents", "corpus_chunks", "labeled_queries")}
+    events = []
+    for _ in range(2):
+        result = dg.materialize(selected, resources=resources, run_config={"ops": ops})
+        events.append(next(e for e in result.get_asset_materialization_events()
+                           if e.asset_key.to_user_string() == "base_faiss_index").materialization.metadata)
+    first, second = events
+    n = first["vectors"].value
+    assert first["chunks_encoded"].value == n and first["embedding_cache_hits"].value == 0
+    assert second["chunks_encoded"].value == 0 and second["embedding_cache_hits"].value == n
+    manifest = json.loads((Path(second["artifact_path"].value) / "manifest.json").read_text())
+    assert manifest["precision"] == second["precision"].value
+    assert manifest["precision_choice"]["requested"] == "auto"
+    assert "reused" not in first["precision_reason"].value and "reused" in second["precision_reason"].value
+    assert manifest["precision_choice"]["trials"][0]["precision"] == "fp32"
+    # The same index, byte for byte (the manifests differ in the measured timings and cache counts).
+    index_bytes = [(Path(e["artifact_path"].value) / "index.faiss").read_bytes() for e in events]
+    assert index_bytes[0] == index_bytes[1]

@@ -1,6 +1,9 @@
 """Retrieval indexes over the chunks: FAISS with the base encoder, FAISS with the fine-tuned
 checkpoint, and BM25 (the lexical baseline)."""
 
+import hashlib
+import json
+import os
 import time
 from pathlib import Path
 
@@ -18,11 +21,12 @@ BM25_VERSION = "1"
 UNIFORMITY_SAMPLE = 2000
 
 
-def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, encoder_path: str, max_seq_length: int,
-                      batch_size: int):
+def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, encoder_path: str,
+                      encoder_fingerprint: str, max_seq_length: int, batch_size: int, decisions: Path):
     """The parity check of the encoder's precisions on the dev split (see core.precision_choice)."""
     from ..core.encoder import load_encoder
     from ..core.labels import LabeledQueries
+    from ..core.precision import cpu_flags
     from ..core.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
 
     if config.precision == "fp32":
@@ -33,9 +37,27 @@ def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, en
         context.log.warning("no dev queries: the encoder runs in fp32 without a parity check")
         return PrecisionChoice(config.precision, "fp32", "no dev queries to check a faster precision against fp32")
     task = encoder_dev_task(labels.queries, qrels, chunks, config.with_title, config.parity_pool_chunks)
+    # A decision measured before for the same encoder, dev task and settings on this CPU is
+    # reused: re-measuring costs minutes, and timing noise could flip the choice, which would
+    # change the index and miss the embedding cache for nothing.
+    key = hashlib.sha256(json.dumps([encoder_fingerprint, config.precision, config.max_precision_loss, max_seq_length,
+                                     batch_size, task.pool_ids, sorted((q, sorted(d.items())) for q, d in qrels.items()),
+                                     sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f"})])
+                         .encode("utf-8")).hexdigest()
+    record = decisions / f"precision-{key[:32]}.json"
+    if record.is_file():
+        choice = PrecisionChoice.from_dict(read_json(record))
+        choice.reason += " (measured earlier for this encoder, dev task and CPU; reused)"
+        context.log.info(f"precision ({config.precision}): {choice.reason}")
+        return choice
     trial = encoder_trial(task, lambda p: load_encoder(encoder_path, max_seq_length, precision=p), batch_size)
-    return choose_precision(config.precision, trial, cosine_rows, "cosine of chunk embeddings to fp32's",
-                            max_loss=config.max_precision_loss, log=context.log.info)
+    choice = choose_precision(config.precision, trial, cosine_rows, "cosine of chunk embeddings to fp32's",
+                              max_loss=config.max_precision_loss, log=context.log.info)
+    decisions.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(f".tmp-{os.getpid()}")
+    write_json(tmp, choice.as_dict())
+    os.replace(tmp, record)
+    return choice
 
 
 def _build_dense_index(
@@ -65,7 +87,8 @@ def _build_dense_index(
     tracked.log_params({**params, "corpus_chunks_sha256": corpus_chunks.sha256, **extra_manifest})
     fingerprint = model_fingerprint(encoder_path)
     started = time.perf_counter()
-    choice = _choose_precision(context, config, labeled_queries.path, chunks, encoder_path, max_seq_length, batch_size)
+    choice = _choose_precision(context, config, labeled_queries.path, chunks, encoder_path, fingerprint, max_seq_length,
+                               batch_size, artifacts.path() / "embedding_cache")
     parity_seconds = time.perf_counter() - started
     model = load_encoder(encoder_path, max_seq_length, precision=choice.precision)
     texts = [passage_text(c, config.with_title) for c in chunks]
