@@ -37,6 +37,9 @@ def main() -> int:
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--dev-candidates", type=int, default=10)
     parser.add_argument("--patience", type=int, default=1)
+    parser.add_argument("--cached-mini-batch", type=int, default=16)
+    parser.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
+    parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -81,7 +84,8 @@ def main() -> int:
     mining_s = time.perf_counter() - started
     training = TrainingSettings(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
                                 lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
-                                early_stopping_patience=args.patience)
+                                early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
+                                train_precision=args.train_precision, seed=args.seed)
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(manifest["encoder_path"], rows, args.num_negatives, dev, training, Path(work))
     result = {
@@ -92,6 +96,8 @@ def main() -> int:
         "dev_ndcg@10_base": round(outcome.base_dev_score, 4), "dev_ndcg@10_tuned": round(outcome.dev_score, 4),
         "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
         "train_seconds": round(outcome.seconds, 1), "mining_seconds": round(mining_s, 1),
+        "train_precision": outcome.train_precision,
+        "seconds_per_step": round(outcome.seconds / max(1, outcome.loss_history[-1]["step"] if outcome.loss_history else 1), 1),
         "trainable_parameters": outcome.trainable_parameters,
         "loss_first_last": [outcome.loss_history[0]["loss"], outcome.loss_history[-1]["loss"]] if outcome.loss_history else [],
     }
