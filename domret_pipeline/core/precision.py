@@ -19,7 +19,9 @@ Which path serves is decided by a parity check on the dev split (:mod:`.precisio
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -111,12 +113,22 @@ def _export_int8(hf_model, output_name: str, folder: Path, threads: int | None) 
     axes["output"] = {0: "batch"} if output_name == "logits" else {0: "batch", 1: "sequence"}
     was_training = hf_model.training
     hf_model.eval()
-    with torch.no_grad():
+    root = logging.getLogger()
+    level = root.level
+    # The tracer warns about Python branches it freezes (BERT's mask and causal checks, constant
+    # for an encoder) and the quantizer suggests a pre-processing pass: neither is actionable,
+    # and the parity check measures the result.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         # The TorchScript exporter: the dynamo one needs onnxscript, which this project does not pull in.
         torch.onnx.export(Exportable(hf_model), example, str(fp32_path), input_names=names, output_names=["output"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
     hf_model.train(was_training)
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

@@ -71,6 +71,16 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                        "family at its dev-chosen candidates and fusion weight; `served` is what `domret search` runs. "
                        "Why: " + "; ".join(serving["reasons"]) + ". Difference and p: nDCG@10 against `dense`.",
                        ["family", "configuration", "nDCG@10", "MRR@10", "Recall@10", "dev nDCG@10", "Δ nDCG@10", "p"], rows))
+        dev_choice = serving.get("dev_choice")
+        if dev_choice and dev_choice.get("table"):
+            rows = [[r["config"], r["ndcg@10"], r.get("p50_ms", ""), r.get("p95_ms", ""), r.get("p99_ms", ""),
+                     r.get("ruled_out") or ""] for r in sorted(dev_choice["table"], key=lambda r: -r["ndcg@10"])]
+            budget = dev_choice.get("latency_budget_ms")
+            tables.append(("Dev choice under the latency budget",
+                           f"Every configuration tried on dev with its dev nDCG@10 and its latency (whole query, one at "
+                           f"a time, on dev queries); budget: p95 ≤ {budget:g} ms." if budget else
+                           "Every configuration tried on dev; no latency budget was set.",
+                           ["configuration", "dev nDCG@10", "p50 ms", "p95 ms", "p99 ms", "ruled out"], rows))
         rows = [[setup, values["config"], stage, lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], lat["mean_ms"],
                  lat.get("share_of_total", "")]
                 for setup, values in serving.get("latency", {}).items() for stage, lat in values["stages"].items()]

@@ -210,7 +210,8 @@ def evaluate_serving(
                                       rerankers[config.variant()] if config.rerank else None, with_title)
             latency[name] = {"config": config.label(), "stages": time_pipeline(pipeline, timed)}
     report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
-              "significance_vs_dense": significance, "latency": latency}
+              "significance_vs_dense": significance, "latency": latency,
+              "dev_choice": {"latency_budget_ms": serving.get("latency_budget_ms"), "table": dev_rows}}
     return report, per_query
 
 
