@@ -155,10 +155,10 @@ def serving_config(
     from ..core.answer_evaluation import ANSWER_SELECTION, answer_quality, calibrate_and_score
     from ..core.answering import AnswerSettings, encoder_scorer, reranker_scorer
     from ..core.bm25 import BM25Index
-    from ..core.search import SearchPipeline
     from ..core.dense_index import open_with_encoder
     from ..core.encoder import set_offline
-    from ..core.search import variant_key
+    from ..core.reranker import load_reranker
+    from ..core.search import SearchPipeline, variant_key
     from ..core.serving import select_on_dev
 
     set_offline(True)
@@ -180,7 +180,14 @@ def serving_config(
                                        config.budget_queries, context.log.info)
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
-        reranker = rerankers.get(chosen.variant() if chosen.rerank else variant_key()) if rerankers else None
+        # (what open_bundle loads for the same bundle).
+        if chosen.rerank:
+            reranker = rerankers[chosen.variant()]
+        elif rerankers:
+            reranker = rerankers.get(variant_key()) or load_reranker(
+                Path(reranker_adapter.path) / "merged", card["training"]["max_length"], "fp32")
+        else:
+            reranker = None
         dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
         if not config.allow_rerank:
             chosen.reasons.append("rerank off: allow_rerank is false")
