@@ -59,11 +59,14 @@ def feedback_sensor(context: dg.SensorEvaluationContext, feedback: FeedbackStore
     )
 
 
-weekly_retrain = dg.ScheduleDefinition(
+@dg.schedule(
     name="weekly_retrain",
     job=retrain_job,
     cron_schedule=os.environ.get("DOMRET_RETRAIN_CRON", "0 3 * * 1"),  # Mondays 03:00
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    run_config={"ops": {a: {"config": {"use_feedback": True}} for a in ("labeled_queries", "hard_negatives")}},
     description="The controlled cadence: retrain on every feedback label so far, through the release gate.",
 )
+def weekly_retrain(context: dg.ScheduleEvaluationContext, feedback: FeedbackStoreResource):
+    # The deployment's run config (data paths, recipes) like the sensor's requests: a static
+    # config would retrain on the bundled sample. No max id: every label so far.
+    return dg.RunRequest(run_config=retrain_run_config(feedback, None), tags={"domret/trigger": "schedule"})

@@ -69,7 +69,10 @@ def labeled_queries(
     feedback: FeedbackStoreResource,
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, LABELS_VERSION) as tracked:
-        tracked.log_params({**config.model_dump(), "corpus_documents_sha256": corpus_documents.sha256})
+        # feedback_max_id is logged once, resolved (MLflow refuses to change a logged param):
+        # the config's None means "every row so far", and an id above the newest row means that row.
+        params = {k: v for k, v in config.model_dump().items() if k != "feedback_max_id"}
+        tracked.log_params({**params, "corpus_documents_sha256": corpus_documents.sha256})
         documents = read_documents(f"{corpus_documents.path}/documents.jsonl")
         labels, issues = build_labeled_queries(config, documents)
         merged = None
@@ -83,7 +86,10 @@ def labeled_queries(
             merged = merge_feedback(labels, rows, {r.chunk_id: r.chunk_id.rsplit("#", 1)[0] for r in rows if r.chunk_id},
                                     {d.doc_id for d in documents})
             tracked.log_params({"feedback_max_id": max((r.id for r in rows), default=0),
+                                "feedback_max_id_requested": config.feedback_max_id,
                                 "feedback_ids_used": f"{merged.used_ids[0]}-{merged.used_ids[-1]}" if merged.used_ids else "none"})
+        else:
+            tracked.log_params({"feedback_max_id": config.feedback_max_id})
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
