@@ -59,21 +59,26 @@ def _quiet() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     _ensure_dagster_home()
     import dagster as dg
-    import yaml
     from dagster import DagsterInstance
 
-    if not args.verbose:
-        _quiet()
-
     from .definitions import defs
+    from .run_config import RunConfigError, check_run_config, load_run_config
 
-    run_config = {}
-    if args.config:
-        run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-    if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
-        run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
     job = defs.resolve_job_def(args.job)
     selection = _asset_selection(defs, args.select) if args.select else None
+    try:  # the whole file against the whole job, before the selection filters it and before any step
+        run_config = load_run_config(args.config) if args.config else {}
+        check_run_config(job, run_config, args.config)
+    except RunConfigError as error:
+        for line in str(error).splitlines():
+            print(f"domret: {line}", file=sys.stderr)
+        print(f"domret: nothing ran: fix {args.config or 'the run config'} (README: Configuration reference)",
+              file=sys.stderr)
+        return 2
+    if not args.verbose:
+        _quiet()
+    if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
     if selection is not None:  # config of assets outside the selection would be rejected
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
     result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,

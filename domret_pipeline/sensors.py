@@ -10,7 +10,6 @@ restarts and re-evaluates an old cursor.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
@@ -24,9 +23,9 @@ def retrain_run_config(resource: FeedbackStoreResource, max_id: int | None) -> d
     """The retrain run's config: the deployment's YAML (data paths, recipes) with feedback on."""
     config: dict = {}
     if resource.retrain_run_config:
-        import yaml
+        from .run_config import load_run_config  # a YAML error names the file and line
 
-        config = yaml.safe_load(Path(resource.retrain_run_config).read_text(encoding="utf-8")) or {}
+        config = load_run_config(resource.retrain_run_config)
     ops = config.setdefault("ops", {})
     for asset in ("labeled_queries", "hard_negatives"):
         ops.setdefault(asset, {}).setdefault("config", {}).update({"use_feedback": True, "feedback_max_id": max_id})
