@@ -77,29 +77,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if not args.verbose:
         _quiet()
-    if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
-        run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
+        # Dagster's event stream (stack traces included) is in the UI and the event log; the
+        # terminal gets the report, or one summary of what failed (run_summary).
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     if selection is not None:  # config of assets outside the selection would be rejected
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
     result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,
                                     asset_selection=sorted(selection, key=str) if selection else None)
+    from .run_summary import failure_lines, failed_checks, quarantine_lines
+
+    for line in quarantine_lines(result):
+        print(line, file=sys.stdout if result.success else sys.stderr)
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_key:
-                error = event.event_specific_data.error
-                while error.cause is not None:  # the user's error, not Dagster's wrapper
-                    error = error.cause
-                print(f"domret: step {event.step_key} failed: {error.message.strip()}", file=sys.stderr)
-        gate = next((e.event_specific_data for e in result.all_events
-                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "release_gate"
-                     and not e.event_specific_data.passed), None)
-        if gate is not None:
+        if any(c.check_name == "release_gate" for c in failed_checks(result)):
             from .core.release_evaluation import gate_summary
 
             report = json.loads((_latest_report_dir() / "report.json").read_text(encoding="utf-8"))
-            print(gate_summary(report["release"]) + "\nThe challenger was not promoted; the champion is unchanged.",
-                  file=sys.stderr)
-        print(f"domret: run {result.run_id} failed; earlier artifacts are untouched", file=sys.stderr)
+            print(gate_summary(report["release"]), file=sys.stderr)
+        print("\n".join(failure_lines(result)), file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:
         print(f"run {result.run_id} succeeded: materialized {', '.join(sorted(k.to_user_string() for k in selection))}")
@@ -305,8 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
         sub.add_argument("--url", help="feedback store URL (default: $DOMRET_FEEDBACK_URL or sqlite under DOMRET_HOME)")
     feedback.set_defaults(func=cmd_feedback)
+    for sub in (report, search, promote, rollback, *feedback_actions.choices.values()):
+        sub.add_argument("--verbose", action="store_true", help="show the stack trace of an unexpected error")
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:  # a person gets one line; --verbose (and the Dagster event log) the trace
+        if args.verbose:
+            raise
+        from .run_summary import crash_line
+
+        print(crash_line(args.command, error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
