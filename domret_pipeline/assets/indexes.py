@@ -16,6 +16,11 @@ from .common import ARTIFACT_IO, artifact_output
 FAISS_VERSION = "2"
 BM25_VERSION = "1"
 UNIFORMITY_SAMPLE = 2000
+# Fail fast on data: the indexes do not read the labels, but they wait for labeled_queries and
+# its blocking checks, so a leaked frozen split or bad qrels stop the run before any encoding
+# (Dagster skips only what is downstream of a failed step or check; issue 12 saw 18 minutes of
+# corpus encoding after frozen_split_is_clean had failed at second 20).
+DATA_GATE = [dg.AssetDep("labeled_queries")]
 
 
 def _build_dense_index(
@@ -81,6 +86,7 @@ def _build_dense_index(
         "resource: the base model). It mines hard negatives and is the baseline the fine-tuned "
         "index is compared with. Exact (flat) up to exact_max_vectors chunks, HNSW above."
     ),
+    deps=DATA_GATE,
 )
 def base_faiss_index(
     context: dg.AssetExecutionContext,
@@ -139,6 +145,7 @@ def faiss_index(
     code_version=BM25_VERSION,
     io_manager_key=ARTIFACT_IO,
     description="BM25 index of the chunks (bm25s, English stop words, Snowball stemming): the lexical baseline.",
+    deps=DATA_GATE,
 )
 def bm25_index(
     context: dg.AssetExecutionContext,
