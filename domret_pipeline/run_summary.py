@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .core.errors import QUARANTINE_HINT
+
 # "path/to/file.jsonl:12" as RowIssue and the loaders write it; the first one is the place to look.
 _FILE_LINE = re.compile(r"(?P<file>[^\s'\"()]+):(?P<line>\d+)\b")
 
@@ -67,9 +69,11 @@ def failure_lines(result) -> list[str]:
         if error.cls_name == "DagsterAssetCheckFailedError":
             continue  # a blocking check failed: reported above, with what it found
         message = (error.message or error.cls_name or "").strip()
+        # "pkg.module.InputDataError: 2 invalid rows" -> "2 invalid rows": the class path is noise here
+        message = re.sub(rf"^[\w.]*\b{re.escape(error.cls_name or '')}: ", "", message)
         head, *rest = message.splitlines() or [""]
         lines.append(f"domret: step {event.step_key} failed: {head}")
-        lines.extend(rest)
+        lines.extend(line for line in rest if line != QUARANTINE_HINT)  # the summary says what to do
         if first is None or first[1] == "":
             found = _FILE_LINE.search(message)
             where = f" at {found.group('file')}:{found.group('line')}" if found else ""
