@@ -204,8 +204,8 @@ def _feedback_store(args):
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from .core.errors import InputDataError
-    from .core.feedback import FeedbackLabel, read_feedback_file
+    from .core.errors import InputDataError, RowIssue
+    from .core.feedback import FeedbackLabel
 
     if args.action == "queue":
         from .core.artifacts import ArtifactRef
@@ -226,12 +226,19 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if args.action == "migrate":
         print(f"feedback store {store.url}: schema version {store.version()}")
         return 0
+    from .core.feedback_files import COMMAND_LINE, check_label, known_ids, read_feedback
+
+    home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
+    # Ids are checked against the latest published corpus and labels; before any run there
+    # is nothing to check them against, and the user is told so.
+    known = known_ids(os.environ.get("DOMRET_REFS_DIR") or home / "refs")
+    quarantined = []
     if args.action == "import":
         try:
-            labels = read_feedback_file(args.file)
+            read = read_feedback(args.file, known, args.on_bad_rows)
         except (InputDataError, FileNotFoundError) as error:
-            print(f"domret: nothing imported: {error}", file=sys.stderr)
-            return 1
+            return _refused(error, "nothing imported", "fix the rows, or import the good ones with --on-bad-rows quarantine")
+        labels, quarantined = read.labels, read.quarantined
         for label in labels:
             label.source = label.source if label.source != "import" else f"import:{Path(args.file).name}"
     else:  # add: label one search result
@@ -242,13 +249,38 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             return 1
         registry = default_registry(args.home)
         champion = registry.champion() if registry else None
-        labels = [FeedbackLabel(query=args.query, label=args.label, doc_id=args.doc, chunk_id=args.chunk,
+        labels = [FeedbackLabel(query=args.query.strip(), label=args.label, doc_id=args.doc, chunk_id=args.chunk,
                                 critical=args.critical, source="domret search", user=args.user or os.environ.get("USER", ""),
                                 model_version=champion.version if champion else None)]
+        reason = check_label(labels[0], known)
+        if reason is not None:
+            return _refused(InputDataError(RowIssue(COMMAND_LINE, 0, reason)), "nothing added",
+                            "use a query text and the ids `domret search` prints")
+    if known.missing:
+        print(f"note: ids not checked against {', '.join(known.missing)}: not materialized yet", file=sys.stderr)
     result = store.add(labels)
     ids = f" (ids {result.first_id}-{result.last_id})" if result.inserted else ""
-    print(f"{result.inserted} label(s) added{ids}, {result.duplicates} duplicate(s) ignored")
+    print(f"{result.inserted} label(s) added{ids}, {result.duplicates} duplicate(s) ignored"
+          + (f", {len(quarantined)} bad row(s) quarantined (not stored):" if quarantined else ""))
+    for issue in quarantined[:20]:
+        print(f"  - {issue}")
+    if len(quarantined) > 20:
+        print(f"  ... and {len(quarantined) - 20} more")
     return 0
+
+
+def _refused(error: Exception, what: str, advice: str) -> int:
+    """One line per bad row, then one summary; a single problem is a single line."""
+    issues = getattr(error, "issues", None)
+    if not issues:
+        print(f"domret: {what}: {error}", file=sys.stderr)
+    elif len(issues) == 1:
+        print(f"domret: {what}: {issues[0]}", file=sys.stderr)
+    else:
+        for issue in issues:
+            print(f"domret: {issue}", file=sys.stderr)
+        print(f"domret: {what}: {len(issues)} bad rows; {advice}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     feedback_actions = feedback.add_subparsers(dest="action", required=True)
     f_import = feedback_actions.add_parser("import", help="import a JSONL or CSV file of labels (all or nothing)")
     f_import.add_argument("file")
+    f_import.add_argument("--on-bad-rows", choices=["fail", "quarantine"], default="fail",
+                          help="fail: import nothing if a row is bad (default); quarantine: import the good rows, "
+                          "list and count the bad ones")
     f_add = feedback_actions.add_parser("add", help="label one search result")
     f_add.add_argument("query")
     f_add.add_argument("label", choices=["relevant", "not_relevant", "partially_relevant", "answer_unsupported"])

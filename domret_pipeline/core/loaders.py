@@ -56,7 +56,7 @@ def iter_jsonl(path: Path, issues: list[RowIssue]) -> Iterator[tuple[int, dict]]
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark is not JSON
             except UnicodeDecodeError as exc:
                 issues.append(RowIssue(str(path), number, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
                 continue
