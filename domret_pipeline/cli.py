@@ -84,24 +84,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
     result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,
                                     asset_selection=sorted(selection, key=str) if selection else None)
-    from .run_summary import failure_lines, failed_checks, quarantine_lines
+    from .run_summary import failed_checks, failure_lines, quarantine_lines, run_artifact
 
-    for line in quarantine_lines(result):
-        print(line, file=sys.stdout if result.success else sys.stderr)
     if not result.success:
         if any(c.check_name == "release_gate" for c in failed_checks(result)):
             from .core.release_evaluation import gate_summary
 
-            report = json.loads((_latest_report_dir() / "report.json").read_text(encoding="utf-8"))
+            # this run's report (from its own materialization), not whatever the references point at
+            report_dir = run_artifact(result, "evaluation_report") or _latest_report_dir()
+            report = json.loads((Path(report_dir) / "report.json").read_text(encoding="utf-8"))
             print(gate_summary(report["release"]), file=sys.stderr)
-        print("\n".join(failure_lines(result)), file=sys.stderr)
+        print("\n".join(quarantine_lines(result) + failure_lines(result)), file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:
         print(f"run {result.run_id} succeeded: materialized {', '.join(sorted(k.to_user_string() for k in selection))}")
-        return 0
-    ref = result.output_for_node("evaluation_report")
-    print(f"run {result.run_id} succeeded; report: {ref.path}/report.html\n")
-    print(Path(ref.path, "report.md").read_text(encoding="utf-8"))
+    else:
+        ref = result.output_for_node("evaluation_report")
+        print(f"run {result.run_id} succeeded; report: {ref.path}/report.html\n")
+        print(Path(ref.path, "report.md").read_text(encoding="utf-8"))
+    for line in quarantine_lines(result):  # at the end, where a person looks
+        print(line)
     return 0
 
 

@@ -98,6 +98,15 @@ def quarantine_lines(result) -> list[str]:
             "Dagster UI, and quarantine.jsonl in its artifact folder)"]
 
 
+def run_artifact(result, asset: str) -> str | None:
+    """The artifact folder ``asset`` materialized in this run (None if it did not)."""
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == asset:
+            return materialization.metadata["artifact_path"].value
+    return None
+
+
 def crash_line(command: str, error: BaseException) -> str:
     """One line for an unexpected error outside a run step (the trace: ``--verbose``)."""
     first = (str(error).strip().splitlines() or [""])[0]
