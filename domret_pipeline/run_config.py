@@ -41,6 +41,9 @@ def load_run_config(path: str | Path) -> dict:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         context = getattr(error, "context", None)
+        start = getattr(error, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            context += f" that starts at line {start.line + 1}"  # where the unclosed bracket or quote is
         raise RunConfigError([f"{where}: YAML syntax error: {problem}" + (f" ({context})" if context else "")]) from None
     if config is None:
         return {}
