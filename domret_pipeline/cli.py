@@ -73,50 +73,52 @@ def _show_progress() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     _ensure_dagster_home()
     import dagster as dg
-    import yaml
     from dagster import DagsterInstance
 
-    if not args.verbose:
-        _quiet()
     _show_progress()
-
     from .definitions import defs
+    from .run_config import RunConfigError, check_run_config, load_run_config
 
-    run_config = {}
-    if args.config:
-        run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-    if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
-        run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
     job = defs.resolve_job_def(args.job)
     selection = _asset_selection(defs, args.select) if args.select else None
+    try:  # the whole file against the whole job, before the selection filters it and before any step
+        run_config = load_run_config(args.config) if args.config else {}
+        check_run_config(job, run_config, args.config)
+    except RunConfigError as error:
+        for line in str(error).splitlines():
+            print(f"domret: {line}", file=sys.stderr)
+        print(f"domret: nothing ran: fix {args.config or 'the run config'} (README: Configuration reference)",
+              file=sys.stderr)
+        return 2
+    if not args.verbose:
+        _quiet()
+        # Dagster's event stream (stack traces included) is in the UI and the event log; the
+        # terminal gets the report, or one summary of what failed (run_summary).
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     if selection is not None:  # config of assets outside the selection would be rejected
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
     result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,
                                     asset_selection=sorted(selection, key=str) if selection else None)
+    from .run_summary import failed_checks, failure_lines, quarantine_lines, run_artifact
+
     if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.step_key:
-                error = event.event_specific_data.error
-                while error.cause is not None:  # the user's error, not Dagster's wrapper
-                    error = error.cause
-                print(f"domret: step {event.step_key} failed: {error.message.strip()}", file=sys.stderr)
-        gate = next((e.event_specific_data for e in result.all_events
-                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "release_gate"
-                     and not e.event_specific_data.passed), None)
-        if gate is not None:
+        if any(c.check_name == "release_gate" for c in failed_checks(result)):
             from .core.release_evaluation import gate_summary
 
-            report = json.loads((_latest_report_dir() / "report.json").read_text(encoding="utf-8"))
-            print(gate_summary(report["release"]) + "\nThe challenger was not promoted; the champion is unchanged.",
-                  file=sys.stderr)
-        print(f"domret: run {result.run_id} failed; earlier artifacts are untouched", file=sys.stderr)
+            # this run's report (from its own materialization), not whatever the references point at
+            report_dir = run_artifact(result, "evaluation_report") or _latest_report_dir()
+            report = json.loads((Path(report_dir) / "report.json").read_text(encoding="utf-8"))
+            print(gate_summary(report["release"]), file=sys.stderr)
+        print("\n".join(quarantine_lines(result) + failure_lines(result)), file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:
         print(f"run {result.run_id} succeeded: materialized {', '.join(sorted(k.to_user_string() for k in selection))}")
-        return 0
-    ref = result.output_for_node("evaluation_report")
-    print(f"run {result.run_id} succeeded; report: {ref.path}/report.html\n")
-    print(Path(ref.path, "report.md").read_text(encoding="utf-8"))
+    else:
+        ref = result.output_for_node("evaluation_report")
+        print(f"run {result.run_id} succeeded; report: {ref.path}/report.html\n")
+        print(Path(ref.path, "report.md").read_text(encoding="utf-8"))
+    for line in quarantine_lines(result):  # at the end, where a person looks
+        print(line)
     return 0
 
 
@@ -219,8 +221,8 @@ def _feedback_store(args):
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from .core.errors import InputDataError
-    from .core.feedback import FeedbackLabel, read_feedback_file
+    from .core.errors import InputDataError, RowIssue
+    from .core.feedback import FeedbackLabel
 
     if args.action == "queue":
         from .core.artifacts import ArtifactRef
@@ -241,12 +243,19 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if args.action == "migrate":
         print(f"feedback store {store.url}: schema version {store.version()}")
         return 0
+    from .core.feedback_files import COMMAND_LINE, check_label, known_ids, read_feedback
+
+    home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
+    # Ids are checked against the latest published corpus and labels; before any run there
+    # is nothing to check them against, and the user is told so.
+    known = known_ids(os.environ.get("DOMRET_REFS_DIR") or home / "refs")
+    quarantined = []
     if args.action == "import":
         try:
-            labels = read_feedback_file(args.file)
+            read = read_feedback(args.file, known, args.on_bad_rows)
         except (InputDataError, FileNotFoundError) as error:
-            print(f"domret: nothing imported: {error}", file=sys.stderr)
-            return 1
+            return _refused(error, "nothing imported", "fix the rows, or import the good ones with --on-bad-rows quarantine")
+        labels, quarantined = read.labels, read.quarantined
         for label in labels:
             label.source = label.source if label.source != "import" else f"import:{Path(args.file).name}"
     else:  # add: label one search result
@@ -257,13 +266,38 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             return 1
         registry = default_registry(args.home)
         champion = registry.champion() if registry else None
-        labels = [FeedbackLabel(query=args.query, label=args.label, doc_id=args.doc, chunk_id=args.chunk,
+        labels = [FeedbackLabel(query=args.query.strip(), label=args.label, doc_id=args.doc, chunk_id=args.chunk,
                                 critical=args.critical, source="domret search", user=args.user or os.environ.get("USER", ""),
                                 model_version=champion.version if champion else None)]
+        reason = check_label(labels[0], known)
+        if reason is not None:
+            return _refused(InputDataError(RowIssue(COMMAND_LINE, 0, reason)), "nothing added",
+                            "use a query text and the ids `domret search` prints")
+    if known.missing:
+        print(f"note: ids not checked against {', '.join(known.missing)}: not materialized yet", file=sys.stderr)
     result = store.add(labels)
     ids = f" (ids {result.first_id}-{result.last_id})" if result.inserted else ""
-    print(f"{result.inserted} label(s) added{ids}, {result.duplicates} duplicate(s) ignored")
+    print(f"{result.inserted} label(s) added{ids}, {result.duplicates} duplicate(s) ignored"
+          + (f", {len(quarantined)} bad row(s) quarantined (not stored):" if quarantined else ""))
+    for issue in quarantined[:20]:
+        print(f"  - {issue}")
+    if len(quarantined) > 20:
+        print(f"  ... and {len(quarantined) - 20} more")
     return 0
+
+
+def _refused(error: Exception, what: str, advice: str) -> int:
+    """One line per bad row, then one summary; a single problem is a single line."""
+    issues = getattr(error, "issues", None)
+    if not issues:
+        print(f"domret: {what}: {error}", file=sys.stderr)
+    elif len(issues) == 1:
+        print(f"domret: {what}: {issues[0]}", file=sys.stderr)
+    else:
+        for issue in issues:
+            print(f"domret: {issue}", file=sys.stderr)
+        print(f"domret: {what}: {len(issues)} bad rows; {advice}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     feedback_actions = feedback.add_subparsers(dest="action", required=True)
     f_import = feedback_actions.add_parser("import", help="import a JSONL or CSV file of labels (all or nothing)")
     f_import.add_argument("file")
+    f_import.add_argument("--on-bad-rows", choices=["fail", "quarantine"], default="fail",
+                          help="fail: import nothing if a row is bad (default); quarantine: import the good rows, "
+                          "list and count the bad ones")
     f_add = feedback_actions.add_parser("add", help="label one search result")
     f_add.add_argument("query")
     f_add.add_argument("label", choices=["relevant", "not_relevant", "partially_relevant", "answer_unsupported"])
@@ -315,8 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--home", help="DOMRET_HOME (default: $DOMRET_HOME or .domret)")
         sub.add_argument("--url", help="feedback store URL (default: $DOMRET_FEEDBACK_URL or sqlite under DOMRET_HOME)")
     feedback.set_defaults(func=cmd_feedback)
+    for sub in (report, search, promote, rollback, *feedback_actions.choices.values()):
+        sub.add_argument("--verbose", action="store_true", help="show the stack trace of an unexpected error")
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as error:  # a person gets one line; --verbose (and the Dagster event log) the trace
+        if args.verbose:
+            raise
+        from .run_summary import crash_line
+
+        print(crash_line(args.command, error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -47,6 +47,11 @@ class LabelsConfig(dg.Config):
     )
     frozen_test_qrels_path: Optional[str] = None
     frozen_test_evidence_path: Optional[str] = None
+    drop_train_repeats_of_frozen_test: bool = Field(
+        default=False,
+        description="Drop train/dev queries whose text repeats a test query (the test split stays whole); "
+        "counted and listed in the metadata. Off: such repeats fail the frozen_split_is_clean check.",
+    )
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
     use_feedback: bool = Field(default=False, description="Merge feedback labels from the feedback store into the train split.")
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")

@@ -19,6 +19,12 @@ from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_t
 FAISS_VERSION = "3"
 BM25_VERSION = "1"
 UNIFORMITY_SAMPLE = 2000
+# Fail fast on data: BM25 does not read the labels, but it waits for labeled_queries and its
+# blocking checks, so a leaked frozen split or bad qrels stop the run before any indexing
+# (Dagster skips only what is downstream of a failed step or check; issue 12 saw 18 minutes of
+# corpus encoding after frozen_split_is_clean had failed at second 20). The FAISS indexes read
+# the labels (their precision parity check runs on the dev split), so they wait by input.
+DATA_GATE = [dg.AssetDep("labeled_queries")]
 
 
 def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, encoder_path: str,
@@ -220,6 +226,7 @@ def faiss_index(
     code_version=BM25_VERSION,
     io_manager_key=ARTIFACT_IO,
     description="BM25 index of the chunks (bm25s, English stop words, Snowball stemming): the lexical baseline.",
+    deps=DATA_GATE,
 )
 def bm25_index(
     context: dg.AssetExecutionContext,

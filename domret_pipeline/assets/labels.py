@@ -8,7 +8,7 @@ import dagster as dg
 from ..config import LabelsConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
 from ..core.errors import InputDataError, RowIssue
-from ..core.labels import LabeledQueries
+from ..core.labels import LabeledQueries, drop_test_repeats
 from ..core.loaders import load_labels
 from ..core.report import markdown_table
 from ..core.serialization import read_documents, write_jsonl
@@ -69,7 +69,10 @@ def labeled_queries(
     feedback: FeedbackStoreResource,
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, LABELS_VERSION) as tracked:
-        tracked.log_params({**config.model_dump(), "corpus_documents_sha256": corpus_documents.sha256})
+        # feedback_max_id is logged once, resolved (MLflow refuses to change a logged param):
+        # the config's None means "every row so far", and an id above the newest row means that row.
+        params = {k: v for k, v in config.model_dump().items() if k != "feedback_max_id"}
+        tracked.log_params({**params, "corpus_documents_sha256": corpus_documents.sha256})
         documents = read_documents(f"{corpus_documents.path}/documents.jsonl")
         labels, issues = build_labeled_queries(config, documents)
         merged = None
@@ -83,9 +86,16 @@ def labeled_queries(
             merged = merge_feedback(labels, rows, {r.chunk_id: r.chunk_id.rsplit("#", 1)[0] for r in rows if r.chunk_id},
                                     {d.doc_id for d in documents})
             tracked.log_params({"feedback_max_id": max((r.id for r in rows), default=0),
+                                "feedback_max_id_requested": config.feedback_max_id,
                                 "feedback_ids_used": f"{merged.used_ids[0]}-{merged.used_ids[-1]}" if merged.used_ids else "none"})
+        else:
+            tracked.log_params({"feedback_max_id": config.feedback_max_id})
+        # After the feedback merge: a feedback query can repeat a test query's text as well.
+        dropped = drop_test_repeats(labels) if config.drop_train_repeats_of_frozen_test else []
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
+            if dropped:
+                write_jsonl(pending.path / "dropped_test_repeats.jsonl", dropped)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
             feedback_record = None
             if merged is not None:
@@ -104,7 +114,7 @@ def labeled_queries(
                          len(labels.without_evidence(split)) if labels.evidence else "–"])
         counts = {f"{s}_queries": split_counts.get(s, 0) for s in SPLITS}
         counts.update(judgements=sum(len(v) for v in labels.qrels.values()), evidence_rows=len(labels.evidence),
-                      quarantined_rows=len(issues))
+                      quarantined_rows=len(issues), dropped_test_repeats=len(dropped))
         tracked.log_metrics(counts)
         sample = [[q, labels.splits[q], labels.queries[q][:90]] for q in sorted(labels.queries)[:6]]
         return artifact_output(
@@ -116,6 +126,10 @@ def labeled_queries(
                     markdown_table(["split", "queries", "with qrels", "with evidence", "abstention cases"], rows)
                 ),
                 "quarantine": issues_table(issues),
+                "dropped_test_repeats_list": dg.MetadataValue.md(markdown_table(
+                    ["query", "split", "repeats test query", "text"],
+                    [[d["query_id"], d["split"], d["repeats_test_query"], d["text"][:90]] for d in dropped[:50]])
+                    if dropped else "none"),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["query", "split", "text"], sample)),
                 **({"feedback_labels_used": dg.MetadataValue.int(len(merged.used_ids)),
                     "feedback_ids": (f"{merged.used_ids[0]}–{merged.used_ids[-1]}" if merged.used_ids else "none"),

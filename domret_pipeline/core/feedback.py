@@ -9,27 +9,24 @@ A label row: an autoincrement ``id`` (the sensor's cursor), the query text (and 
 it is a known labeled query), a document or chunk id, the label (``relevant``,
 ``not_relevant``, ``partially_relevant``, ``answer_unsupported``), whether it is critical, its
 source, user, timestamp and the model version that served the answer. ``dedup_key`` (a hash
-of everything but the id, taken before a row without a timestamp gets the import time) is
-unique, so importing the same file twice inserts nothing new.
+of the content: everything but the id and the source, taken before a row without a timestamp
+gets the import time) is unique, so importing the same rows twice, from any file name,
+inserts nothing new.
 
-Imports are all or nothing: every row is validated first (a bad row is reported with its
-file and line), then all are inserted in one transaction.
+Files are read and checked in :mod:`.feedback_files`; imports are all or nothing unless the
+user asks to quarantine bad rows, and all rows are inserted in one transaction.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import InputDataError, RowIssue
-
 LABELS = ("relevant", "not_relevant", "partially_relevant", "answer_unsupported")
 POSITIVE_LABELS = ("relevant", "partially_relevant")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -47,6 +44,14 @@ class FeedbackLabel:
     id: int | None = None
 
     def dedup_key(self) -> str:
+        """A hash of the content. Not of ``source``: an import's source names the file, so the
+        same rows from a renamed file were new rows to the store (schema version 2)."""
+        fields = [self.query.strip(), self.label, self.doc_id or "", self.chunk_id or "", self.query_id or "",
+                  str(bool(self.critical)), self.user, self.created_at, self.model_version or ""]
+        return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
+
+    def legacy_key(self) -> str:
+        """The key of schema version 2 (source included), read by migration 3 only."""
         fields = [self.query.strip(), self.label, self.doc_id or "", self.chunk_id or "", self.query_id or "",
                   str(bool(self.critical)), self.source, self.user, self.created_at, self.model_version or ""]
         return hashlib.sha256("\x1f".join(fields).encode("utf-8")).hexdigest()
@@ -102,7 +107,29 @@ def _migration_2(connection, feedback, schema) -> None:
     connection.execute(text("CREATE INDEX ix_feedback_query_id ON feedback (query_id)"))
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2}
+def _migration_3(connection, feedback, schema) -> None:
+    """Dedup keys on content, not on the file name (:meth:`FeedbackLabel.dedup_key`).
+
+    Each row is re-keyed as it was keyed at import: before the import time was stamped on it
+    when its version-2 key says so. A row whose content key an earlier row already holds (the
+    same rows imported again from a renamed file) keeps its old key: rows are append-only and
+    their ids are named by registry versions, so the copy stays and is not deleted."""
+    from sqlalchemy import select, update
+
+    fields = set(FeedbackLabel.__dataclass_fields__) - {"id"}
+    taken: set[str] = set()
+    for row in connection.execute(select(feedback).order_by(feedback.c.id)).all():
+        values = dict(row._mapping)
+        label = FeedbackLabel(**{k: v for k, v in values.items() if k in fields})
+        unstamped = FeedbackLabel(**{**label.as_dict(), "created_at": ""})
+        key = (unstamped if values["dedup_key"] == unstamped.legacy_key() else label).dedup_key()
+        if key in taken:
+            continue
+        taken.add(key)
+        connection.execute(update(feedback).where(feedback.c.id == values["id"]).values(dedup_key=key))
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 @dataclass
@@ -211,55 +238,6 @@ class FeedbackStore:
                     for row in connection.execute(query)]
 
 
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "y")
-
-
-def read_feedback_file(path: str | Path) -> list[FeedbackLabel]:
-    """Parse and validate a JSONL or CSV feedback file; every bad row is reported with its
-    line, and nothing is returned unless every row is good."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"feedback file not found: {path}")
-    issues: list[RowIssue] = []
-    labels: list[FeedbackLabel] = []
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            raw = [(number, row) for number, row in enumerate(csv.DictReader(handle), start=2)]
-    else:
-        from .loaders import iter_jsonl  # the project's JSONL reader: UTF-8, JSON and object checks with lines
-
-        raw = list(iter_jsonl(path, issues))
-    for number, row in raw:
-        query = str(row.get("query") or "").strip()
-        label = str(row.get("label") or "").strip().lower().replace(" ", "_").replace("-", "_")
-        doc_id = str(row.get("doc_id") or "").strip() or None
-        chunk_id = str(row.get("chunk_id") or "").strip() or None
-        if not query:
-            issues.append(RowIssue(str(path), number, "missing query"))
-        elif label not in LABELS:
-            issues.append(RowIssue(str(path), number, f"unknown label {row.get('label')!r} (one of {', '.join(LABELS)})"))
-        elif not (doc_id or chunk_id):
-            issues.append(RowIssue(str(path), number, "needs a doc_id or a chunk_id"))
-        else:
-            created = str(row.get("created_at") or row.get("timestamp") or "").strip()
-            if created:
-                try:
-                    datetime.fromisoformat(created.replace("Z", "+00:00"))
-                except ValueError:
-                    issues.append(RowIssue(str(path), number, f"bad timestamp {created!r} (ISO 8601 expected)"))
-                    continue
-            labels.append(FeedbackLabel(
-                query=query, label=label, doc_id=doc_id, chunk_id=chunk_id,
-                query_id=str(row.get("query_id") or "").strip() or None, critical=_truthy(row.get("critical", False)),
-                source=str(row.get("source") or "import"), user=str(row.get("user") or ""), created_at=created,
-                model_version=str(row.get("model_version") or "").strip() or None,
-            ))
-    if issues:
-        raise InputDataError(issues)
-    return labels
-
-
 def feedback_query_id(label: FeedbackLabel) -> str:
     """A known query keeps its id; a new query text gets a stable one from its text."""
     if label.query_id:
@@ -341,3 +319,8 @@ def id_ranges(ids: list[int]) -> str:
             start = i
         prev = i
     return ",".join(parts)
+
+
+# Reading files lives in feedback_files (encodings, id checks); imported here, at the end, so
+# that ``from .feedback import read_feedback_file`` keeps working without a circular import.
+from .feedback_files import read_feedback_file  # noqa: E402

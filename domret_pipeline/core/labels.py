@@ -57,3 +57,35 @@ class LabeledQueries:
         for row in read_jsonl(folder / "qrels.jsonl"):
             qrels.setdefault(row["query_id"], {})[row["doc_id"]] = int(row["score"])
         return cls(queries, splits, qrels, read_evidence(folder / "evidence.jsonl"), slices)
+
+
+def normalized_text(text: str) -> str:
+    """Case and spacing do not make a different query."""
+    return " ".join(text.lower().split())
+
+
+def test_text_repeats(labels: LabeledQueries) -> list[tuple[str, str]]:
+    """``(train or dev query id, test query id)`` for every pair with the same text: a model
+    trained on one is judged on the other (leakage)."""
+    test_by_text: dict[str, list[str]] = {}
+    for q in labels.ids("test"):
+        test_by_text.setdefault(normalized_text(labels.queries[q]), []).append(q)
+    return [(other, test_id) for other in labels.ids("train") + labels.ids("dev")
+            for test_id in test_by_text.get(normalized_text(labels.queries[other]), [])]
+
+
+def drop_test_repeats(labels: LabeledQueries) -> list[dict]:
+    """Remove, in place, the train and dev queries whose text repeats a test query; the test
+    split stays whole (public sets such as SciFact and Climate-FEVER carry such repeats).
+    Returns what was dropped, for the metadata."""
+    dropped = []
+    for other, test_id in test_text_repeats(labels):
+        if other not in labels.queries:
+            continue  # repeats two test queries: dropped once
+        dropped.append({"query_id": other, "split": labels.splits[other], "repeats_test_query": test_id,
+                        "text": labels.queries[other], "judgements": len(labels.qrels.get(other, {}))})
+        for table in (labels.queries, labels.splits, labels.qrels, labels.slices):
+            table.pop(other, None)
+    removed = {d["query_id"] for d in dropped}
+    labels.evidence = [e for e in labels.evidence if e.query_id not in removed]
+    return dropped

@@ -56,7 +56,7 @@ def iter_jsonl(path: Path, issues: list[RowIssue]) -> Iterator[tuple[int, dict]]
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark is not JSON
             except UnicodeDecodeError as exc:
                 issues.append(RowIssue(str(path), number, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
                 continue
@@ -120,7 +120,7 @@ def load_corpus(
     if fmt == "jsonl":
         rows = ((n, r) for n, r in iter_jsonl(path, issues))
     elif fmt in ("csv", "parquet"):
-        rows = _iter_table(path, fmt, issues)
+        rows = _iter_table(path, fmt, issues, (id_field, text_field))
     elif fmt == "folder":
         rows = _iter_folder(path, issues)
     else:
@@ -172,30 +172,27 @@ def load_corpus(
     return CorpusLoad(documents, issues, duplicate_texts, source=str(path))
 
 
-def _iter_table(path: Path, fmt: str, issues: list[RowIssue]) -> Iterator[tuple[int, dict]]:
+def _iter_table(path: Path, fmt: str, issues: list[RowIssue], required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     import pandas as pd
 
+    skip: set[int] = set()
     if fmt == "csv":
-        bad_lines = _non_utf8_lines(path)
-        if bad_lines:
-            # pandas cannot say which line failed to decode; find them ourselves.
-            issues.extend(RowIssue(str(path), n, "not valid UTF-8") for n in bad_lines)
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", encoding_errors="replace",
-                                sep="\t" if path.suffix.lower() == ".tsv" else ",")
-            skip = set(bad_lines)
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False,
-                                sep="\t" if path.suffix.lower() == ".tsv" else ",")
-            skip = set()
-        # Line numbers assume one physical line per record (header on line 1).
-        for offset, row in enumerate(frame.to_dict(orient="records")):
-            number = offset + 2
-            if number not in skip:
-                yield number, row
+        skip = set(_non_utf8_lines(path))  # pandas cannot say which line failed to decode
+        issues.extend(RowIssue(str(path), n, "not valid UTF-8") for n in sorted(skip))
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", encoding_errors="replace",
+                            sep="\t" if path.suffix.lower() == ".tsv" else ",")
     else:
         frame = pd.read_parquet(path)
-        for offset, row in enumerate(frame.to_dict(orient="records")):
-            yield offset + 1, row  # Parquet has no lines: the number is the 1-based row
+    missing = [c for c in required if c not in frame.columns]
+    if missing:  # one error for the column, not one per row
+        raise InputDataError(RowIssue(str(path), 1 if fmt == "csv" else 0, f"no column {', '.join(map(repr, missing))} "
+                                      f"(columns: {', '.join(map(str, frame.columns))}); set id_field / text_field"))
+    # CSV line numbers assume one physical line per record (header on line 1); Parquet has no
+    # lines: the number is the 1-based row.
+    first = 2 if fmt == "csv" else 1
+    for offset, row in enumerate(frame.to_dict(orient="records")):
+        if offset + first not in skip:
+            yield offset + first, row
 
 
 def _non_utf8_lines(path: Path) -> list[int]:

@@ -130,8 +130,11 @@ def _export_int8(hf_model, output_name: str, folder: Path, threads: int | None) 
             root.setLevel(level)
     hf_model.train(was_training)
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    # As many threads as torch uses, and no spin-waiting: on a shared 2-core machine spinning
+    # threads measured slower than fp32 torch, since they burn the cores others need.
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
     return session, [i.name for i in session.get_inputs()]
 
