@@ -94,3 +94,23 @@ def test_unknown_or_query_less_loss_directions_are_refused_before_training(tmp_p
         settings = TrainingSettings(loss_directions=bad)
         with pytest.raises(ValueError, match="loss_directions"):
             train_encoder("no-such-model", ROWS, 2, DEV, settings, tmp_path / "work")
+
+
+def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tiny_encoder, tmp_path):
+    import pytest
+    import torch
+
+    from domret_pipeline.core.precision import unavailable_reason
+
+    if unavailable_reason("bf16"):
+        pytest.skip(unavailable_reason("bf16"))
+    settings = TrainingSettings(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                                logging_steps=1, early_stopping_patience=100, train_precision="bf16")
+    lines: list[str] = []
+    outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work", progress_sink=lines.append)
+    assert outcome.train_precision == "bf16"
+    losses = [e["loss"] for e in outcome.loss_history]
+    assert np.mean(losses[-2:]) < 0.7 * losses[0], losses
+    assert all(p.dtype == torch.float32 for p in outcome.model.parameters())  # autocast: master weights stay fp32
+    assert any(line.startswith("training the encoder: 8/8 steps (100%)") for line in lines), lines
+    assert any("evaluated on dev" in line for line in lines)
