@@ -72,11 +72,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     if not args.verbose:  # Dagster's event stream is in the UI; keep the terminal to the report
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "WARNING"}}})
+    from .recovery import owner_tags
+    from .run_transactions import finish_run, prepare_run, run_artifact, stores_from_resources
+
     job = defs.resolve_job_def(args.job)
     selection = _asset_selection(defs, args.select) if args.select else None
     if selection is not None:  # config of assets outside the selection would be rejected
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
-    result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,
+    instance, stores = DagsterInstance.get(), stores_from_resources(defs.resources, run_config)
+    for line in prepare_run(stores, instance):  # close what killed runs left open
+        print(f"domret: {line}", file=sys.stderr)
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=owner_tags(),
                                     asset_selection=sorted(selection, key=str) if selection else None)
     if not result.success:
         for event in result.all_events:
@@ -91,10 +97,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if gate is not None:
             from .core.release_evaluation import gate_summary
 
-            report = json.loads((_latest_report_dir() / "report.json").read_text(encoding="utf-8"))
+            # this run's report: a run that failed is not published, so the latest report is an older one
+            report = json.loads((run_artifact(stores, result.run_id, "evaluation_report") / "report.json").read_text(encoding="utf-8"))
             print(gate_summary(report["release"]) + "\nThe challenger was not promoted; the champion is unchanged.",
                   file=sys.stderr)
         print(f"domret: run {result.run_id} failed; earlier artifacts are untouched", file=sys.stderr)
+        return 1
+    outcome = finish_run(stores, result.run_id)
+    if not outcome.published:
+        print(f"domret: {outcome.message()}; the latest references and the champion are unchanged", file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:
         print(f"run {result.run_id} succeeded: materialized {', '.join(sorted(k.to_user_string() for k in selection))}")

@@ -77,6 +77,15 @@ def make_resources(home: Path, model: Path, mlflow_uri: str) -> dict:
     }
 
 
+def publish(home: Path, run_id: str, mlflow_uri: str):
+    """Publish a run the way `domret run` and the daemon's sensor do (test resources use a
+    registry named after the home folder)."""
+    from domret_pipeline.publication import publish_run
+    from domret_pipeline.registry import Registry
+
+    return publish_run(home / "refs", run_id, Registry(mlflow_uri, f"test-{home.name}"))
+
+
 def write_jsonl(path: Path, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
