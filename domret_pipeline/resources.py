@@ -19,10 +19,10 @@ class ArtifactStore(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Runs in the process executing the run's steps (the CLI's, or a daemon run's worker):
         # naming it on the run lets the start-up sweep mark the run failed once that process is gone.
-        if context.instance is not None and context.run_id:
+        if context.instance is not None and context.run is not None:
             from .recovery import claim_run
 
-            claim_run(context.instance, context.run_id)
+            claim_run(context.instance, context.run.run_id)
 
     def path(self) -> Path:
         path = Path(self.root).resolve()

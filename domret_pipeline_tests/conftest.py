@@ -94,7 +94,11 @@ def write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture
 def small_dataset(tmp_path) -> dict:
-    """A 6-document corpus with 6 labeled queries (BEIR layout) and evidence."""
+    return make_small_dataset(tmp_path / "data")
+
+
+def make_small_dataset(root: Path) -> dict:
+    """A 6-document corpus with 6 labeled queries (BEIR layout) and evidence, under ``root``."""
     docs = [
         {"_id": "slo-a", "title": "checkout-api SLO", "text": "The checkout-api availability objective is 99.9%. Exceptions need the SRE lead.", "sentences": ["The checkout-api availability objective is 99.9%.", "Exceptions need the SRE lead."]},
         {"_id": "slo-b", "title": "ledger-sync SLO", "text": "The ledger-sync availability objective is 99.5%. Exceptions need the VP of Engineering.", "sentences": ["The ledger-sync availability objective is 99.5%.", "Exceptions need the VP of Engineering."]},
@@ -112,7 +116,6 @@ def small_dataset(tmp_path) -> dict:
         {"_id": "q6", "text": "PID-3 unmapped values"},
     ]
     qrels = [("q1", "slo-a"), ("q2", "slo-b"), ("q3", "fl-a"), ("q4", "fl-b"), ("q5", "hl7-a"), ("q6", "hl7-b")]
-    root = tmp_path / "data"
     write_jsonl(root / "corpus.jsonl", docs)
     write_jsonl(root / "queries.jsonl", queries)
     (root / "qrels").mkdir()
