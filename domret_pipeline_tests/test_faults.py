@@ -55,6 +55,7 @@ class World:
         self.home = root / "home"  # the test resources name the registry and experiment "test-home"
         self.mlflow_uri = f"sqlite:///{root}/mlflow.db"
         self.instance_dir = root / "dagster"
+        self.instance_dir.mkdir()
         self.config = run_config(make_small_dataset(root / "data"), model)
         changed = make_small_dataset(root / "changed")
         with changed["corpus"].open("a") as corpus:
