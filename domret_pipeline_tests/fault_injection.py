@@ -63,10 +63,11 @@ def materialize(spec: dict, instance):
 
     from .conftest import make_resources
 
+    # config of assets outside the selection would be rejected (as `domret run --select` filters it)
+    config = {**spec["config"], "ops": {k: v for k, v in spec["config"]["ops"].items() if k in spec["assets"]}}
     return dg.materialize([*ASSETS, *ALL_CHECKS], resources=make_resources(Path(spec["home"]), Path(spec["model"]),
                                                                           spec["mlflow_uri"]),
-                          run_config=spec["config"], instance=instance, raise_on_error=False,
-                          selection=spec["assets"])
+                          run_config=config, instance=instance, raise_on_error=False, selection=spec["assets"])
 
 
 def main(path: str) -> int:
