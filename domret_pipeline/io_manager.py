@@ -22,10 +22,6 @@ from .core.artifacts import ArtifactRef
 from .publication import read_for_run, write_run_ref
 
 
-def run_ref_path(base_dir: str | Path, run_id: str, key: dg.AssetKey) -> Path:
-    return Path(base_dir, "runs", run_id).joinpath(*key.path).with_suffix(".json")
-
-
 class ArtifactRefIOManager(dg.ConfigurableIOManager):
     base_dir: str = ".domret/refs"
     verify_on_load: bool = True

@@ -115,6 +115,8 @@ def _fault_then_recover(world: World, asset: str, mode: str, monkeypatch, tmp_pa
         monkeypatch.undo()
         assert not result.success
         assert [e.step_key for e in result.all_events if e.is_step_failure] == [asset]
+        # a failure (unlike a kill) closes its own MLflow run and staging folder at once
+        assert world.left_open(instance) == {"staging": [], "started": [], "mlflow_running": []}
     else:
         (tmp_path / "spec.json").write_text(json.dumps(spec))
         killed = subprocess.run([sys.executable, "-m", "domret_pipeline_tests.fault_injection", str(tmp_path / "spec.json")],

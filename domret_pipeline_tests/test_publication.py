@@ -18,7 +18,7 @@ from domret_pipeline.io_manager import ArtifactRefIOManager
 from domret_pipeline.publication import ensure_layout, publish_run, published_refs
 from domret_pipeline.recovery import OWNER_TAGS, sweep
 from domret_pipeline.resources import ArtifactStore, MlflowTracker
-from domret_pipeline.run_transactions import domret_publish
+from domret_pipeline.run_transactions import domret_publish, domret_recovery
 
 
 class TextConfig(dg.Config):
@@ -218,3 +218,18 @@ def test_the_daemon_sensor_publishes_a_successful_run(tmp_path):
     assert set(latest(tmp_path)) == {"upstream.json", "downstream.json"}
     assert publication.previous_outcome(tmp_path / "refs", result.run_id).published
     assert os.path.islink(tmp_path / "refs" / publication.CURRENT)
+
+
+def test_the_daemon_recovery_sensor_runs_the_sweep(tmp_path):
+    staging = tmp_path / "artifacts" / ".staging"
+    staging.mkdir(parents=True)
+    (staging / "corpus_chunks-dead").mkdir()
+    (staging / ("corpus_chunks-dead" + OWNER_SUFFIX)).write_text(json.dumps({**identity(), "pid": str(_dead_pid()),
+                                                                               "started": "1"}))
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources(tmp_path))
+        result = domret_recovery(context)
+        assert "removed staging folder corpus_chunks-dead" in result.skip_message
+        assert list(staging.iterdir()) == []
+        assert domret_recovery(dg.build_sensor_context(instance=instance, resources=resources(tmp_path))).skip_message \
+            == "nothing left open by a dead process"
