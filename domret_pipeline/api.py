@@ -3,7 +3,7 @@
     from domret_pipeline.api import load_search_pipeline
     pipeline = load_search_pipeline()              # the champion (else the latest materialized bundle)
     pipeline = load_search_pipeline(run_id="...")  # the bundle a named Dagster run produced
-    pipeline = load_search_pipeline(latest=True)   # the latest materialized bundle, promoted or not
+    pipeline = load_search_pipeline(latest=True)   # the latest published bundle, promoted or not
     for hit in pipeline.search(["who approves SLO exceptions?"])[0].hits: ...
 
 The bundle is the ``serving_config`` artifact: the serving configuration chosen on dev and the
@@ -36,8 +36,8 @@ def default_registry(home: str | Path | None = None):
 
 
 def serving_ref(home: str | Path | None = None, run_id: str | None = None, latest: bool = False) -> ArtifactRef:
-    """The bundle to serve: a named run's, else the registry's champion, else (or with
-    ``latest``) the latest materialized one."""
+    """The bundle to serve: a named run's (published or not), else the registry's champion,
+    else (or with ``latest``) the latest published one."""
     home = Path(home or os.environ.get("DOMRET_HOME", ".domret"))
     if not run_id and not latest:
         registry = default_registry(home)

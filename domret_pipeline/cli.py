@@ -79,6 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .definitions import defs
     from .run_config import RunConfigError, check_run_config, load_run_config
 
+    from .recovery import owner_tags
+    from .run_transactions import finish_run, prepare_run, stores_from_resources
+
     job = defs.resolve_job_def(args.job)
     selection = _asset_selection(defs, args.select) if args.select else None
     try:  # the whole file against the whole job, before the selection filters it and before any step
@@ -97,7 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     if selection is not None:  # config of assets outside the selection would be rejected
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if dg.AssetKey(k) in selection}
-    result = job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False,
+    instance, stores = DagsterInstance.get(), stores_from_resources(defs.resources, run_config)
+    for line in prepare_run(stores, instance):  # close what killed runs left open
+        print(f"domret: {line}", file=sys.stderr)
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=owner_tags(),
                                     asset_selection=sorted(selection, key=str) if selection else None)
     from .run_summary import failed_checks, failure_lines, quarantine_lines, run_artifact
 
@@ -105,11 +111,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if any(c.check_name == "release_gate" for c in failed_checks(result)):
             from .core.release_evaluation import gate_summary
 
-            # this run's report (from its own materialization), not whatever the references point at
+            # this run's report (from its own materialization): a run that failed is not
+            # published, so the latest report is an older one
             report_dir = run_artifact(result, "evaluation_report") or _latest_report_dir()
             report = json.loads((Path(report_dir) / "report.json").read_text(encoding="utf-8"))
-            print(gate_summary(report["release"]), file=sys.stderr)
+            print(gate_summary(report["release"]) + "\nThe challenger was not promoted; the champion is unchanged.",
+                  file=sys.stderr)
         print("\n".join(quarantine_lines(result) + failure_lines(result)), file=sys.stderr)
+        return 1
+    outcome = finish_run(stores, result.run_id)
+    if not outcome.published:
+        print(f"domret: {outcome.message()}; the latest references and the champion are unchanged", file=sys.stderr)
         return 1
     if selection is not None and dg.AssetKey("evaluation_report") not in selection:
         print(f"run {result.run_id} succeeded: materialized {', '.join(sorted(k.to_user_string() for k in selection))}")

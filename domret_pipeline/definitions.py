@@ -24,6 +24,7 @@ from .checks import ALL_CHECKS
 from .io_manager import ArtifactRefIOManager
 from .jobs import full_pipeline_job, retrain_job
 from .resources import ArtifactStore, EmbeddingModel, FeedbackStoreResource, MlflowTracker
+from .run_transactions import domret_publish, domret_recovery
 from .sensors import feedback_sensor, weekly_retrain
 
 ASSETS = [
@@ -66,7 +67,7 @@ defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[full_pipeline_job, retrain_job],
-    sensors=[feedback_sensor],
+    sensors=[feedback_sensor, domret_publish, domret_recovery],
     schedules=[weekly_retrain],
     resources=resources_for(os.environ.get("DOMRET_ENV", "local")),
 )

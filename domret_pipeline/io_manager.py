@@ -1,48 +1,49 @@
 """An IO manager that passes artifact references (path + content hash), never data.
 
-An asset returns an :class:`ArtifactRef`; the reference is stored as JSON under
-``<base_dir>/<asset key>.json`` (the latest) and under ``<base_dir>/runs/<run id>/`` (what that
-run produced, so ``domret search --run`` can serve a named run). A downstream asset receives the reference and the IO manager
-re-hashes the artifact before handing it over, so a step reads exactly the bytes its upstream
-produced, or fails loudly.
+An asset returns an :class:`ArtifactRef`; the reference is written only under its run
+(``<base_dir>/runs/<run id>/<asset key>.json``). The latest references
+(``<base_dir>/<asset key>.json``, what ``--select`` runs, ``domret search`` and the API read)
+move only when the whole run succeeded and is published (``publication.py``), so a failed or
+killed run changes nothing anyone else reads.
+
+A downstream asset receives its own run's reference when the run produced one (else the
+re-executed parent run's, else the latest published one, recorded so that publication can
+check it did not change meanwhile), and the IO manager re-hashes the artifact before handing
+it over, so a step reads exactly the bytes its upstream produced, or fails loudly.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from .core.artifacts import ArtifactRef
-
-
-def run_ref_path(base_dir: str | Path, run_id: str, key: dg.AssetKey) -> Path:
-    return Path(base_dir, "runs", run_id).joinpath(*key.path).with_suffix(".json")
+from .publication import read_for_run, write_run_ref
 
 
 class ArtifactRefIOManager(dg.ConfigurableIOManager):
     base_dir: str = ".domret/refs"
     verify_on_load: bool = True
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir).joinpath(*key.path).with_suffix(".json")
-
     def handle_output(self, context: dg.OutputContext, obj: ArtifactRef) -> None:
         if not isinstance(obj, ArtifactRef):
             raise TypeError(f"{context.asset_key.to_user_string()} must return an ArtifactRef, got {type(obj).__name__}")
-        for path in (run_ref_path(self.base_dir, context.run_id, context.asset_key), self._path(context.asset_key)):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(obj.to_json(), encoding="utf-8")
-            os.replace(tmp, path)  # readers never see a half-written reference
+        write_run_ref(self.base_dir, context.run_id, context.asset_key.path, obj.to_json())
 
     def load_input(self, context: dg.InputContext) -> ArtifactRef:
-        key = context.upstream_output.asset_key if context.upstream_output else context.asset_key
-        path = self._path(key)
-        if not path.is_file():
-            raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet ({path} is missing)")
-        ref = ArtifactRef.from_json(path.read_text(encoding="utf-8"))
+        upstream = context.upstream_output
+        key = upstream.asset_key if upstream else context.asset_key
+        run_id = context.step_context.run_id
+        try:  # the run that produced the input: a parent run when this is a re-execution
+            parent = upstream.run_id if upstream is not None else None
+        except dg.DagsterInvariantViolationError:
+            parent = None
+        text = read_for_run(self.base_dir, run_id, key.path, parent)
+        if text is None:
+            raise FileNotFoundError(f"{key.to_user_string()} has not been materialized yet "
+                                    f"({Path(self.base_dir).joinpath(*key.path).with_suffix('.json')} is missing)")
+        ref = ArtifactRef.from_json(text)
         if self.verify_on_load:
             ref.verify()
         return ref

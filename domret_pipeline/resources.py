@@ -16,6 +16,14 @@ class ArtifactStore(dg.ConfigurableResource):
 
     root: str = ".domret/artifacts"
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Runs in the process executing the run's steps (the CLI's, or a daemon run's worker):
+        # naming it on the run lets the start-up sweep mark the run failed once that process is gone.
+        if context.instance is not None and context.run is not None:
+            from .recovery import claim_run
+
+            claim_run(context.instance, context.run.run_id)
+
     def path(self) -> Path:
         path = Path(self.root).resolve()
         path.mkdir(parents=True, exist_ok=True)

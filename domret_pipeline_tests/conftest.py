@@ -77,6 +77,15 @@ def make_resources(home: Path, model: Path, mlflow_uri: str) -> dict:
     }
 
 
+def publish(home: Path, run_id: str, mlflow_uri: str):
+    """Publish a run the way `domret run` and the daemon's sensor do (test resources use a
+    registry named after the home folder)."""
+    from domret_pipeline.publication import publish_run
+    from domret_pipeline.registry import Registry
+
+    return publish_run(home / "refs", run_id, Registry(mlflow_uri, f"test-{home.name}"))
+
+
 def write_jsonl(path: Path, rows) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -85,7 +94,11 @@ def write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture
 def small_dataset(tmp_path) -> dict:
-    """A 6-document corpus with 6 labeled queries (BEIR layout) and evidence."""
+    return make_small_dataset(tmp_path / "data")
+
+
+def make_small_dataset(root: Path) -> dict:
+    """A 6-document corpus with 6 labeled queries (BEIR layout) and evidence, under ``root``."""
     docs = [
         {"_id": "slo-a", "title": "checkout-api SLO", "text": "The checkout-api availability objective is 99.9%. Exceptions need the SRE lead.", "sentences": ["The checkout-api availability objective is 99.9%.", "Exceptions need the SRE lead."]},
         {"_id": "slo-b", "title": "ledger-sync SLO", "text": "The ledger-sync availability objective is 99.5%. Exceptions need the VP of Engineering.", "sentences": ["The ledger-sync availability objective is 99.5%.", "Exceptions need the VP of Engineering."]},
@@ -103,7 +116,6 @@ def small_dataset(tmp_path) -> dict:
         {"_id": "q6", "text": "PID-3 unmapped values"},
     ]
     qrels = [("q1", "slo-a"), ("q2", "slo-b"), ("q3", "fl-a"), ("q4", "fl-b"), ("q5", "hl7-a"), ("q6", "hl7-b")]
-    root = tmp_path / "data"
     write_jsonl(root / "corpus.jsonl", docs)
     write_jsonl(root / "queries.jsonl", queries)
     (root / "qrels").mkdir()

@@ -12,7 +12,7 @@ from domret_pipeline.core.artifacts import ArtifactRef
 from domret_pipeline.definitions import ASSETS, defs
 from domret_pipeline.checks import ALL_CHECKS
 
-from .conftest import make_resources
+from .conftest import make_resources, publish
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
                "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
@@ -42,10 +42,14 @@ TOLERANCES = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "
 
 
 def materialize(home, tiny_encoder, mlflow_uri, config, instance=None, raise_on_error=True):
-    return dg.materialize(
+    """Materialize the graph and, when the run succeeded, publish it (as `domret run` does)."""
+    result = dg.materialize(
         [*ASSETS, *ALL_CHECKS], resources=make_resources(home, tiny_encoder, mlflow_uri), run_config=config,
         instance=instance, raise_on_error=raise_on_error,
     )
+    if result.success:
+        assert publish(home, result.run_id, mlflow_uri).published
+    return result
 
 
 def refs(home: Path) -> dict[str, str]:
@@ -353,7 +357,7 @@ def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_data
         assert isinstance(request, dg.RunRequest) and request.run_key == "feedback-1-3"
         result = dg.materialize([*ASSETS, *ALL_CHECKS], resources=resources, run_config=request.run_config,
                                 instance=instance, tags=request.tags)
-        assert result.success
+        assert result.success and publish(tmp_path, result.run_id, mlflow_uri).published
         events = {m.asset_key.to_user_string(): m for m in
                   (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
     labels_meta = events["labeled_queries"].metadata

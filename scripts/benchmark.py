@@ -59,10 +59,17 @@ def main() -> int:
     selection = _asset_selection(defs, args.select) if args.select else None
     if selection is not None:
         run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if any(k == s.to_user_string() for s in selection)}
+    from domret_pipeline.recovery import owner_tags
+    from domret_pipeline.run_transactions import finish_run, prepare_run, stores_from_resources
+
+    stores = stores_from_resources(defs.resources, run_config)
+    for line in prepare_run(stores, instance):  # as `domret run`: close what killed runs left open
+        print(f"sweep: {line}", file=sys.stderr)
     result = defs.resolve_job_def(args.job).execute_in_process(
-        run_config=run_config, instance=instance, raise_on_error=True,
+        run_config=run_config, instance=instance, raise_on_error=True, tags=owner_tags(),
         asset_selection=sorted(selection, key=str) if selection else None)
     wall = time.perf_counter() - started
+    print(finish_run(stores, result.run_id).message(), file=sys.stderr)  # publish, as `domret run` does
     stop.set()
     sampler.join()
 

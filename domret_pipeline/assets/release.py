@@ -18,10 +18,11 @@ RELEASE_VERSION = "1"
     code_version=RELEASE_VERSION,
     io_manager_key=ARTIFACT_IO,
     description=(
-        "Promotes this run's serving bundle (embedder index, reranker, BM25, chunks and answer "
-        "settings, as one version of the MLflow registered model) to the `champion` alias, once the "
-        "blocking release gate on evaluation_report has passed. The previous champion keeps the "
-        "`previous_champion` alias: `domret rollback` restores it."
+        "Registers this run's serving bundle (embedder index, reranker, BM25, chunks and answer "
+        "settings, as one version of the MLflow registered model) once the blocking release gate on "
+        "evaluation_report has passed. The `champion` alias moves to it when the run is published "
+        "(it succeeded as a whole); the previous champion keeps the `previous_champion` alias: "
+        "`domret rollback` restores it."
     ),
 )
 def champion_release(
@@ -53,19 +54,27 @@ def champion_release(
             # Lineage for incident reviews: the labels (and the feedback ids) this bundle learned from.
             feedback = read_json(f"{labeled_queries.path}/manifest.json").get("feedback") or {}
             used = feedback.get("used_ids") or []
+            # "pending" until the run is published: the alias moves only then (publication.py), so a
+            # run that fails or is killed after this step never changes what serves; the start-up
+            # sweep (recovery.py) deletes the pending versions of runs that died.
             extra = {"domret.labeled_queries": labeled_queries.sha256, "domret.dagster_run_id": context.run.run_id,
-                     "domret.feedback_ids": id_ranges(used)[:5000] or "none", "domret.feedback_labels": str(len(used))}
-            registered = registry.register(tracked.run_id, {"path": serving_config.path, "sha256": serving_config.sha256},
-                                           {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
-                                           {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, extra)
-            version = registry.promote(registered.version)
-            action = f"promoted v{version.version}" + (f" (previous champion v{before.version})" if before else "")
+                     "domret.feedback_ids": id_ranges(used)[:5000] or "none", "domret.feedback_labels": str(len(used)),
+                     "domret.release_state": "pending"}
+            version = registry.register(tracked.run_id, {"path": serving_config.path, "sha256": serving_config.sha256},
+                                        {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
+                                        {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, extra)
+            action = (f"registered v{version.version}: champion when the run is published"
+                      + (f" (current champion v{before.version})" if before else ""))
         tracked.set_tag("domret.champion_version", version.version)
         tracked.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         with atomic_artifact_dir(artifacts.path(), "champion_release") as pending:
             write_json(pending.path / "release.json", {
                 "action": action, "champion_version": version.version,
                 "previous_champion_version": before.version if before else None,
+                # what publication promotes, and the champion the gate judged against (it refuses
+                # to promote if another run's champion replaced that one meanwhile)
+                "registered_version": None if version is before else version.version,
+                "gated_against_version": report["inputs"].get("champion_version"),
                 "serving_config": {"path": serving_config.path, "sha256": serving_config.sha256},
                 "evaluation_report": {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
                 "gate": release["gate"],

@@ -17,7 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .processes import identity
+
 _CHUNK = 1 << 20
+OWNER_SUFFIX = ".owner"  # <root>/.staging/<folder>.owner: the process writing <folder>
 
 
 def sha256_file(path: Path) -> str:
@@ -79,6 +82,12 @@ def atomic_artifact_dir(root: str | os.PathLike, name: str) -> Iterator["_Pendin
     """
     root = Path(root)
     staging = root / ".staging" / f"{name}-{uuid.uuid4().hex}"
+    # The owner file sits beside the folder (inside it would change the hash). It is written
+    # first, so a process killed at any point leaves a folder whose owner can be checked: the
+    # start-up sweep (recovery.py) removes staging folders whose process is gone.
+    owner = staging.with_name(staging.name + OWNER_SUFFIX)
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    owner.write_text(json.dumps(identity()), encoding="utf-8")
     staging.mkdir(parents=True)
     pending = _PendingArtifact(staging)
     try:
@@ -95,6 +104,8 @@ def atomic_artifact_dir(root: str | os.PathLike, name: str) -> Iterator["_Pendin
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        owner.unlink(missing_ok=True)
 
 
 class _PendingArtifact:
