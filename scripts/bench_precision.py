@@ -39,7 +39,11 @@ def main() -> int:
     parser.add_argument("--rerank-candidates", type=int, default=20)
     parser.add_argument("--rerank-lengths", default="256,128")
     parser.add_argument("--latency-queries", type=int, default=60)
-    parser.add_argument("--skip-encoding", action="store_true")
+    parser.add_argument("--skip-encoding", action="store_true", help="skip the whole-corpus quality pass")
+    parser.add_argument("--skip-rerank", action="store_true")
+    parser.add_argument("--throughput-sample", type=int, default=0,
+                        help="also time every path on this many chunks, interleaved over --rounds rounds (robust ratios)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
@@ -117,6 +121,35 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.2f}x | {r[3]:.5f} | {r[4]:.5f} | {r[5]:.4f} | {r[6]:.4f} |")
+
+    if args.throughput_sample:
+        # Interleaved rounds: every path sees the same load on a shared machine; best of rounds.
+        from sentence_transformers import SentenceTransformer
+
+        sample = texts[: args.throughput_sample]
+        plain = SentenceTransformer(path, device="cpu")
+        plain.max_seq_length = max_len
+        paths = {"sentence-transformers fp32": lambda: plain.encode(sample, batch_size=args.batch_size,
+                                                                     normalize_embeddings=True)}
+        models = {p: load_encoder(path, max_len, precision=p) for p in ["fp32", *args.precisions.split(",")] if p}
+        for name, model in models.items():
+            paths[name] = (lambda m: lambda: encode(m, sample, args.batch_size))(model)
+        for fn in paths.values():
+            fn()  # warm-up
+        best = {name: float("inf") for name in paths}
+        for _ in range(args.rounds):
+            for name, fn in paths.items():
+                started = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - started)
+        base = best["sentence-transformers fp32"]
+        print(f"\nthroughput: {len(sample)} chunks, best of {args.rounds} interleaved rounds")
+        print("| path | best seconds | chunks/s | speed vs ST fp32 |")
+        print("|---|---|---|---|")
+        for name, seconds in best.items():
+            print(f"| {name} | {seconds:.1f} | {len(sample) / seconds:.1f} | {base / seconds:.2f}x |", flush=True)
+    if args.skip_rerank:
+        return 0
 
     # Reranking latency through the served pipeline, over the base index.
     index = DenseIndex.load(ref("base_faiss_index"))
