@@ -12,7 +12,7 @@ from domret_pipeline.cli import main
 from domret_pipeline.core import feedback
 from domret_pipeline.core.feedback import FeedbackLabel, FeedbackStore
 
-from .conftest import make_resources
+from .conftest import make_resources, publish
 from .test_pipeline import run_config
 
 GOOD = [{"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant"},
@@ -37,7 +37,8 @@ def published(home, tiny_encoder, mlflow_uri, small_dataset):
                             resources=make_resources(home, tiny_encoder, mlflow_uri),
                             run_config={"ops": {k: config["ops"][k] for k in ("corpus_documents", "corpus_chunks",
                                                                                "labeled_queries")}})
-    assert result.success and (home / "refs" / "corpus_chunks.json").is_file()
+    assert result.success and publish(home, result.run_id, mlflow_uri).published  # as `domret run` does
+    assert (home / "refs" / "corpus_chunks.json").is_file()
     return home
 
 
