@@ -52,7 +52,7 @@ def _quiet() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    for name in ("sentence_transformers", "transformers", "peft"):
+    for name in ("sentence_transformers", "transformers", "peft", "bm25s"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
