@@ -96,10 +96,11 @@ def _build_dense_index(
     choice = _choose_precision(context, config, labeled_queries.path, chunks, encoder_path, fingerprint, max_seq_length,
                                batch_size, artifacts.path() / "embedding_cache")
     parity_seconds = time.perf_counter() - started
-    model = load_encoder(encoder_path, max_seq_length, precision=choice.precision)
     texts = [passage_text(c, config.with_title) for c in chunks]
 
     def encode_missing(missing: list[str]):
+        # Loaded only when something is missing: a full cache hit needs no model (int8 exports one).
+        model = load_encoder(encoder_path, max_seq_length, precision=choice.precision)
         progress = Progress(f"{name}: encoding ({choice.precision})", len(missing), "chunks", context.log.info)
         return encode(model, missing, batch_size, progress=progress)
 
