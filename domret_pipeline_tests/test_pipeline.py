@@ -41,6 +41,27 @@ def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
 TOLERANCES = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "abstention_accuracy"]
 
 
+def resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, rows: list[dict]) -> dict:
+    """Test resources whose feedback store holds ``rows`` (imported from a JSONL file) and whose
+    retrain requests carry the tiny graph's run config, as a deployment's DOMRET_RETRAIN_CONFIG does."""
+    import yaml
+
+    from domret_pipeline.core.feedback import read_feedback_file
+    from domret_pipeline.resources import FeedbackStoreResource
+
+    feedback_file = tmp_path / "feedback.jsonl"
+    feedback_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    deployment = tmp_path / "retrain.yaml"
+    deployment.write_text(yaml.safe_dump(run_config(small_dataset, tiny_encoder)))
+    resources = make_resources(tmp_path, tiny_encoder, mlflow_uri)
+    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db", retrain_min_labels=3,
+                                                  retrain_run_config=str(deployment))
+    store = resources["feedback"].store()
+    store.migrate()
+    assert store.add(read_feedback_file(feedback_file)).inserted == len(rows)
+    return resources
+
+
 def materialize(home, tiny_encoder, mlflow_uri, config, instance=None, raise_on_error=True):
     """Materialize the graph and, when the run succeeded, publish it (as `domret run` does)."""
     result = dg.materialize(
@@ -330,27 +351,14 @@ def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
 def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     """Import feedback, tick the sensor, execute the run it requests, and find a new model
     version that names the feedback ids it learned from."""
-    import yaml
-
-    from domret_pipeline.core.feedback import read_feedback_file
     from domret_pipeline.registry import Registry
-    from domret_pipeline.resources import FeedbackStoreResource
     from domret_pipeline.sensors import feedback_sensor
 
-    feedback_file = tmp_path / "feedback.jsonl"
-    feedback_file.write_text("\n".join(json.dumps(r) for r in [
+    resources = resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, [
         {"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant", "user": "ana"},
         {"query": "speed limit for forklifts in Leeds aisles", "chunk_id": "fl-a#0", "label": "relevant"},
         {"query": "Leeds forklift speed", "doc_id": "fl-b", "label": "not_relevant"},
-    ]) + "\n")
-    deployment = tmp_path / "retrain.yaml"
-    deployment.write_text(yaml.safe_dump(run_config(small_dataset, tiny_encoder)))
-    resources = make_resources(tmp_path, tiny_encoder, mlflow_uri)
-    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db", retrain_min_labels=3,
-                                                  retrain_run_config=str(deployment))
-    store = resources["feedback"].store()
-    store.migrate()
-    assert store.add(read_feedback_file(feedback_file)).inserted == 3
+    ])
 
     with dg.instance_for_test() as instance:
         request = feedback_sensor(dg.build_sensor_context(instance=instance, resources={"feedback": resources["feedback"]}))

@@ -2,23 +2,18 @@
 defect 1: it always failed on a twice-logged MLflow param), and feedback_max_id beyond the
 newest feedback row."""
 
-import json
 from datetime import datetime, timezone
 
 import dagster as dg
-import yaml
 
 from domret_pipeline.assets.corpus import corpus_documents
 from domret_pipeline.assets.labels import labeled_queries
 from domret_pipeline.checks import ALL_CHECKS
-from domret_pipeline.core.feedback import read_feedback_file
 from domret_pipeline.definitions import ASSETS
 from domret_pipeline.jobs import retrain_job
-from domret_pipeline.resources import FeedbackStoreResource
 from domret_pipeline.sensors import weekly_retrain
 
-from .conftest import make_resources
-from .test_pipeline import run_config
+from .test_pipeline import resources_with_feedback, run_config
 
 FEEDBACK = [
     {"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant", "user": "ana"},
@@ -28,17 +23,7 @@ FEEDBACK = [
 
 
 def _resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
-    feedback_file = tmp_path / "feedback.jsonl"
-    feedback_file.write_text("".join(json.dumps(r) + "\n" for r in FEEDBACK))
-    deployment = tmp_path / "retrain.yaml"
-    deployment.write_text(yaml.safe_dump(run_config(small_dataset, tiny_encoder)))
-    resources = make_resources(tmp_path, tiny_encoder, mlflow_uri)
-    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db", retrain_min_labels=3,
-                                                  retrain_run_config=str(deployment))
-    store = resources["feedback"].store()
-    store.migrate()
-    assert store.add(read_feedback_file(feedback_file)).inserted == 3
-    return resources
+    return resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, FEEDBACK)
 
 
 def _mlflow_params(mlflow_uri, experiment, asset):
