@@ -51,7 +51,7 @@ def evaluation_report(
     from ..core.serialization import read_documents
     from ..core.bm25 import BM25Index
     from ..core.search import ServingConfig
-    from ..core.serving import evaluate_serving
+    from ..core.serving import best_per_family, evaluate_serving
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import histogram_plot, line_plot
     from ..core.encoder import set_offline
@@ -86,8 +86,13 @@ def evaluation_report(
             labels, config.split, chunks, systems, bm25, tuple(config.k_values), config.latency_queries,
         )
         reranker_ref = serving["artifacts"]["reranker_adapter"]
-        # Every reranker variant (precision, token limit) a reported configuration uses.
-        variants = {ServingConfig.from_dict(r["settings"]).variant() for r in serving["dev"]["table"] if r["settings"]["rerank"]}
+        # The reranker variants (precision, token limit) the report reads: each family's
+        # dev-chosen configuration, the served one, and the default for the full-pipeline timing.
+        dev_rows = serving["dev"]["table"]
+        families = best_per_family({r["config"]: r["ndcg@10"] for r in dev_rows},
+                                   [ServingConfig.from_dict(r["settings"]) for r in dev_rows])
+        served = ServingConfig.from_dict(serving["config"])
+        variants = {c.variant() for c in [*families.values(), served] if c.rerank} | {served.variant()}
         reranker = challenger.rerankers(variants) if challenger.reranker is not None else None
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
