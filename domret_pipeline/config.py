@@ -171,6 +171,10 @@ class FineTuneConfig(dg.Config):
     train_precision: Literal["auto", "fp32", "bf16"] = Field(
         default="fp32", description="Mixed precision of training: bf16 where the device supports it natively (auto), or fp32."
     )
+    freeze_layers: int = Field(
+        default=0, description="Keep the embeddings and this many of the lowest transformer layers fixed "
+        "(a cheaper backward pass on a CPU)."
+    )
     dev_candidates_per_query: int = Field(
         default=10, description="Base top-k chunks per dev query in the dev corpus evaluated after every epoch."
     )

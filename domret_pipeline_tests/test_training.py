@@ -114,3 +114,24 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tiny_encoder, tmp_pa
     assert all(p.dtype == torch.float32 for p in outcome.model.parameters())  # autocast: master weights stay fp32
     assert any(line.startswith("training the encoder: 8/8 steps (100%)") for line in lines), lines
     assert any("evaluated on dev" in line for line in lines)
+
+
+def test_frozen_lower_layers_stay_fixed_while_the_top_trains(tiny_encoder, tmp_path):
+    import pytest
+    import torch
+
+    from domret_pipeline.core.encoder import load_encoder as load
+
+    before = {k: v.clone() for k, v in load(str(tiny_encoder), 32).state_dict().items()}
+    settings = TrainingSettings(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                                early_stopping_patience=100, freeze_layers=1)
+    outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
+    after = outcome.model.state_dict()
+    frozen = [k for k in after if ".embeddings." in k or ".layer.0." in k]
+    trained = [k for k in after if ".layer.1." in k and after[k].is_floating_point()]
+    assert frozen and trained
+    assert all(torch.equal(after[k], before[k]) for k in frozen)
+    assert any(not torch.equal(after[k], before[k]) for k in trained)
+    assert outcome.trainable_parameters < outcome.total_parameters
+    with pytest.raises(ValueError, match="only 2 layers"):
+        train_encoder(str(tiny_encoder), ROWS, 2, DEV, TrainingSettings(freeze_layers=3, max_seq_length=32), tmp_path / "w2")

@@ -51,6 +51,10 @@ class TrainingSettings:
     loss_directions: list[str] = field(default_factory=lambda: ["query_to_doc"])
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when one is visible)
     train_precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 where the device has it natively)
+    # Keep the word embeddings and the lowest ``freeze_layers`` transformer layers fixed: the
+    # backward pass then stops below the first trained layer, which is most of what a CPU step
+    # costs beyond the two forward passes of the cached loss.
+    freeze_layers: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,14 +104,40 @@ def training_rows(rows: list[tuple[str, str, list[str]]], num_negatives: int):
     return Dataset.from_dict(columns)
 
 
-def _evaluator(dev: DevSet, batch_size: int):
+def _evaluator(dev: DevSet, batch_size: int, autocast_device: str | None = None):
+    """The dev retrieval evaluator. With ``autocast_device`` the dev pass runs under bf16
+    autocast too: the trainer's own autocast covers the loss only, and on a CPU the per-epoch
+    encoding of the dev corpus costs as much as several training steps."""
+    import torch
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    return InformationRetrievalEvaluator(
+    class DevEvaluator(InformationRetrievalEvaluator):
+        def __call__(self, *args, **kwargs):
+            if autocast_device is None:
+                return super().__call__(*args, **kwargs)
+            with torch.autocast(autocast_device.split(":")[0], dtype=torch.bfloat16):
+                return super().__call__(*args, **kwargs)
+
+    return DevEvaluator(
         dev.queries, dev.corpus, dev.relevant, name="dev", batch_size=batch_size, write_csv=False,
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1], precision_recall_at_k=[10], map_at_k=[10],
         score_functions=None, main_score_function="cosine",
     )
+
+
+def freeze_lower_layers(model, layers: int) -> None:
+    """Fix the embeddings and the lowest ``layers`` encoder layers of a BERT-like transformer."""
+    if layers <= 0:
+        return
+    backbone = model[0].auto_model
+    blocks = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if blocks is None or not hasattr(backbone, "embeddings"):
+        raise ValueError(f"freeze_layers {layers}: {type(backbone).__name__} has no embeddings/encoder.layer to freeze")
+    if layers > len(blocks):
+        raise ValueError(f"freeze_layers {layers}: the encoder has only {len(blocks)} layers")
+    for module in [backbone.embeddings, *blocks[:layers]]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
 
 
 def resolve_device(device: str) -> str:
@@ -164,10 +194,13 @@ def train_encoder(
     torch.manual_seed(settings.seed)
     model = SentenceTransformer(base_model, device=device, local_files_only=Path(base_model).is_dir())
     model.max_seq_length = settings.max_seq_length
-    evaluator = _evaluator(dev, settings.batch_size)
+    evaluator = _evaluator(dev, settings.batch_size, device if train_precision == "bf16" else None)
     base_dev_score = float(evaluator(model)[DEV_METRIC])
 
     peft_model = _apply_lora(model, settings) if settings.lora else None
+    if settings.freeze_layers and settings.lora:
+        raise ValueError("freeze_layers and lora both limit what trains: choose one")
+    freeze_lower_layers(model, settings.freeze_layers)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
