@@ -245,6 +245,10 @@ class ServingSelectionConfig(dg.Config):
         "configurations over it are ruled out on dev. None: no budget.",
     )
     budget_queries: int = Field(default=30, description="Dev queries timed one at a time per reranking configuration.")
+    score_over_budget: bool = Field(
+        default=True, description="Score on dev the reranker variants ruled out by the budget too (for the report); "
+        "false skips their dev pass, most of this step's time on a CPU."
+    )
     rerank_max_lengths: list[int] = Field(
         default=[], description="Reranker token limits tried on dev (empty: the one it was trained with)."
     )

@@ -171,3 +171,42 @@ def test_progress_reports_elapsed_and_what_is_left():
     now[0] = 80.0
     progress.advance(75)
     assert lines[-1].startswith("encoding: 100/100 chunks (100%), 1m20s elapsed")
+
+
+class CountingReranker(KeywordReranker):
+    def __init__(self):
+        self.pairs = 0
+
+    def predict(self, pairs, **kwargs):
+        self.pairs += len(pairs)
+        return super().predict(pairs, **kwargs)
+
+
+@pytest.mark.parametrize("score_over_budget", [True, False])
+def test_variants_over_the_budget_are_timed_and_scored_only_when_asked(monkeypatch, score_over_budget):
+    from domret_pipeline.core import serving
+    from domret_pipeline.core.search import variant_key
+
+    chunks = _chunks()
+    index = FixedIndex([("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)])
+    bm25 = FixedIndex([("d2#0", 3.0), ("d3#0", 2.0), ("d1#0", 1.0)])
+    slow, fast = CountingReranker(), CountingReranker()
+    rerankers = {variant_key("fp32", None): slow, variant_key("int8", 128): fast}
+
+    def fake_timing(configs, make_pipeline, queries, progress=None):  # the fp32 variant is over any budget
+        return {c.label(): {"p95_ms": 900.0 if c.rerank and c.rerank_precision == "fp32" else 50.0} for c in configs}
+
+    monkeypatch.setattr(serving, "time_reranking", fake_timing)
+    qrels, queries = {"q1": {"d1": 1}, "q2": {"d1": 1}}, {"q1": "forklift speed", "q2": "aisle speed"}
+    chosen, scored = serving.select_on_dev(qrels, queries, chunks, index, OneHotEncoder(), bm25, rerankers, [3], [None],
+                                           budget_ms=300.0, budget_queries=2, score_over_budget=score_over_budget)
+    assert (chosen.rerank, chosen.rerank_precision, chosen.rerank_max_length) == (True, "int8", 128)
+    slow_rows = [s for s in scored.values() if s["config"].rerank and s["config"].rerank_precision == "fp32"]
+    assert slow_rows and all(s["ruled_out"] == "p95 900 ms > budget 300 ms" for s in slow_rows)
+    assert fast.pairs > 0
+    if score_over_budget:
+        assert slow.pairs > 0 and all(s["metrics"]["ndcg@10"] > 0 for s in slow_rows)
+    else:  # no dev pass for a variant that cannot be chosen; its rows say so
+        assert slow.pairs == 0 and all(s["metrics"] is None for s in slow_rows)
+        rows = [{"ndcg@10": s["metrics"]["ndcg@10"] if s["metrics"] else None} for s in scored.values()]
+        assert sorted(rows, key=serving.dev_order)[-1]["ndcg@10"] is None

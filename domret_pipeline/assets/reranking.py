@@ -159,7 +159,7 @@ def serving_config(
     from ..core.encoder import set_offline
     from ..core.reranker import load_reranker
     from ..core.search import SearchPipeline, variant_key
-    from ..core.serving import select_on_dev
+    from ..core.serving import dev_order, select_on_dev
 
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
@@ -177,7 +177,7 @@ def serving_config(
         chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
                                        rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
                                        bool(manifest.get("with_title", True)), config.latency_budget_ms,
-                                       config.budget_queries, context.log.info)
+                                       config.budget_queries, context.log.info, config.score_over_budget)
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
         # (what open_bundle loads for the same bundle).
@@ -188,11 +188,12 @@ def serving_config(
                 Path(reranker_adapter.path) / "merged", card["training"]["max_length"], "fp32")
         else:
             reranker = None
-        dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items()}
+        dev_scores = {label: s["metrics"]["ndcg@10"] for label, s in scored.items() if s["metrics"]}
         if not config.allow_rerank:
             chosen.reasons.append("rerank off: allow_rerank is false")
         chosen.top_n = config.top_n
-        table = [{"config": label, "settings": s["config"].as_dict(), **s["metrics"],
+        unscored = {"ndcg@10": None, "mrr@10": None, "recall@10": None}  # over the budget, not scored on dev
+        table = [{"config": label, "settings": s["config"].as_dict(), **(s["metrics"] or unscored),
                   **{k: s["latency"].get(k) for k in ("p50_ms", "p95_ms", "p99_ms") if s.get("latency")},
                   "ruled_out": s.get("ruled_out")} for label, s in scored.items()]
         # The answer step of this configuration: its sentence scorer and abstention threshold,
@@ -224,15 +225,16 @@ def serving_config(
                 "config": chosen.as_dict(), "label": chosen.label(),
                 "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
                 "with_title": bool(manifest.get("with_title", True)), "reranker_max_length": card["training"]["max_length"],
-                "latency_budget_ms": config.latency_budget_ms,
+                "latency_budget_ms": config.latency_budget_ms, "score_over_budget": config.score_over_budget,
                 "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
                              "rerank_on": float(chosen.rerank)})
         tracked.set_tag("domret.serving", chosen.label())
         tracked.log_artifact(f"{pending.ref.path}/serving.json", "serving_config")
-        rows = [[r["config"], r["ndcg@10"], r["mrr@10"], r["recall@10"], r.get("p50_ms", "–"), r.get("p95_ms", "–"),
-                 r.get("p99_ms", "–"), r["ruled_out"] or ""] for r in sorted(table, key=lambda r: -r["ndcg@10"])]
+        rows = [[r["config"], *(("not scored" if r[m] is None else r[m]) for m in ("ndcg@10", "mrr@10", "recall@10")),
+                 r.get("p50_ms", "–"), r.get("p95_ms", "–"), r.get("p99_ms", "–"), r["ruled_out"] or ""]
+                for r in sorted(table, key=dev_order)]
         return artifact_output(pending.ref, tracked, {
             "serving": chosen.label(),
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),

@@ -6,6 +6,8 @@ import base64
 import html
 from pathlib import Path
 
+from .serving import dev_order
+
 METRIC_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 
 
@@ -73,8 +75,8 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                        ["family", "configuration", "nDCG@10", "MRR@10", "Recall@10", "dev nDCG@10", "Δ nDCG@10", "p"], rows))
         dev_choice = serving.get("dev_choice")
         if dev_choice and dev_choice.get("table"):
-            rows = [[r["config"], r["ndcg@10"], r.get("p50_ms", ""), r.get("p95_ms", ""), r.get("p99_ms", ""),
-                     r.get("ruled_out") or ""] for r in sorted(dev_choice["table"], key=lambda r: -r["ndcg@10"])]
+            rows = [[r["config"], "not scored" if r["ndcg@10"] is None else r["ndcg@10"], r.get("p50_ms", ""), r.get("p95_ms", ""), r.get("p99_ms", ""),
+                     r.get("ruled_out") or ""] for r in sorted(dev_choice["table"], key=dev_order)]
             budget = dev_choice.get("latency_budget_ms")
             tables.append(("Dev choice under the latency budget",
                            f"Every configuration tried on dev with its dev nDCG@10 and its latency (whole query, one at "

@@ -147,10 +147,18 @@ def best_per_family(scores: dict[str, float], configs: list[ServingConfig]) -> d
     the report shows each family with its dev-chosen candidates and weight."""
     families: dict[str, ServingConfig] = {}
     for config in configs:
+        if scores.get(config.label()) is None:  # not scored on dev (over the latency budget)
+            continue
         family = config.first_stage + ("+rerank" if config.rerank else "")
         if family not in families or scores[config.label()] > scores[families[family].label()]:
             families[family] = config
     return families
+
+
+def dev_order(row: dict) -> tuple:
+    """Sort key of dev-choice table rows: best dev nDCG@10 first, rows not scored (over the
+    latency budget) last."""
+    return (row["ndcg@10"] is None, -(row["ndcg@10"] or 0.0))
 
 
 def score_all(qrels, rankings: SplitRankings, configs: list[ServingConfig], chunk_to_doc) -> dict[str, dict]:
@@ -219,14 +227,16 @@ def select_on_dev(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
     min_gain: float = 0.0, with_title: bool = True, budget_ms: float | None = None, budget_queries: int = 30,
-    progress_sink=None,
+    progress_sink=None, score_over_budget: bool = True,
 ) -> tuple[ServingConfig, dict[str, dict]]:
-    """Score the whole grid on the dev split, time the reranking configurations one query at a
-    time when there is a latency budget, rule out those over it, and choose; returns (chosen,
-    scored grid, each entry with its latency and, when ruled out, why).
+    """Time the reranking configurations one query at a time when there is a latency budget,
+    rule out those over it, score the grid on the dev split and choose; returns (chosen, scored
+    grid, each entry with its latency and, when ruled out, why).
 
     ``reranker``: one model, or models by variant key (precision/token limit): each variant is
-    a dimension of the grid."""
+    a dimension of the grid. ``score_over_budget`` False skips the dev pass of the variants
+    whose every configuration is over the budget (their ``metrics`` are None): on a CPU that
+    pass is most of this step's time, and those variants cannot be chosen anyway."""
     from .progress import Progress
 
     if not qrels:
@@ -235,12 +245,8 @@ def select_on_dev(
     variants = [_variant_of(v) for v in rerankers]
     configs = grid(sorted(candidates), fusion_weights, bool(rerankers), depth, rrf_k, variants)
     qids = sorted(qrels)
-    progress = Progress("serving_config: reranking dev candidates", len(qids) * len(rerankers), "query passes",
-                        progress_sink) if rerankers else None
-    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, rerankers, max(candidates),
-                                depth, rrf_k, with_title, progress=progress)
-    scored = score_all(qrels, rankings, configs, {c.chunk_id: c.doc_id for c in chunks})
     excluded: dict[str, str] = {}
+    latency: dict[str, dict[str, float]] = {}
     if budget_ms is not None and rerankers and budget_queries > 0:
         timed = [queries[q] for q in qids[:budget_queries]]
         groups = len({timing_group(c) for c in configs})
@@ -248,10 +254,21 @@ def select_on_dev(
             configs, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title),
             timed, Progress("serving_config: timing configurations", groups, "configurations", progress_sink))
         excluded = over_budget(configs, latency, budget_ms)
-        for label, entry in scored.items():
-            entry["latency"] = latency.get(label, {})
-            entry["ruled_out"] = excluded.get(label)
-    chosen = choose({label: s["metrics"]["ndcg@10"] for label, s in scored.items()}, configs, min_gain, excluded)
+    scored_variants = rerankers if score_over_budget else {
+        v: m for v, m in rerankers.items() if any(c.rerank and c.variant() == v and c.label() not in excluded for c in configs)}
+    progress = Progress("serving_config: reranking dev candidates", len(qids) * len(scored_variants), "query passes",
+                        progress_sink) if scored_variants else None
+    rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, scored_variants, max(candidates),
+                                depth, rrf_k, with_title, progress=progress)
+    scored = score_all(qrels, rankings, [c for c in configs if not c.rerank or c.variant() in scored_variants],
+                       {c.chunk_id: c.doc_id for c in chunks})
+    for config in configs:
+        scored.setdefault(config.label(), {"config": config, "per_query": {}, "metrics": None})
+    for label, entry in scored.items():
+        entry["latency"] = latency.get(label, {})
+        entry["ruled_out"] = excluded.get(label)
+    chosen = choose({label: s["metrics"]["ndcg@10"] for label, s in scored.items() if s["metrics"]}, configs,
+                    min_gain, excluded)
     return chosen, scored
 
 
