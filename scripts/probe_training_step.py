@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("--loss", default="mnrl")
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--model", default="packaged:all-MiniLM-L6-v2")
+    parser.add_argument("--freeze-layers", type=int, default=0, help="TrainingSettings.freeze_layers")
+    parser.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,13 +44,15 @@ def main() -> int:
     queries = dict(list(data["dev"]["queries"].items())[:3])
     corpus = dict(list(data["dev"]["corpus"].items())[:30])
     dev = DevSet(queries, corpus, {q: {next(iter(corpus))} for q in queries})
-    settings = TrainingSettings(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length)
+    settings = TrainingSettings(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length,
+                                freeze_layers=args.freeze_layers, train_precision=args.train_precision)
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(resolve_model_path(args.model), rows, variant["num_negatives"], dev, settings, Path(work))
     print(json.dumps({
         "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "cpus": os.cpu_count(),
         "command": "python scripts/probe_training_step.py " + " ".join(sys.argv[1:]),
         "rows": len(rows), "texts_per_row": 2 + variant["num_negatives"], "loss": args.loss,
+        "freeze_layers": args.freeze_layers, "train_precision": outcome.train_precision,
         "step_seconds": round(outcome.seconds, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }))
