@@ -13,6 +13,7 @@ from domret_pipeline.definitions import ASSETS, defs
 from domret_pipeline.checks import ALL_CHECKS
 
 from .conftest import make_resources, publish
+from .test_ui import assert_ui_metadata
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
                "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
@@ -159,6 +160,8 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         tuned_manifest = json.loads((Path(events["faiss_index"].metadata["artifact_path"].value) / "manifest.json").read_text())
         assert tuned_manifest["embedding_checkpoint"] == events["embedding_checkpoint"].metadata["content_sha256"].value
         assert tuned_manifest["encoder_path"].startswith(events["embedding_checkpoint"].metadata["artifact_path"].value)
+
+        assert_ui_metadata(events, report, markdown)  # plots and formatted figures (test_ui)
 
     # one FINISHED MLflow run per materialization, tagged with the Dagster run and asset
     from mlflow.tracking import MlflowClient

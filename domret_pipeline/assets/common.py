@@ -1,10 +1,11 @@
 """What every asset does at the end: record where its artifact is and what it hashes to."""
 
+from pathlib import Path
 
 import dagster as dg
 
 from ..core.artifacts import ArtifactRef
-from ..core.report import markdown_table
+from ..core.report import markdown_image, markdown_table
 from ..resources import TrackedRun
 
 ARTIFACT_IO = "artifact_io_manager"
@@ -48,3 +49,11 @@ def precision_metrics(choice) -> dict:
             out[f"precision_{trial.precision}_dev_ndcg@10"] = trial.ndcg
             out[f"precision_{trial.precision}_speedup"] = trial.speedup
     return out
+
+
+def plot_metadata(artifact_dir: str | Path, plots: dict[str, Path]) -> dict[str, dg.MetadataValue]:
+    """Plots shown in the asset's metadata: Markdown with the PNG embedded as data, because a
+    path (MetadataValue.path) shows only text, naming a file on whichever machine ran the step.
+    The plots were drawn in the staging folder; they are read, by name, from the artifact's
+    final folder."""
+    return {key: dg.MetadataValue.md(markdown_image(key, Path(artifact_dir) / path.name)) for key, path in plots.items()}

@@ -10,9 +10,9 @@ from ..core.labels import LabeledQueries
 from ..core.report import to_html, to_markdown
 from ..core.serialization import read_chunks, write_jsonl
 from ..resources import ArtifactStore, MlflowTracker
-from .common import ARTIFACT_IO, artifact_output
+from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "4"
+REPORT_VERSION = "5"
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -53,7 +53,7 @@ def evaluation_report(
     from ..core.search import ServingConfig
     from ..core.serving import best_per_family, evaluate_serving
     from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import histogram_plot, line_plot
+    from ..core.diagnostics import report_plots
     from ..core.encoder import set_offline
     from ..core.evaluation import DenseSystem, evaluate_retrieval
 
@@ -149,23 +149,9 @@ def evaluation_report(
         report["inputs"] = inputs
         markdown = to_markdown(report)
         with atomic_artifact_dir(artifacts.path(), "evaluation_report") as pending:
-            plots = {}
-            for name, a in arrays.items():
-                plots[f"{name}: query-positive vs query-negative similarity"] = histogram_plot(
-                    pending.path / f"similarity_{name}.png", f"{name}: similarity to positives vs hard negatives",
-                    {"query-positive": a["positive"], "query-negative": a["negative"]}, "cosine similarity")
-            curves = report["release"].get("curves", {})
-            if curves:
-                plots["Abstention threshold curve"] = line_plot(
-                    pending.path / "abstention_curve.png", "Abstention accuracy by threshold (test split)",
-                    {name: (c["threshold"], c["accuracy"]) for name, c in curves.items() if c["threshold"]},
-                    "evidence score threshold (answer at or above)", "abstention accuracy")
-                for name, answers in report["release"].get("answers", {}).items():
-                    write_jsonl(pending.path / f"answers_{name}.jsonl", ({"query_id": q, **a} for q, a in sorted(answers.items())))
-                report["release"].pop("answers", None)
-            plots["Pooled embedding norms"] = histogram_plot(
-                pending.path / "norms.png", "Norms of pooled embeddings (300 chunks)",
-                {name: a["norms"] for name, a in arrays.items()}, "L2 norm before normalisation")
+            plots = report_plots(pending.path, arrays, report["release"].get("curves", {}), config.split)
+            for name, answers in report["release"].pop("answers", {}).items():
+                write_jsonl(pending.path / f"answers_{name}.jsonl", ({"query_id": q, **a} for q, a in sorted(answers.items())))
             write_json(pending.path / "report.json", report)
             (pending.path / "report.md").write_text(markdown + "\n", encoding="utf-8")
             (pending.path / "report.html").write_text(to_html(report, plots), encoding="utf-8")
@@ -204,4 +190,5 @@ def evaluation_report(
             "release_gate": dg.MetadataValue.md(gate_summary(report["release"])),
             "gate_passed": dg.MetadataValue.bool(report["release"]["gate"]["passed"]),
             "served_ndcg@10": dg.MetadataValue.float(report["serving"]["rows"]["served"]["metrics"]["ndcg@10"]),
+            **plot_metadata(final, {path.stem: path for path in plots.values()}),
         })

@@ -11,7 +11,7 @@ from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_documents
 from ..resources import ArtifactStore, MlflowTracker
-from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
+from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
 RERANKER_VERSION = "2"
 SERVING_VERSION = "2"
@@ -39,7 +39,7 @@ def reranker_adapter(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import line_plot
+    from ..core.diagnostics import training_curves
     from ..core.encoder import set_offline
     from ..core.reranker import RerankerSettings, save_adapter_and_merged, train_reranker
     from ..core.reranker_data import prepare
@@ -74,13 +74,11 @@ def reranker_adapter(
                 "precision_choice": choice.as_dict(),
             }
             write_json(pending.path / "card.json", card)
-            if outcome.loss_history:
-                line_plot(pending.path / "loss.png", "Reranker training loss", {"loss": (
-                    [e["step"] for e in outcome.loss_history], [e["loss"] for e in outcome.loss_history])}, "step", "loss")
-            line_plot(pending.path / "dev.png", "dev reranking nDCG@10 (chunk level)", {
-                "reranker": ([e["epoch"] for e in outcome.dev_history], [e["dev_ndcg@10"] for e in outcome.dev_history]),
-                "first stage": ([e["epoch"] for e in outcome.dev_history], [outcome.first_stage_dev_score] * len(outcome.dev_history)),
-            }, "epoch", "nDCG@10")
+            epochs = [e["epoch"] for e in outcome.dev_history]
+            curves = training_curves(pending.path, "Reranker training loss", outcome.loss_history, "dev reranking nDCG@10 (chunk level)", {
+                "reranker": (epochs, [e["dev_ndcg@10"] for e in outcome.dev_history]),
+                "first stage": (epochs, [outcome.first_stage_dev_score] * len(epochs)),
+            })
         final = Path(pending.ref.path)
         for entry in outcome.loss_history:
             tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
@@ -108,7 +106,7 @@ def reranker_adapter(
             "dev_first_stage_ndcg@10": dg.MetadataValue.float(round(outcome.first_stage_dev_score, 4)),
             "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
             "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
-            "loss_curve": dg.MetadataValue.path(str(final / "loss.png")),
+            **plot_metadata(final, curves),
             "precision_parity": dg.MetadataValue.md(precision_table_md(choice)),
             "precisions_passed": ", ".join(choice.passed()),
         })

@@ -12,7 +12,7 @@ from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_jsonl, write_jsonl
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
-from .common import ARTIFACT_IO, artifact_output, issues_table
+from .common import ARTIFACT_IO, artifact_output, issues_table, plot_metadata
 
 MINING_VERSION = "2"
 CHECKPOINT_VERSION = "1"
@@ -132,8 +132,8 @@ def hard_negatives(
                 "removed": dict(result.removed), "queries_without_negatives": result.queries_without_negatives,
                 "positive_rules": dict(rules),
             })
-            histogram_plot(pending.path / "scores.png", "Base-model scores of mined pairs",
-                           {"query-positive": pos_scores, "query-negative": neg_scores}, "cosine similarity")
+            histogram = histogram_plot(pending.path / "scores.png", "Base-model scores of mined pairs",
+                                       {"query-positive": pos_scores, "query-negative": neg_scores}, "cosine similarity")
         tracked.log_artifact(f"{pending.ref.path}/scores.png", "hard_negatives")
         counts = {"queries": len(result.queries), "negatives": result.n_negatives,
                   "queries_without_negatives": len(result.queries_without_negatives),
@@ -159,7 +159,7 @@ def hard_negatives(
                 ["pairs", "n", "mean", "min", "max"],
                 [[name, len(v), float(v.mean()) if len(v) else float("nan"), float(v.min()) if len(v) else float("nan"),
                   float(v.max()) if len(v) else float("nan")] for name, v in (("positive", pos_scores), ("negative", neg_scores))])),
-            "score_histogram": dg.MetadataValue.path(f"{pending.ref.path}/scores.png"),
+            **plot_metadata(pending.ref.path, {"score_histogram": histogram}),
             "mined_with": (f"champion v{mined_with['version']}" if mined_with["retriever"] == "champion" else "base index")
             + f" ({mined_with['faiss_index'][:12]})",
             "cross_checked_with": _describe_cross_check(cross_checked_with),
@@ -235,7 +235,7 @@ def embedding_checkpoint(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.dense_index import all_vectors, open_with_encoder
-    from ..core.diagnostics import line_plot
+    from ..core.diagnostics import training_curves
     from ..core.encoder import encode, set_offline
     from ..core.mining import MinedQuery, MiningResult
     from ..core.training import TrainingSettings, train_encoder
@@ -282,12 +282,8 @@ def embedding_checkpoint(
             }
             write_json(pending.path / "card.json", card)
             (pending.path / "MODEL_CARD.md").write_text(model_card_markdown(card), encoding="utf-8")
-            if outcome.loss_history:
-                line_plot(pending.path / "loss.png", "Training loss", {"loss": (
-                    [e["step"] for e in outcome.loss_history], [e["loss"] for e in outcome.loss_history])}, "step", "loss")
-            line_plot(pending.path / "dev.png", "dev nDCG@10 (candidate subset)", {"dev": (
-                [e["epoch"] for e in outcome.dev_history], [e["dev_cosine_ndcg@10"] for e in outcome.dev_history])},
-                "epoch", "nDCG@10")
+            curves = training_curves(pending.path, "Training loss", outcome.loss_history, "dev nDCG@10 (candidate subset)", {
+                "dev": ([e["epoch"] for e in outcome.dev_history], [e["dev_cosine_ndcg@10"] for e in outcome.dev_history])})
         final = Path(pending.ref.path)
         for entry in outcome.loss_history:
             tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
@@ -311,7 +307,7 @@ def embedding_checkpoint(
             "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
             "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
             "model_card": dg.MetadataValue.md(model_card_markdown(card)),
-            "loss_curve": dg.MetadataValue.path(str(final / "loss.png")),
+            **plot_metadata(final, curves),
         })
 
 
@@ -319,8 +315,10 @@ def model_card_markdown(card: dict) -> str:
     t = card["training"]
     variant = f"LoRA r={t['lora_r']} on {', '.join(t['lora_target_modules'])} (merged)" if t["lora"] else "full fine-tuning"
     rows = [["base model", f"`{card['base_model']}`"], ["variant", variant], ["loss", t["loss"]],
-            ["epochs (best)", f"{t['epochs']} ({card['best_epoch']})"], ["learning rate", t["learning_rate"]],
-            ["batch size", t["batch_size"]], ["warmup ratio", t["warmup_ratio"]], ["max sequence length", t["max_seq_length"]],
+            ["epochs (best)", f"{t['epochs']} ({card['best_epoch']})"],
+            # Settings as configured (2e-05, 0.1), not at the four decimals of scores.
+            ["learning rate", f"{t['learning_rate']:g}"], ["batch size", t["batch_size"]],
+            ["warmup ratio", f"{t['warmup_ratio']:g}"], ["max sequence length", t["max_seq_length"]],
             ["train rows", card["train_rows"]], ["trainable parameters", f"{card['trainable_parameters']:,} of {card['total_parameters']:,}"],
             ["dev nDCG@10 base → tuned", f"{card['dev_ndcg@10_base']:.4f} → {card['dev_ndcg@10']:.4f}"],
             ["training time", f"{card['training_seconds']:.0f} s"]]

@@ -70,6 +70,7 @@ def histogram_plot(path: Path, title: str, series: dict[str, np.ndarray], xlabel
 
 
 def line_plot(path: Path, title: str, series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str) -> Path:
+    """Lines (one per series) saved as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,3 +87,37 @@ def line_plot(path: Path, title: str, series: dict[str, tuple[list[float], list[
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def training_curves(directory: Path, loss_title: str, loss_history: list[dict], dev_title: str,
+                    dev_series: dict[str, tuple[list[float], list[float]]]) -> dict[str, Path]:
+    """The loss curve (``loss.png``, when the trainer logged a loss) and the dev curve
+    (``dev.png``) of a training run, keyed as the assets show them: ``loss_curve``, ``dev_curve``."""
+    curves = {}
+    if loss_history:
+        curves["loss_curve"] = line_plot(directory / "loss.png", loss_title, {"loss": (
+            [e["step"] for e in loss_history], [e["loss"] for e in loss_history])}, "step", "loss")
+    curves["dev_curve"] = line_plot(directory / "dev.png", dev_title, dev_series, "epoch", "nDCG@10")
+    return curves
+
+
+def report_plots(directory: Path, arrays: dict[str, dict[str, np.ndarray]], curves: dict[str, dict], split: str
+                 ) -> dict[str, Path]:
+    """The evaluation report's plots, titled for its HTML page: per system, its similarity to
+    positives vs hard negatives; the pooled norms; the abstention curve when answers were scored."""
+    plots = {}
+    for name, a in arrays.items():
+        plots[f"{name}: query-positive vs query-negative similarity"] = histogram_plot(
+            directory / f"similarity_{name}.png", f"{name}: similarity to positives vs hard negatives",
+            {"query-positive": a["positive"], "query-negative": a["negative"]}, "cosine similarity")
+    lines = {name: (c["threshold"], c["accuracy"]) for name, c in curves.items() if c["threshold"]}
+    if lines:
+        plots["Abstention threshold curve"] = line_plot(
+            directory / "abstention_curve.png", f"Abstention accuracy by threshold ({split} split)", lines,
+            "evidence score threshold (answer at or above)", "abstention accuracy")
+    # The sample is at most a fixed size: the title says how many chunks it really held.
+    sampled = max((len(a["norms"]) for a in arrays.values()), default=0)
+    plots["Pooled embedding norms"] = histogram_plot(
+        directory / "norms.png", f"Norms of pooled embeddings ({sampled} sampled chunks)",
+        {name: a["norms"] for name, a in arrays.items()}, "L2 norm before normalisation")
+    return plots

@@ -11,10 +11,28 @@ from .serving import dev_order
 METRIC_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 
 
+def format_number(value: float) -> str:
+    """Four decimals for scores, p-values and milliseconds; below 0.001, where four decimals
+    would print 2e-05 as 0.0000 (or 1.5e-04 as 0.0001), four significant digits instead."""
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.4g}"
+    return f"{value:.4f}"
+
+
+def png_data_uri(path: Path) -> str:
+    """A PNG as a data URI, so a page or a Markdown cell carries the image itself, not a path
+    on the machine that drew it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def markdown_image(alt: str, path: Path) -> str:
+    return f"![{alt.replace(']', ')')}]({png_data_uri(path)})"
+
+
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
-            return f"{value:.4f}"
+            return format_number(value)
         return str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -135,7 +153,7 @@ def to_markdown(report: dict) -> str:
 
 def _html_table(headers: list[str], rows: list[list[object]]) -> str:
     def cell(value: object) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+        return format_number(value) if isinstance(value, float) else html.escape(str(value))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -149,8 +167,7 @@ def to_html(report: dict, plots: dict[str, Path] | None = None) -> str:
         sections.append(f"<h2>{html.escape(title.replace('`', ''))}</h2><p>{html.escape(note.replace('`', ''))}</p>"
                         + _html_table(headers, rows))
     for title, path in (plots or {}).items():
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+        sections.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='{png_data_uri(path)}'>")
     inputs = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(str(v))}</code></td></tr>"
                      for k, v in report.get("inputs", {}).items())
     sections.append(f"<h2>Inputs (lineage)</h2><table>{inputs}</table>")
