@@ -12,7 +12,13 @@ full_pipeline_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     executor_def=dg.in_process_executor,
     tags=MODEL_TRAINING_TAG,
-    description="Materialize the whole graph: corpus, labels, indexes and the evaluation report.",
+    # Names every asset (a test holds it to the graph), so the UI's job page says what it runs.
+    description=(
+        "Materialize the whole graph: the corpus (corpus_documents, corpus_chunks) and labeled_queries; "
+        "the base_faiss_index and bm25_index; hard_negatives, the fine-tuned embedding_checkpoint and its "
+        "faiss_index; the LoRA reranker_adapter and the serving_config chosen on dev; the evaluation_report "
+        "with its release gate; champion_release when the gate passes; and the labeling_queue."
+    ),
 )
 
 retrain_job = dg.define_asset_job(
