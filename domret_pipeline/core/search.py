@@ -6,15 +6,15 @@ This is the only code that ranks. ``search`` serves users; the dev choice of wha
 frozen-split report, the release gate and active learning call the same pipeline through its
 batched API: :meth:`SearchPipeline.run_stages` returns what each stage produced for many
 queries (one encode call, the reranker scoring many pairs per call, possibly several first
-stages and reranker variants at once), and :func:`final_ranking` derives a configuration's
-ranking from those outputs, the same function ``search`` uses. So a grid of configurations
+stages and reranker variants at once), and :func:`final_order` derives a configuration's
+ranking from those outputs, the same function ``search`` orders its results with. So a grid of configurations
 costs one first-stage pass and one reranker pass per variant, and what is measured is what
 is served.
 
 Stages, per query batch:
 
-1. **ann**: encode the queries and search the FAISS index (``depth`` chunks);
-2. **bm25** (hybrid only): BM25 top ``depth`` chunks;
+1. **ann** (dense or hybrid): encode the queries and search the FAISS index (``depth`` chunks);
+2. **bm25** (hybrid or bm25 first stage, or when asked): BM25 top ``depth`` chunks;
 3. **fusion** (hybrid only): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)``;
 4. **rerank** (when on): the first ``candidates`` chunks are scored by the cross-encoder.
    With ``fusion_weight`` unset the reranker's logit orders them; with a weight ``w`` the
