@@ -5,8 +5,8 @@ every configuration at once: dense and hybrid first stages, and the reranker's l
 the union of their heads, per reranker variant. Each configuration's ranking is then derived
 by the function the served pipeline orders its results with (:func:`.search.final_order`),
 so a grid over candidates and fusion weights costs one pass of the cross-encoder per variant,
-and the figures are those of the code users are served by. Rankings are of chunks; metrics are of documents (a document
-scores as its best chunk), as everywhere else in the project.
+and the figures are those of the code users are served by. Rankings are of chunks; metrics
+are of documents (a document scores as its best chunk), as everywhere else in the project.
 
 Choice rule (dev split only):
 
@@ -32,8 +32,8 @@ PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be c
 
 @dataclass
 class SplitRankings:
-    """The pipeline's stage outputs for a split's queries (see :meth:`.search.SearchPipeline.run_stages`),
-    with the query ids they are aligned with."""
+    """The pipeline's stage outputs for a split's queries (see
+    :meth:`.search.SearchPipeline.run_stages`), with the query ids they are aligned with."""
 
     qids: list[str]
     stages: StageOutputs
