@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from domret_pipeline.core.chunking import Chunk
-from domret_pipeline.core.search import SearchPipeline, ServingConfig, apply_rerank, rrf_fuse, zscore
+from domret_pipeline.core.search import SearchPipeline, ServingConfig, StageOutputs, apply_rerank, rrf_fuse, zscore
 from domret_pipeline.core.serving import SplitRankings, choose, evaluate_config, grid
 
 
@@ -81,9 +81,11 @@ def test_pipeline_refuses_missing_parts():
 
 
 def _rankings(rerank_logits):
-    dense = {"q": [("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)]}
-    hybrid = {"q": [("d2#0", 0.03), ("d3#0", 0.02), ("d1#0", 0.01)]}
-    return SplitRankings(["q"], dense, hybrid, {ServingConfig().variant(): {"q": rerank_logits}})
+    dense = [[("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)]]
+    hybrid = [[("d2#0", 0.03), ("d3#0", 0.02), ("d1#0", 0.01)]]
+    stages = StageOutputs(["Leeds forklift speed"], 100, 60, dense=dense, hybrid=hybrid,
+                          rerank={ServingConfig().variant(): [rerank_logits]})
+    return SplitRankings(["q"], stages)
 
 
 def test_configs_are_scored_at_document_level():
@@ -150,7 +152,7 @@ def test_reranker_variants_have_their_own_labels_and_scores():
     assert ServingConfig("dense", True, 3).label() == "dense+rerank@3 (rerank only)"
     chunk_to_doc = {c.chunk_id: c.doc_id for c in _chunks()}
     rankings = _rankings({"d1#0": -1.0, "d2#0": 1.0, "d3#0": 0.0})
-    rankings.rerank[fast.variant()] = {"q": {"d1#0": 3.0, "d2#0": 0.0, "d3#0": 0.0}}
+    rankings.stages.rerank[fast.variant()] = [{"d1#0": 3.0, "d2#0": 0.0, "d3#0": 0.0}]
     qrels = {"q": {"d1": 1}}
     assert evaluate_config(qrels, rankings, fast, chunk_to_doc)["q"]["mrr@10"] == 1.0
     assert evaluate_config(qrels, rankings, ServingConfig("dense", True, 3), chunk_to_doc)["q"]["mrr@10"] == pytest.approx(1 / 3)

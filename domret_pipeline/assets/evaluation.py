@@ -50,7 +50,6 @@ def evaluation_report(
     from ..core.search import SearchPipeline, ServingConfig
     from ..core.serialization import read_documents
     from ..core.bm25 import BM25Index
-    from ..core.search import ServingConfig
     from ..core.serving import best_per_family, evaluate_serving
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import report_plots
@@ -119,8 +118,7 @@ def evaluation_report(
                                                   os.environ.get(config.generator_api_key_env, ""))
 
         def end_to_end(name, opened, threshold, label=""):
-            return EndToEndSystem(name, opened.pipeline, opened.index, opened.encoder, opened.bm25 or bm25, opened.reranker,
-                                  opened.chunks, opened.documents or documents, opened.scorer(),
+            return EndToEndSystem(name, opened.pipeline, opened.documents or documents, opened.scorer(),
                                   AnswerSettings(settings.passages, settings.max_sentences, threshold), label, generator)
 
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
@@ -128,9 +126,9 @@ def evaluation_report(
         base_scorer = encoder_scorer(systems[0].encoder)
         base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings)
         e2e = {
-            "base": EndToEndSystem("base", base_pipeline, systems[0].index, systems[0].encoder, bm25, None, chunks,
-                                   documents, base_scorer, AnswerSettings(settings.passages, settings.max_sentences,
-                                                                          base_threshold), "dense (base encoder)", generator),
+            "base": EndToEndSystem("base", base_pipeline, documents, base_scorer,
+                                   AnswerSettings(settings.passages, settings.max_sentences, base_threshold),
+                                   "dense (base encoder)", generator),
             "challenger": end_to_end("challenger", challenger, answer_cfg.get("threshold", float("-inf"))),
         }
         registry = mlflow.registry()

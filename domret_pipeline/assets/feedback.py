@@ -41,7 +41,6 @@ def labeling_queue(
 ) -> dg.Output[ArtifactRef]:
     from ..core.active_learning import labeling_queue as build_queue
     from ..core.answering import AnswerSettings
-    from ..core.bm25 import BM25Index
     from ..core.bundle import open_bundle
     from ..core.encoder import set_offline
     from ..core.feedback import feedback_query_id
@@ -63,8 +62,8 @@ def labeling_queue(
                     pool.setdefault(qid, row.query)
         answer = opened.bundle.get("answer", {})
         settings = AnswerSettings(answer.get("passages", 3), answer.get("max_sentences", 2))
-        rows = build_queue(opened, opened.bm25 or BM25Index.load(Path(opened.bundle["artifacts"]["bm25_index"]["path"])),
-                           pool, opened.documents, answer.get("threshold", float("-inf")), settings, config.top_k)
+        rows = build_queue(opened, pool, opened.documents, answer.get("threshold", float("-inf")), settings,
+                           config.top_k)
         with atomic_artifact_dir(artifacts.path(), "labeling_queue") as pending:
             write_jsonl(pending.path / "queue.jsonl", rows)
             write_json(pending.path / "manifest.json", {"served_by": "champion" if champion else "this run",

@@ -1,8 +1,8 @@
 """Active learning: which queries to label next.
 
 For a pool of queries (labeled train/dev queries and the queries users sent as feedback;
-never the frozen test split), the serving system is run and three signals of uncertainty are
-read:
+never the frozen test split), the serving pipeline is run (its stages once per batch) and
+three signals of uncertainty are read:
 
 - **abstained**: the answer step found no sentence above its threshold;
 - **disagreement**: 1 - Jaccard overlap of the dense and BM25 top-10 documents (the two
@@ -32,11 +32,15 @@ def _top_docs(hits: list[tuple[str, float]], chunk_to_doc: dict[str, str], k: in
     return docs
 
 
-def labeling_queue(opened, bm25, queries: dict[str, str], documents, threshold: float, answer_settings,
-                   top_k: int = 50, batch_size: int = 32) -> list[dict]:
-    """``opened``: an :class:`~.bundle.OpenBundle` (the champion's, or the latest)."""
-    from .encoder import encode
+DISAGREEMENT_CHUNKS = 40  # the top chunks of each retriever whose top-10 documents are compared
 
+
+def labeling_queue(opened, queries: dict[str, str], documents, threshold: float, answer_settings,
+                   top_k: int = 50, batch_size: int = 32) -> list[dict]:
+    """``opened``: an :class:`~.bundle.OpenBundle` (the champion's, or the latest) opened with
+    BM25 loaded. One run of its pipeline's stages per batch gives both the served results and
+    the dense and BM25 rankings whose disagreement is read."""
+    pipeline = opened.pipeline
     chunk_to_doc = {c.chunk_id: c.doc_id for c in opened.chunks}
     scorer = opened.scorer()
     qids = sorted(queries)
@@ -44,14 +48,16 @@ def labeling_queue(opened, bm25, queries: dict[str, str], documents, threshold: 
     for start in range(0, len(qids), batch_size):
         batch = qids[start : start + batch_size]
         texts = [queries[q] for q in batch]
-        results = opened.pipeline.search(texts, top_n=10)
-        dense = opened.index.search(encode(opened.encoder, texts), 40)
-        lexical = bm25.search(texts, 40)
-        for qid, text, result, d_hits, b_hits in zip(batch, texts, results, dense, lexical):
+        # The depth search(texts, top_n=10) runs at, so the results are the served ones; BM25
+        # runs even under a dense first stage (a served first stage always has the dense one).
+        stages = pipeline.run_stages(texts, lexical=True, depth=max(pipeline.config.retrieval_depth(), 10))
+        results = pipeline.results(stages, top_n=10)
+        for qid, text, result, d_hits, b_hits in zip(batch, texts, results, stages.dense, stages.lexical):
             answer = extractive_answer(qid, text, result.hits, documents, scorer, answer_settings)
             score = answer.evidence_score
             abstained = score is None or score < threshold
-            d_docs, b_docs = set(_top_docs(d_hits, chunk_to_doc)), set(_top_docs(b_hits, chunk_to_doc))
+            d_docs = set(_top_docs(d_hits[:DISAGREEMENT_CHUNKS], chunk_to_doc))
+            b_docs = set(_top_docs(b_hits[:DISAGREEMENT_CHUNKS], chunk_to_doc))
             disagreement = 1.0 - len(d_docs & b_docs) / max(len(d_docs | b_docs), 1)
             finals = np.array([h.scores["final"] for h in result.hits])
             margin = float((finals[0] - finals[1]) / (finals.std() or 1.0)) if len(finals) > 1 else float("inf")

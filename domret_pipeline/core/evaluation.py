@@ -1,9 +1,10 @@
 """Retrieval evaluation on one frozen split: BM25 and one or more dense retrievers, side by
-side, with paired significance tests, slices and embedding-space diagnostics."""
+side, with paired significance tests, slices and embedding-space diagnostics. Each ranks
+through :class:`.search.SearchPipeline` (its ``bm25`` or ``dense`` first stage), the code that
+serves."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,10 +12,10 @@ import numpy as np
 from .bm25 import BM25Index
 from .chunking import Chunk
 from .dense_index import DenseIndex, all_vectors
-from .encoder import encode
 from .labels import LabeledQueries
-from .metrics import evaluate_run, latency_summary, mean_metrics
+from .metrics import evaluate_run, mean_metrics
 from .retrieval import top_documents
+from .search import SearchPipeline, ServingConfig
 from .significance import paired_test
 
 HARD_NEGATIVE_SLICE = "hard_negative"
@@ -60,13 +61,19 @@ def evaluate_retrieval(
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     k_docs, n_chunks = max(k_values), len(chunks)
 
-    runs: dict[str, list[dict[str, float]]] = {}
-    runs["bm25"] = top_documents(lambda k: bm25.search(texts, k), chunk_to_doc, n_chunks, k_docs)
+    # BM25 and each dense retriever rank through the served pipeline's code (first stage only);
+    # query vectors are encoded once: widening and the diagnostics reuse them.
+    latency_depth = min(k_docs * 2, n_chunks)
+    pipelines = {"bm25": SearchPipeline(chunks, None, None, ServingConfig("bm25", depth=latency_depth), bm25,
+                                        batch_size=batch_size)}
     query_vectors = {}
     for system in dense:
-        vectors = encode(system.encoder, texts, batch_size)
-        query_vectors[system.name] = vectors
-        runs[system.name] = top_documents(lambda k, s=system, v=vectors: s.index.search(v, k), chunk_to_doc, n_chunks, k_docs)
+        pipelines[system.name] = SearchPipeline(chunks, system.index, system.encoder,
+                                                ServingConfig("dense", depth=latency_depth), batch_size=batch_size)
+        query_vectors[system.name] = pipelines[system.name].encode_queries(texts)
+    runs = {name: top_documents(lambda k, p=pipeline, v=query_vectors.get(name): p.rankings(texts, k, v),
+                                chunk_to_doc, n_chunks, k_docs)
+            for name, pipeline in pipelines.items()}
 
     per_query = {name: evaluate_run(qrels, dict(zip(qids, docs)), k_values) for name, docs in runs.items()}
     systems = {name: {"metrics": mean_metrics(pq), "n_queries": len(pq)} for name, pq in per_query.items()}
@@ -94,19 +101,11 @@ def evaluate_retrieval(
     diagnostics, arrays = _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc)
 
     latency = {}
-    if latency_queries > 0:
-        timed = texts[:latency_queries]
-        timings: dict[str, list[float]] = {s.name: [] for s in dense}
-        timings["bm25"] = []
-        for text in timed:  # one query at a time, as a user would send them
-            for system in dense:
-                started = time.perf_counter()
-                system.index.search(encode(system.encoder, [text], 1), min(k_docs * 2, n_chunks))
-                timings[system.name].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            bm25.search([text], min(k_docs * 2, n_chunks))
-            timings["bm25"].append(time.perf_counter() - started)
-        latency = {name: {**latency_summary(values), "n": len(values)} for name, values in timings.items()}
+    if latency_queries > 0:  # one query at a time, as a user would send them
+        from .latency import time_pipeline
+
+        latency = {name: time_pipeline(pipelines[name], texts[:latency_queries])["total"]
+                   for name in [s.name for s in dense] + ["bm25"]}
 
     report = {
         "info": {

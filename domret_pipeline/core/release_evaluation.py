@@ -13,8 +13,8 @@ from .answer_evaluation import evaluate_answers
 from .answering import AnswerSettings
 from .gate import GATED, gate
 from .labels import LabeledQueries
-from .serving import collect_rankings, evaluate_config
 from .search import SearchPipeline
+from .serving import pipeline_metrics
 from .significance import paired_test
 
 
@@ -24,25 +24,11 @@ class EndToEndSystem:
 
     name: str
     pipeline: SearchPipeline
-    index: object
-    encoder: object
-    bm25: object
-    reranker: object | None
-    chunks: list
     documents: dict
     scorer: object  # (query, sentences) -> scores
     answer: AnswerSettings
     label: str = ""
     generator: object | None = None  # an OpenAI-compatible generator instead of the extractive step
-
-
-def retrieval_per_query(system: EndToEndSystem, qrels: dict, queries: dict) -> dict[str, dict[str, float]]:
-    config = system.pipeline.config
-    rankings = collect_rankings(sorted(qrels), queries, system.chunks, system.index, system.encoder, system.bm25,
-                                {config.variant(): system.reranker} if config.rerank else None,
-                                config.candidates if config.rerank else 0,
-                                config.depth, config.rrf_k, system.pipeline.with_title)
-    return evaluate_config(qrels, rankings, config, {c.chunk_id: c.doc_id for c in system.chunks})
 
 
 def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: str, queries: dict[str, str],
@@ -62,9 +48,10 @@ def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: s
 
 def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndToEndSystem],
                      tolerances: dict[str, float], retrieval: dict[str, dict] | None = None) -> tuple[dict, dict]:
-    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. ``retrieval``
-    gives per-query retrieval metrics already computed (the served pipeline's, from the
-    serving section), so a reranker does not score the same candidates twice. Returns the
+    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. Retrieval
+    metrics are those of each system's served pipeline; ``retrieval`` gives some already
+    computed by the same pipeline (the challenger's, from the serving section), so a reranker
+    does not score the same candidates twice. Returns the
     report section and the per-query rows (for the per-query file)."""
     qrels = labels.qrels_for(split)
     with_evidence = bool(labels.evidence)
@@ -72,7 +59,7 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
     per_query: dict[str, dict] = {}
     curves = {}
     for name, system in systems.items():
-        scored = (retrieval or {}).get(name) or retrieval_per_query(system, qrels, labels.queries)
+        scored = (retrieval or {}).get(name) or pipeline_metrics(system.pipeline, qrels, labels.queries)
         summary = {"ndcg@10": float(np.mean([r["ndcg@10"] for r in scored.values()])),
                    "mrr@10": float(np.mean([r["mrr@10"] for r in scored.values()]))}
         rows = {q: dict(r) for q, r in scored.items()}

@@ -153,12 +153,18 @@ def load_reranker(folder: str | Path, max_length: int | None = None, precision: 
 
 def score_pairs(model, query: str, passages: list[str], batch_size: int = 32):
     """Raw relevance logits (no sigmoid), one per passage: fusion z-scores them per query."""
+    return score_pair_list(model, [(query, p) for p in passages], batch_size)
+
+
+def score_pair_list(model, pairs: list[tuple[str, str]], batch_size: int = 32):
+    """Raw logits of (query, passage) pairs, of any number of queries, in one call: the
+    cross-encoder sorts a call's pairs by length, so one large call pads less than many small ones."""
     import numpy as np
     import torch
 
-    if not passages:
+    if not pairs:
         return np.zeros(0, dtype=np.float32)
-    scores = model.predict([(query, p) for p in passages], batch_size=batch_size, activation_fn=torch.nn.Identity(),
+    scores = model.predict(pairs, batch_size=batch_size, activation_fn=torch.nn.Identity(),
                            show_progress_bar=False, convert_to_numpy=True)
     return np.asarray(scores, dtype=np.float32).reshape(-1)
 

@@ -2,16 +2,28 @@
 rank, an optional cross-encoder rerank of the top ``candidates``, and the top ``top_n``
 chunks with every score, the document id and the character span.
 
+This is the only code that ranks. ``search`` serves users; the dev choice of what serves, the
+frozen-split report, the release gate and active learning call the same pipeline through its
+batched API: :meth:`SearchPipeline.run_stages` returns what each stage produced for many
+queries (one encode call, the reranker scoring many pairs per call, possibly several first
+stages and reranker variants at once), and :func:`final_order` derives a configuration's
+ranking from those outputs, the same function ``search`` orders its results with. So a grid of configurations
+costs one first-stage pass and one reranker pass per variant, and what is measured is what
+is served.
+
 Stages, per query batch:
 
-1. **ann**: encode the queries and search the FAISS index (``depth`` chunks);
-2. **bm25** (hybrid only): BM25 top ``depth`` chunks;
+1. **ann** (dense or hybrid): encode the queries and search the FAISS index (``depth`` chunks);
+2. **bm25** (hybrid or bm25 first stage, or when asked): BM25 top ``depth`` chunks;
 3. **fusion** (hybrid only): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)``;
 4. **rerank** (when on): the first ``candidates`` chunks are scored by the cross-encoder.
    With ``fusion_weight`` unset the reranker's logit orders them; with a weight ``w`` the
    order is ``z(first stage) + w * z(reranker)`` (z-scores within the query's candidates), so
    a reranker that carries signal the retriever lacks helps even when it is weaker alone.
    Chunks below the reranked head keep their first-stage order.
+
+A ``bm25`` first stage (BM25 alone) is the lexical baseline the report scores; the dev choice
+never serves it.
 
 Every stage is timed per batch (seconds), so the cost of reranking is visible next to its gain.
 """
@@ -32,7 +44,7 @@ class ServingConfig:
     """Which stages serve. Chosen on the dev split (see :mod:`.serving`) and stored with the
     model; ``reasons`` says why each stage is on or off."""
 
-    first_stage: str = "dense"  # "dense" or "hybrid"
+    first_stage: str = "dense"  # "dense", "hybrid" or "bm25" (the report's baseline)
     rerank: bool = False
     candidates: int = 20  # chunks the reranker scores
     fusion_weight: float | None = None  # None: the reranker's score alone orders the head
@@ -59,6 +71,10 @@ class ServingConfig:
             variant = f" [{self.rerank_precision}" + (f", {self.rerank_max_length} tokens]" if self.rerank_max_length else "]")
         return f"{self.first_stage}+rerank@{self.candidates} ({how}){variant}"
 
+    def retrieval_depth(self) -> int:
+        """Chunks each first-stage retriever returns: ``depth``, or the reranked head when it is deeper."""
+        return max(self.depth, self.candidates if self.rerank else 0)
+
     def variant(self) -> str:
         """Which loaded reranker this configuration reads: precision and token limit."""
         return variant_key(self.rerank_precision, self.rerank_max_length)
@@ -66,6 +82,10 @@ class ServingConfig:
 
 def variant_key(precision: str = "fp32", max_length: int | None = None) -> str:
     return f"{precision}/{max_length or 'trained'}"
+
+
+FIRST_STAGES = ("dense", "hybrid", "bm25")
+_PRIMARY = {"dense": "dense", "hybrid": "rrf", "bm25": "bm25"}  # the score that orders each first stage
 
 
 @dataclass
@@ -133,15 +153,94 @@ def apply_rerank(first: list[tuple[str, float]], rerank_scores: dict[str, float]
     return [(c, float(f)) for c, f in ordered] + [(c, floor - 1.0 - i) for i, (c, _) in enumerate(tail)]
 
 
+@dataclass
+class StageOutputs:
+    """What each stage produced for a batch of queries, aligned with ``queries``: the stage
+    rankings (best first, ``depth`` deep; None for a stage that did not run) and the
+    reranker's logits per variant for the heads it scored. :func:`final_ranking` derives any
+    configuration's ranking from them."""
+
+    queries: list[str]
+    depth: int
+    rrf_k: int
+    dense: list[list[tuple[str, float]]] | None = None
+    lexical: list[list[tuple[str, float]]] | None = None  # BM25
+    hybrid: list[list[tuple[str, float]]] | None = None  # RRF of dense and BM25
+    rerank: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # variant -> per query: chunk -> logit
+    query_vectors: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage for the batch
+
+    def first(self, first_stage: str) -> list[list[tuple[str, float]]]:
+        rankings = {"dense": self.dense, "hybrid": self.hybrid, "bm25": self.lexical}[first_stage]
+        if rankings is None:
+            raise ValueError(f"the {first_stage} first stage did not run for these queries")
+        return rankings
+
+
+def first_stage_ranking(stages: StageOutputs, position: int, config: ServingConfig, depth: int) -> list[tuple[str, float]]:
+    """The configuration's first-stage ranking, ``depth`` deep. Stages run deeper (for a grid
+    whose configurations differ in depth) are cut to the prefix the configuration would have
+    retrieved, and hybrid is then fused from those prefixes."""
+    if depth > stages.depth:
+        raise ValueError(f"the stages ran {stages.depth} chunks deep, the configuration ranks {depth}")
+    if config.first_stage == "hybrid" and (depth < stages.depth or config.rrf_k != stages.rrf_k):
+        return rrf_fuse([stages.dense[position][:depth], stages.lexical[position][:depth]], config.rrf_k)[:depth]
+    return stages.first(config.first_stage)[position][:depth]
+
+
+def final_order(stages: StageOutputs, position: int, config: ServingConfig,
+                depth: int | None = None) -> list[tuple[str, float]]:
+    """The ranking ``config`` gives the query at ``position`` as (chunk id, final score), best
+    first, ``depth`` chunks deep (the configuration's own retrieval depth by default): what
+    ``search`` serves (before its ``top_n`` cut) and what every evaluation scores."""
+    first = first_stage_ranking(stages, position, config, depth or config.retrieval_depth())
+    if not config.rerank:
+        return first
+    if config.variant() not in stages.rerank:
+        raise ValueError(f"the reranker variant {config.variant()} did not run for these queries")
+    logits = stages.rerank[config.variant()][position]
+    missing = [c for c, _ in first[: config.candidates] if c not in logits]
+    if missing:  # a head deeper than the reranked one would silently mix in unscored chunks
+        raise ValueError(f"{len(missing)} chunks of the top {config.candidates} were not scored by the reranker")
+    return apply_rerank(first, logits, config.candidates, config.fusion_weight)
+
+
+def final_ranking(stages: StageOutputs, position: int, config: ServingConfig,
+                  depth: int | None = None) -> list[Candidate]:
+    """:func:`final_order` with every score of the stages the configuration runs."""
+    depth = depth or config.retrieval_depth()
+    first = dict(first_stage_ranking(stages, position, config, depth))
+    primary = _PRIMARY[config.first_stage]
+    extra = []
+    if config.first_stage == "hybrid":
+        extra = [("dense", dict(stages.dense[position])), ("bm25", dict(stages.lexical[position]))]
+    logits = stages.rerank[config.variant()][position] if config.rerank else {}
+    out = []
+    for rank, (chunk_id, final) in enumerate(final_order(stages, position, config, depth)):
+        scores = {primary: first[chunk_id]}
+        scores.update({name: values[chunk_id] for name, values in extra if chunk_id in values})
+        if config.rerank and rank < config.candidates:  # apply_rerank keeps the reranked head first
+            scores["rerank"] = logits[chunk_id]
+        scores["final"] = final
+        out.append(Candidate(chunk_id, scores))
+    return out
+
+
+# Pairs per reranker call when progress is reported: the cross-encoder sorts a call's pairs by
+# length, so larger calls pad less; progress needs the pass cut into a few calls.
+PAIRS_PER_CALL = 512
+
+
 class SearchPipeline:
-    """Loaded artifacts plus a :class:`ServingConfig`; ``search`` runs the stages."""
+    """Loaded artifacts plus a :class:`ServingConfig`; ``search`` runs the stages for users,
+    ``run_stages`` and ``rankings`` give the evaluations the same stages, batched."""
 
     def __init__(self, chunks: list[Chunk], index, encoder, config: ServingConfig, bm25=None, reranker=None,
                  with_title: bool = True, batch_size: int = 32):
-        if config.first_stage not in ("dense", "hybrid"):
-            raise ValueError(f"first_stage must be 'dense' or 'hybrid', not {config.first_stage!r}")
-        if config.first_stage == "hybrid" and bm25 is None:
-            raise ValueError("a hybrid first stage needs a BM25 index")
+        if config.first_stage not in FIRST_STAGES:
+            raise ValueError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, not {config.first_stage!r}")
+        if config.first_stage in ("hybrid", "bm25") and bm25 is None:
+            raise ValueError(f"a {config.first_stage} first stage needs a BM25 index")
         if config.rerank and reranker is None:
             raise ValueError("reranking is on but no reranker was given")
         self.chunks = {c.chunk_id: c for c in chunks}
@@ -149,61 +248,92 @@ class SearchPipeline:
         self.bm25, self.reranker = bm25, reranker
         self.with_title, self.batch_size = with_title, batch_size
 
-    def first_stage(self, queries: list[str], depth: int, timings: dict[str, float]) -> list[list[Candidate]]:
-        started = time.perf_counter()
-        dense = self.index.search(encode(self.encoder, queries, self.batch_size), depth)
-        timings["ann"] = time.perf_counter() - started
-        if self.config.first_stage == "dense":
-            return [[Candidate(c, {"dense": s}) for c, s in hits] for hits in dense]
-        started = time.perf_counter()
-        lexical = self.bm25.search(queries, depth)
-        timings["bm25"] = time.perf_counter() - started
-        started = time.perf_counter()
-        result = []
-        for d_hits, b_hits in zip(dense, lexical):
-            d_scores, b_scores = dict(d_hits), dict(b_hits)
-            fused = rrf_fuse([d_hits, b_hits], self.config.rrf_k)[:depth]
-            result.append([Candidate(c, {"rrf": s, **({"dense": d_scores[c]} if c in d_scores else {}),
-                                         **({"bm25": b_scores[c]} if c in b_scores else {})}) for c, s in fused])
-        timings["fusion"] = time.perf_counter() - started
-        return result
+    def encode_queries(self, queries: list[str]) -> np.ndarray:
+        return encode(self.encoder, queries, self.batch_size)
 
-    def search(self, queries: list[str], top_n: int | None = None) -> list[SearchResult]:
+    def run_stages(self, queries: list[str], *, first_stages: tuple[str, ...] | None = None,
+                   candidates: int | None = None, rerankers: dict | None = None, depth: int | None = None,
+                   lexical: bool = False, query_vectors: np.ndarray | None = None, progress=None) -> StageOutputs:
+        """Run the stages once for every query. By default those of the served configuration;
+        an evaluation may ask for several ``first_stages`` at once, the reranker ``rerankers``
+        (variant key -> model) over the union of their top ``candidates``, BM25 even where no
+        first stage reads it (``lexical``), and pass ``query_vectors`` it already encoded.
+        ``progress`` (a :class:`.progress.Progress` over queries x variants) follows the
+        reranker, the slow stage on a CPU."""
         config = self.config
-        top_n = top_n or config.top_n
-        timings: dict[str, float] = {}
-        total_started = time.perf_counter()
-        depth = max(config.depth, top_n, config.candidates if config.rerank else 0)
-        lists = self.first_stage(queries, depth, timings)
-        primary = "dense" if config.first_stage == "dense" else "rrf"
-        if config.rerank:
+        first_stages = tuple(first_stages or (config.first_stage,))
+        if candidates is None:
+            candidates = config.candidates if config.rerank else 0
+        if rerankers is None:
+            rerankers = {config.variant(): self.reranker} if config.rerank else {}
+        depth = depth or max(config.retrieval_depth(), candidates)
+        stages = StageOutputs(list(queries), depth, config.rrf_k)
+        timings = stages.timings
+        if {"dense", "hybrid"} & set(first_stages):
             started = time.perf_counter()
-            from .reranker import score_pairs
-
-            for query, cands in zip(queries, lists):
-                head = cands[: config.candidates]
-                logits = score_pairs(self.reranker, query, [passage_text(self.chunks[c.chunk_id], self.with_title)
-                                                           for c in head], self.batch_size)
-                for cand, logit in zip(head, logits):
-                    cand.scores["rerank"] = float(logit)
-                ranked = apply_rerank([(c.chunk_id, c.scores[primary]) for c in cands],
-                                      {c.chunk_id: c.scores["rerank"] for c in head}, config.candidates, config.fusion_weight)
-                by_id = {c.chunk_id: c for c in cands}
-                cands[:] = [by_id[c] for c, _ in ranked]
-                for c, final in ranked:
-                    by_id[c].scores["final"] = final
+            stages.query_vectors = self.encode_queries(queries) if query_vectors is None else query_vectors
+            stages.dense = self.index.search(stages.query_vectors, depth)
+            timings["ann"] = time.perf_counter() - started
+        if lexical or {"hybrid", "bm25"} & set(first_stages):
+            if self.bm25 is None:
+                raise ValueError("the BM25 stage was asked for but the pipeline has no BM25 index")
+            started = time.perf_counter()
+            stages.lexical = self.bm25.search(queries, depth)
+            timings["bm25"] = time.perf_counter() - started
+        if "hybrid" in first_stages:
+            started = time.perf_counter()
+            stages.hybrid = [rrf_fuse([d, b], config.rrf_k)[:depth] for d, b in zip(stages.dense, stages.lexical)]
+            timings["fusion"] = time.perf_counter() - started
+        if rerankers and candidates > 0:
+            started = time.perf_counter()
+            heads = [list(dict.fromkeys(c for f in first_stages for c, _ in stages.first(f)[i][:candidates]))
+                     for i in range(len(stages.queries))]
+            for variant, model in rerankers.items():
+                stages.rerank[variant] = self._score_heads(model, stages.queries, heads, progress)
             timings["rerank"] = time.perf_counter() - started
-        else:
-            for cands in lists:
-                for c in cands:
-                    c.scores["final"] = c.scores[primary]
-        timings["total"] = time.perf_counter() - total_started
+        return stages
+
+    def _score_heads(self, model, queries: list[str], heads: list[list[str]], progress) -> list[dict[str, float]]:
+        from .reranker import score_pair_list
+
+        widest = max((len(h) for h in heads), default=1) or 1
+        step = max(1, PAIRS_PER_CALL // widest) if progress is not None else max(len(queries), 1)
+        out: list[dict[str, float]] = []
+        for start in range(0, len(queries), step):
+            part = list(zip(queries[start:start + step], heads[start:start + step]))
+            pairs = [(q, passage_text(self.chunks[c], self.with_title)) for q, head in part for c in head]
+            logits = iter(map(float, score_pair_list(model, pairs, self.batch_size)))
+            out.extend({c: next(logits) for c in head} for _, head in part)
+            if progress is not None:
+                progress.advance(len(part))
+        return out
+
+    def results(self, stages: StageOutputs, top_n: int | None = None) -> list[SearchResult]:
+        """The served configuration's top ``top_n`` hits of each query, from stage outputs it
+        ran (ranked as deep as they ran, as ``search`` does)."""
+        top_n = top_n or self.config.top_n
         results = []
-        for query, cands in zip(queries, lists):
+        for position, query in enumerate(stages.queries):
             hits = []
-            for rank, cand in enumerate(cands[:top_n], start=1):
+            for rank, cand in enumerate(final_ranking(stages, position, self.config, stages.depth)[:top_n], start=1):
                 chunk = self.chunks[cand.chunk_id]
                 hits.append(SearchHit(rank, chunk.chunk_id, chunk.doc_id, chunk.title, chunk.start, chunk.end,
                                       chunk.text, cand.scores))
-            results.append(SearchResult(query, hits, dict(timings)))
+            results.append(SearchResult(query, hits, dict(stages.timings)))
         return results
+
+    def search(self, queries: list[str], top_n: int | None = None) -> list[SearchResult]:
+        top_n = top_n or self.config.top_n
+        started = time.perf_counter()
+        results = self.results(self.run_stages(queries, depth=max(self.config.retrieval_depth(), top_n)), top_n)
+        total = time.perf_counter() - started
+        for result in results:
+            result.timings["total"] = total
+        return results
+
+    def rankings(self, queries: list[str], depth: int | None = None,
+                 query_vectors: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+        """Every query's served ranking, ``depth`` chunks deep (the configuration's own depth by
+        default), as (chunk id, final score): what ``search`` returns, uncut, for evaluations."""
+        stages = self.run_stages(queries, depth=depth, query_vectors=query_vectors)
+        return [final_order(stages, i, self.config, stages.depth) for i in range(len(stages.queries))]

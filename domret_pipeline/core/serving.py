@@ -1,9 +1,12 @@
 """Scoring every serving configuration on one split, and choosing what serves on dev.
 
-First-stage rankings (dense and hybrid) and the reranker's scores are computed once per
-split and shared by all configurations, so a grid over candidates and fusion weights costs
-one pass of the cross-encoder. Rankings are of chunks; metrics are of documents (a document
-scores as its best chunk), as everywhere else in the project.
+The served pipeline (:class:`.search.SearchPipeline`) runs its stages once per split, for
+every configuration at once: dense and hybrid first stages, and the reranker's logits for
+the union of their heads, per reranker variant. Each configuration's ranking is then derived
+by the function the served pipeline orders its results with (:func:`.search.final_order`),
+so a grid over candidates and fusion weights costs one pass of the cross-encoder per variant,
+and the figures are those of the code users are served by. Rankings are of chunks; metrics
+are of documents (a document scores as its best chunk), as everywhere else in the project.
 
 Choice rule (dev split only):
 
@@ -18,25 +21,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chunking import Chunk, passage_text
-from .encoder import encode
+from .chunking import Chunk
 from .latency import over_budget, time_pipeline, time_reranking, timing_group
-from .metrics import evaluate_run, latency_summary, mean_metrics
+from .metrics import evaluate_run, mean_metrics
 from .retrieval import aggregate_max
-from .search import ServingConfig, SearchPipeline, apply_rerank, rrf_fuse, variant_key
+from .search import SearchPipeline, ServingConfig, StageOutputs, final_order, variant_key
 
 PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
 
 
 @dataclass
 class SplitRankings:
-    """First-stage chunk rankings per query and reranker logits for their heads, per reranker
-    variant (precision and token limit, :func:`.search.variant_key`)."""
+    """The pipeline's stage outputs for a split's queries (see
+    :meth:`.search.SearchPipeline.run_stages`), with the query ids they are aligned with."""
 
     qids: list[str]
-    dense: dict[str, list[tuple[str, float]]]
-    hybrid: dict[str, list[tuple[str, float]]]
-    rerank: dict[str, dict[str, dict[str, float]]]  # variant -> qid -> chunk -> logit; empty without a reranker
+    stages: StageOutputs
 
 
 def as_variants(reranker) -> dict:
@@ -52,40 +52,39 @@ def collect_rankings(
     max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
     progress=None,
 ) -> SplitRankings:
-    """``reranker``: one model, or models by variant (see :func:`as_variants`); each scores
-    the union of the dense and hybrid heads of every query. ``progress`` (a
-    :class:`.progress.Progress` over queries x variants) is advanced as they are scored."""
-    from .reranker import score_pairs
-
-    texts = [queries[q] for q in qids]
-    dense = dict(zip(qids, index.search(encode(encoder, texts, batch_size), depth)))
-    lexical = dict(zip(qids, bm25.search(texts, depth)))
-    hybrid = {q: rrf_fuse([dense[q], lexical[q]], rrf_k)[:depth] for q in qids}
-    rerank: dict[str, dict[str, dict[str, float]]] = {}
-    by_id = {c.chunk_id: c for c in chunks}
-    for variant, model in as_variants(reranker).items():
-        rerank[variant] = {}
-        for q in qids:
-            head = list(dict.fromkeys([c for c, _ in dense[q][:max_candidates]] + [c for c, _ in hybrid[q][:max_candidates]]))
-            logits = score_pairs(model, queries[q], [passage_text(by_id[c], with_title) for c in head], batch_size)
-            rerank[variant][q] = dict(zip(head, map(float, logits)))
-            if progress is not None:
-                progress.advance()
-    return SplitRankings(qids, dense, hybrid, rerank)
+    """One run of the served pipeline's stages for every configuration of a grid: dense and
+    hybrid first stages, and each reranker variant over the union of their top
+    ``max_candidates`` chunks. ``reranker``: one model, or models by variant (see
+    :func:`as_variants`). ``progress`` (a :class:`.progress.Progress` over queries x variants)
+    is advanced as they are scored."""
+    pipeline = SearchPipeline(chunks, index, encoder, ServingConfig("hybrid", depth=depth, rrf_k=rrf_k), bm25,
+                              with_title=with_title, batch_size=batch_size)
+    stages = pipeline.run_stages([queries[q] for q in qids], first_stages=("dense", "hybrid"),
+                                 candidates=max_candidates, rerankers=as_variants(reranker),
+                                 depth=max(depth, max_candidates), progress=progress)
+    return SplitRankings(list(qids), stages)
 
 
-def ranking_for(rankings: SplitRankings, config: ServingConfig, qid: str) -> list[tuple[str, float]]:
-    first = rankings.dense[qid] if config.first_stage == "dense" else rankings.hybrid[qid]
-    if not config.rerank:
-        return first
-    return apply_rerank(first, rankings.rerank[config.variant()][qid], config.candidates, config.fusion_weight)
+def document_metrics(qrels: dict[str, dict[str, int]], qids: list[str], rankings: list[list[tuple[str, float]]],
+                     chunk_to_doc: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per-query document metrics of chunk rankings aligned with ``qids`` (a document scores as its best chunk)."""
+    return evaluate_run(qrels, {q: aggregate_max(r, chunk_to_doc) for q, r in zip(qids, rankings)}, PIPELINE_K)
 
 
 def evaluate_config(qrels: dict[str, dict[str, int]], rankings: SplitRankings, config: ServingConfig,
                     chunk_to_doc: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Per-query document metrics of one configuration."""
-    run = {q: aggregate_max(ranking_for(rankings, config, q), chunk_to_doc) for q in rankings.qids}
-    return evaluate_run(qrels, run, PIPELINE_K)
+    """Per-query document metrics of one configuration, ranked by the served pipeline's own
+    :func:`.search.final_order`."""
+    ranked = [final_order(rankings.stages, i, config) for i in range(len(rankings.qids))]
+    return document_metrics(qrels, rankings.qids, ranked, chunk_to_doc)
+
+
+def pipeline_metrics(pipeline: SearchPipeline, qrels: dict[str, dict[str, int]],
+                     queries: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Per-query document metrics of a pipeline's served ranking, all queries in one batch."""
+    qids = sorted(qrels)
+    return document_metrics(qrels, qids, pipeline.rankings([queries[q] for q in qids]),
+                            {c.chunk_id: c.doc_id for c in pipeline.chunks.values()})
 
 
 def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int,
