@@ -12,7 +12,7 @@ from domret_pipeline import gpu_trials as gpu_tune
 from domret_pipeline.cli.gpu_tune import cmd_restore
 
 
-def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(gpu_tune, tiny_encoder, tmp_path, monkeypatch):
+def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(tiny_encoder, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file, save_file
 
