@@ -34,7 +34,7 @@ mlflow-ui: install
 
 # SciFact keeps its own artifacts and MLflow store, so `make demo` never replaces its references.
 scifact: install
-	DOMRET_HOME=.domret/scifact $(PY) scripts/benchmark.py --config configs/scifact.yaml
+	DOMRET_HOME=.domret/scifact $(VENV)/bin/domret bench graph --config configs/scifact.yaml
 
 sample-data: install
-	$(PY) scripts/make_sample_handbook.py domret_pipeline/sample_data/handbook
+	$(VENV)/bin/domret sample domret_pipeline/sample_data/handbook

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .core.artifacts import ArtifactRef
+
 CURRENT, PUBLISHED, RUNS, READS = "current", "published", "runs", "_reads"
 RECORD = "_publication.json"  # inside published/<id>/: who published it and what it promotes
 PROMOTED = "_promoted"  # inside published/<id>/: the promotion it records was applied
@@ -102,6 +104,18 @@ def read_for_run(refs: str | Path, run_id: str, key_path, parent_run_id: str | N
         record_read(refs, run_id, key_path, text, "published")
         return text
     return None
+
+
+def latest_ref(refs: str | Path, name: str) -> ArtifactRef:
+    """The latest published reference of asset ``name``, re-hashed as the IO manager re-hashes
+    a step's inputs: what every command outside a run (report, feedback queue, tuning,
+    evaluation, benchmarks) reads, so none of them works on bytes that changed since."""
+    path = Path(refs) / key_file([name])
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} has not been published yet ({path} is missing): run `domret run` first")
+    ref = ArtifactRef.from_json(path.read_text(encoding="utf-8"))
+    ref.verify()
+    return ref
 
 
 def _ref_files(folder: Path) -> dict[str, str]:

@@ -1,27 +1,18 @@
-"""scripts/gpu_tune_embedding.py: the weights that travel to and from a GPU machine as fp16
+"""`domret gpu-tune`: the weights that travel to and from a GPU machine as fp16
 survive the round trip (the checkpoint rebuilt here encodes like the one trained there)."""
 
 import argparse
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_tune_embedding.py"
+from domret_pipeline import gpu_trials as gpu_tune
+from domret_pipeline.cli.gpu_tune import cmd_restore
 
 
-@pytest.fixture(scope="module")
-def gpu_tune():
-    spec = importlib.util.spec_from_file_location("gpu_tune_embedding", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(gpu_tune, tiny_encoder, tmp_path, monkeypatch):
+def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(tiny_encoder, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -36,7 +27,7 @@ def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(gpu_
 
     # What the GPU side trains from, then a "trained" model: the rounded base moved a little,
     # saved without the integer position_ids buffer (as sentence-transformers saves it).
-    base = gpu_tune._rounded_base(work / "base", tmp_path / "rounded")
+    base = gpu_tune.rounded_base(work / "base", tmp_path / "rounded")
     rounded = load_file(str(base / gpu_tune.WEIGHTS))
     torch.manual_seed(0)
     trained = {k: v + 0.01 * torch.randn_like(v) for k, v in rounded.items() if v.is_floating_point()}
@@ -47,14 +38,14 @@ def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(gpu_
     monkeypatch.setattr(gpu_tune, "SHARD_BYTES", 200_000)  # forces the embedding matrix into parts
     out = tmp_path / "out"
     out.mkdir()
-    shards = gpu_tune._write_deltas(tuned_dir, base, out)
+    shards = gpu_tune.write_deltas(tuned_dir, base, out)
     assert len(shards) > 1
     assert all((out / s).stat().st_size < 200_000 + 20_000 for s in shards)
     assert any(gpu_tune.PART in k for s in shards for k in load_file(str(out / s)))
     (out / "results.json").write_text(json.dumps({"best": {"name": "t", "dev_ndcg@10": 0.5}}))
 
     model = tmp_path / "restored"
-    gpu_tune.restore(argparse.Namespace(work=str(work), deltas=str(out), model=str(model), check_dev=False))
+    cmd_restore(argparse.Namespace(work=str(work), deltas=str(out), model=str(model), check_dev=False))
     restored = load_file(str(model / gpu_tune.WEIGHTS))
     for key, value in trained.items():
         np.testing.assert_allclose(restored[key].numpy(), value.numpy(), atol=2e-5)
@@ -65,6 +56,6 @@ def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(gpu_
     # A lost shard is an error, not a model that is silently half base, half trained.
     (out / shards[-1]).unlink()
     with pytest.raises(SystemExit, match="incomplete transfer"):
-        gpu_tune.restore(argparse.Namespace(work=str(work), deltas=str(out), model=str(tmp_path / "again"), check_dev=False))
+        cmd_restore(argparse.Namespace(work=str(work), deltas=str(out), model=str(tmp_path / "again"), check_dev=False))
     assert not (tmp_path / "again").exists()
     assert not list(tmp_path.glob("restore_*"))  # the scratch folder went with the error

@@ -341,14 +341,14 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
 def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
     import pytest
 
-    from domret_pipeline.cli import _asset_selection
+    from domret_pipeline.cli.common import asset_selection
 
-    names = lambda spec: sorted(k.to_user_string() for k in _asset_selection(defs, spec))  # noqa: E731
+    names = lambda spec: sorted(k.to_user_string() for k in asset_selection(defs, spec))  # noqa: E731
     assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "labeling_queue", "reranker_adapter",
                                           "serving_config"]
     assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
     with pytest.raises(SystemExit, match="unknown asset 'nope'"):
-        _asset_selection(defs, "nope+")
+        asset_selection(defs, "nope+")
 
 
 def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_dataset):

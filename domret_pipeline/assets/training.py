@@ -45,12 +45,12 @@ def hard_negatives(
     import numpy as np
 
     from ..core.bm25 import BM25Index
-    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import histogram_plot
-    from ..core.encoder import encode, set_offline
+    from ..core.encoder import set_offline
     from ..core.loaders import load_feedback_negatives
-    from ..core.mining import MiningSettings, mine
-    from ..core.positives import positive_chunks
+    from ..core.mining import MiningSettings
+    from ..core.training_data import train_split
 
     set_offline(True)
     with mlflow.run(context, MINING_VERSION) as tracked:
@@ -73,34 +73,20 @@ def hard_negatives(
             index_path = champion_index.verify()
             mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
         index, encoder, manifest = open_with_encoder(index_path)
-        vectors = all_vectors(index)
-        position = {c: i for i, c in enumerate(index.chunk_ids)}
-        chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
-        qrels = labels.qrels_for("train")
-        query_ids = sorted(qrels)
-        if not query_ids:
-            raise ValueError("the train split has no labeled query: nothing to mine negatives for")
-        query_vectors = encode(encoder, [labels.queries[q] for q in query_ids])
-        qvec = dict(zip(query_ids, query_vectors))
-        evidence = [e for e in labels.evidence if e.query_id in qrels]
-        positives = positive_chunks(
-            qrels, chunks, evidence, lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids]
-        )
+        split = train_split(labels, chunks, index, encoder)
+        qrels, query_ids = split.qrels, split.query_ids
         bm25_hits = None
         if config.use_bm25:
             bm25_hits = BM25Index.load(Path(bm25_index.path)).search([labels.queries[q] for q in query_ids], config.range_max)
         confirmed, feedback_issues = {}, []
+        by_doc = defaultdict(list)
+        for c in chunks:
+            by_doc[c.doc_id].append(c.chunk_id)
         if config.feedback_negatives_path:
-            by_doc = defaultdict(list)
-            for c in chunks:
-                by_doc[c.doc_id].append(c.chunk_id)
             confirmed, feedback_issues = load_feedback_negatives(config.feedback_negatives_path, set(query_ids), by_doc)
         if config.use_feedback:
             from ..core.feedback import confirmed_negatives
 
-            by_doc = defaultdict(list)
-            for c in chunks:
-                by_doc[c.doc_id].append(c.chunk_id)
             store = feedback.store()
             store.migrate()
             for qid, ids in confirmed_negatives(store.rows(config.feedback_max_id), by_doc).items():
@@ -112,8 +98,7 @@ def hard_negatives(
         cross_scorer, cross_checked_with = None, None
         if config.cross_encoder:
             cross_scorer, cross_checked_with = _cross_scorer(config, champion_and_bundle, chunks, labels.queries)
-        result = mine(query_ids, query_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings,
-                      bm25_hits, confirmed, cross_scorer)
+        result = split.mine(settings, bm25_hits, confirmed, cross_scorer)
 
         rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
         per_query = Counter(len(q.negatives) for q in result.queries)
@@ -234,12 +219,12 @@ def embedding_checkpoint(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.dense_index import all_vectors, open_with_encoder
+    from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import training_curves
-    from ..core.encoder import encode, set_offline
+    from ..core.encoder import set_offline
     from ..core.mining import MinedQuery, MiningResult
     from ..core.training import TrainingSettings, train_encoder
-    from ..core.training_data import build_dev_set, build_training_rows
+    from ..core.training_data import build_training_rows, dev_set_from_index
 
     set_offline(True)
     with mlflow.run(context, CHECKPOINT_VERSION) as tracked:
@@ -258,10 +243,8 @@ def embedding_checkpoint(
         if not rows:
             raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
         index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
-        dev_ids = sorted(labels.qrels_for("dev"))
-        dev_vectors = dict(zip(dev_ids, encode(base_encoder, [labels.queries[q] for q in dev_ids])))
-        dev = build_dev_set(labels, "dev", chunks, all_vectors(index), dev_vectors,
-                            config.dev_candidates_per_query, config.dev_random_chunks)
+        dev = dev_set_from_index(labels, chunks, index, base_encoder, config.dev_candidates_per_query,
+                                 config.dev_random_chunks)
         settings = TrainingSettings(**{k: v for k, v in config.model_dump().items() if k in TrainingSettings.__dataclass_fields__})
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"

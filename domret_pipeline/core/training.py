@@ -104,7 +104,7 @@ def training_rows(rows: list[tuple[str, str, list[str]]], num_negatives: int):
     return Dataset.from_dict(columns)
 
 
-def _evaluator(dev: DevSet, batch_size: int, autocast_device: str | None = None):
+def dev_evaluator(dev: DevSet, batch_size: int, autocast_device: str | None = None):
     """The dev retrieval evaluator. With ``autocast_device`` the dev pass runs under bf16
     autocast too: the trainer's own autocast covers the loss only, and on a CPU the per-epoch
     encoding of the dev corpus costs as much as several training steps."""
@@ -194,7 +194,7 @@ def train_encoder(
     torch.manual_seed(settings.seed)
     model = SentenceTransformer(base_model, device=device, local_files_only=Path(base_model).is_dir())
     model.max_seq_length = settings.max_seq_length
-    evaluator = _evaluator(dev, settings.batch_size, device if train_precision == "bf16" else None)
+    evaluator = dev_evaluator(dev, settings.batch_size, device if train_precision == "bf16" else None)
     base_dev_score = float(evaluator(model)[DEV_METRIC])
 
     peft_model = _apply_lora(model, settings) if settings.lora else None

@@ -1,13 +1,72 @@
-"""From mined negatives and labels to training rows and a dev retrieval task."""
+"""From labels and the base index to mined negatives, training rows and a dev retrieval task.
+
+The entry points the ``hard_negatives`` and ``embedding_checkpoint`` assets call, and the
+tuning commands (``domret tune embedding``, ``domret gpu-tune prepare``) with them, so that a
+trial mines and evaluates exactly as the graph does.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .chunking import Chunk, passage_text
 from .labels import LabeledQueries
-from .mining import MiningResult
+from .mining import MiningResult, MiningSettings, mine
+from .positives import positive_chunks
 from .training import DevSet
+
+
+@dataclass
+class TrainSplit:
+    """The train split's queries encoded by the mining retriever, with their positive chunks
+    (README: "Positives are chunks") and the retriever's chunk vectors: what mining starts from."""
+
+    query_ids: list[str]
+    query_vectors: np.ndarray
+    qrels: dict[str, dict[str, int]]
+    positives: dict
+    chunk_ids: list[str]
+    chunk_vectors: np.ndarray
+    chunk_to_doc: dict[str, str]
+
+    def mine(self, settings: MiningSettings, bm25_hits=None, confirmed_negatives=None, cross_scorer=None) -> MiningResult:
+        return mine(self.query_ids, self.query_vectors, self.chunk_ids, self.chunk_vectors, self.chunk_to_doc, self.qrels,
+                    self.positives, settings, bm25_hits, confirmed_negatives, cross_scorer)
+
+
+def train_split(labels: LabeledQueries, chunks: list[Chunk], index, encoder) -> TrainSplit:
+    """Encode the train queries with ``encoder`` (the one that built ``index``) and pick their
+    positives, scored against the index's own vectors."""
+    from .dense_index import all_vectors
+    from .encoder import encode
+
+    qrels = labels.qrels_for("train")
+    query_ids = sorted(qrels)
+    if not query_ids:
+        raise ValueError("the train split has no labeled query: nothing to mine negatives for")
+    vectors = all_vectors(index)
+    position = {c: i for i, c in enumerate(index.chunk_ids)}
+    query_vectors = encode(encoder, [labels.queries[q] for q in query_ids])
+    by_query = dict(zip(query_ids, query_vectors))
+    evidence = [e for e in labels.evidence if e.query_id in qrels]
+    positives = positive_chunks(qrels, chunks, evidence,
+                                lambda q, ids: [float(vectors[position[c]] @ by_query[q]) for c in ids])
+    return TrainSplit(query_ids, query_vectors, qrels, positives, list(index.chunk_ids), vectors,
+                      {c.chunk_id: c.doc_id for c in chunks})
+
+
+def dev_set_from_index(labels: LabeledQueries, chunks: list[Chunk], index, encoder, candidates_per_query: int,
+                       random_chunks: int) -> DevSet:
+    """The dev task evaluated after every epoch (:func:`build_dev_set`), its distractors
+    ranked by the base index and its encoder."""
+    from .dense_index import all_vectors
+    from .encoder import encode
+
+    dev_ids = sorted(labels.qrels_for("dev"))
+    dev_vectors = dict(zip(dev_ids, encode(encoder, [labels.queries[q] for q in dev_ids])))
+    return build_dev_set(labels, "dev", chunks, all_vectors(index), dev_vectors, candidates_per_query, random_chunks)
 
 
 def build_training_rows(

@@ -1,4 +1,4 @@
-"""Write the bundled sample data set: an engineering handbook of a fictional logistics company.
+"""The bundled sample data set: an engineering handbook of a fictional logistics company.
 
 Deterministic (fixed seed): re-running it reproduces the committed files byte for byte.
 Passages about different services, sites and interfaces share their wording on purpose, so
@@ -7,42 +7,17 @@ failure the pipeline exists to fix. Some questions ask for facts their on-topic 
 not state: they have a relevant document but no evidence sentence, and the right end-to-end
 behaviour for them is to abstain (as SciFact's claims without evidence).
 
-    python scripts/make_sample_handbook.py domret_pipeline/sample_data/handbook
+    domret sample domret_pipeline/sample_data/handbook
 """
 
 from __future__ import annotations
 
-import json
 import random
-import sys
-from pathlib import Path
 
-rng = random.Random(20261127)
+from .names import SEGMENTS, SERVICES, SITES, TEAMS
 
-SERVICES = [
-    ("checkout-api", "payments"), ("ledger-sync", "finance platform"), ("route-planner", "fleet"),
-    ("label-printer-gateway", "warehouse systems"), ("customer-portal", "web"), ("inventory-feed", "supply chain"),
-    ("dispatch-radio-bridge", "fleet"), ("invoice-renderer", "finance platform"), ("returns-intake", "customer ops"),
-    ("driver-app-backend", "mobile"), ("pricing-engine", "commercial"), ("hl7-ingest", "clinical integrations"),
-    ("warehouse-scanner-hub", "warehouse systems"), ("customs-declarations", "supply chain"), ("tariff-calculator", "commercial"),
-    ("notification-service", "web"), ("fuel-card-sync", "fleet"), ("payroll-export", "finance platform"),
-    ("slot-booking", "customer ops"), ("telematics-ingest", "fleet"),
-]
-SITES = ["Rotterdam", "Leeds", "Memphis", "Lyon", "Gdansk", "Monterrey", "Brisbane", "Nagoya", "Porto", "Calgary", "Durban", "Tilburg"]
-SEGMENTS = [
-    ("PID", "patient identification", "PID-3", "patient identifier list", "MRN"),
-    ("PV1", "patient visit", "PV1-2", "patient class", "encounter class"),
-    ("OBR", "observation request", "OBR-4", "universal service identifier", "ordered test code"),
-    ("OBX", "observation result", "OBX-3", "observation identifier", "LOINC code"),
-    ("ORC", "common order", "ORC-1", "order control", "order action"),
-    ("DG1", "diagnosis", "DG1-3", "diagnosis code", "ICD-10-CM code"),
-    ("AL1", "patient allergy", "AL1-3", "allergen code", "allergen concept"),
-    ("RXE", "pharmacy encoded order", "RXE-2", "give code", "RxNorm code"),
-    ("NK1", "next of kin", "NK1-3", "relationship", "relationship code"),
-    ("MSH", "message header", "MSH-9", "message type", "trigger event"),
-]
-TEAMS = ["payments", "finance platform", "fleet", "warehouse systems", "web", "supply chain", "customer ops",
-         "mobile", "commercial", "clinical integrations", "security", "data platform"]
+SEED = 20261127
+rng = random.Random(SEED)
 
 
 def sentences_doc(doc_id: str, title: str, sentences: list[str], topic: str) -> dict:
@@ -50,6 +25,7 @@ def sentences_doc(doc_id: str, title: str, sentences: list[str], topic: str) -> 
 
 
 def build():
+    rng.seed(SEED)  # the same files on every call, not only the first in a process
     docs, queries, evidence, qrels = [], [], [], []
 
     def ask(qid: str, text: str, doc: dict, sentence: int | None, slice_: str) -> None:
@@ -392,27 +368,3 @@ def build():
     ask("pol-7", "Do I need a special laptop to travel to an embargoed country?", by_id["policy-travel-laptops"], 1, "policy")
     ask("pol-na-1", "Which airline should I book for business travel?", by_id["policy-travel-laptops"], None, "policy")
     return docs, queries, qrels, evidence
-
-
-def main(out: Path) -> None:
-    docs, queries, qrels, evidence = build()
-    (out / "qrels").mkdir(parents=True, exist_ok=True)
-    with open(out / "corpus.jsonl", "w", encoding="utf-8") as handle:
-        for d in docs:
-            handle.write(json.dumps({k: d[k] for k in ("_id", "title", "text", "sentences")}, ensure_ascii=False) + "\n")
-    with open(out / "queries.jsonl", "w", encoding="utf-8") as handle:
-        for q in queries:
-            handle.write(json.dumps(q, ensure_ascii=False) + "\n")
-    with open(out / "qrels" / "all.tsv", "w", encoding="utf-8") as handle:
-        handle.write("query-id\tcorpus-id\tscore\n")
-        for qid, did, score in qrels:
-            handle.write(f"{qid}\t{did}\t{score}\n")
-    with open(out / "evidence.jsonl", "w", encoding="utf-8") as handle:
-        for e in evidence:
-            handle.write(json.dumps(e) + "\n")
-    unanswerable = len(queries) - len({e["query_id"] for e in evidence})
-    print(f"{len(docs)} passages, {len(queries)} queries ({unanswerable} without evidence), {len(evidence)} evidence rows")
-
-
-if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "domret_pipeline/sample_data/handbook"))

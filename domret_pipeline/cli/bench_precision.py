@@ -1,7 +1,7 @@
 """Inference precision on a materialized run: encoding throughput and retrieval quality of each
 path, and the reranker's served latency at top-k per precision and token limit.
 
-    DOMRET_HOME=.domret/scifact python scripts/bench_precision.py --refs .domret/scifact/refs
+    DOMRET_HOME=.domret/scifact domret bench precision --refs .domret/scifact/refs
 
 Encoding: the whole corpus's chunks are encoded by plain sentence-transformers fp32 (the
 reference) and by each precision path of the project (``core.precision``), in one process,
@@ -23,53 +23,33 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .common import artifact_dir, labels_and_chunks, offline
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--refs", required=True, help="a run's reference folder (e.g. .domret/scifact/refs)")
-    parser.add_argument("--precisions", default="bf16,int8", help="paths compared with plain sentence-transformers fp32")
-    parser.add_argument("--rerank-precisions", default="fp32,bf16,int8")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--reranker", default=None, help="a merged cross-encoder folder (default: base + fresh head)")
-    parser.add_argument("--rerank-candidates", type=int, default=20)
-    parser.add_argument("--rerank-lengths", default="256,128")
-    parser.add_argument("--latency-queries", type=int, default=60)
-    parser.add_argument("--skip-encoding", action="store_true", help="skip the whole-corpus quality pass")
-    parser.add_argument("--skip-rerank", action="store_true")
-    parser.add_argument("--throughput-sample", type=int, default=0,
-                        help="also time every path on this many chunks, interleaved over --rounds rounds (robust ratios)")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+def cmd_bench_precision(args: argparse.Namespace) -> int:
+    offline()
     import numpy as np
     import torch
 
-    from domret_pipeline.core.artifacts import ArtifactRef, read_json
-    from domret_pipeline.core.chunking import passage_text
-    from domret_pipeline.core.dense_index import DenseIndex, build_index
-    from domret_pipeline.core.encoder import encode, load_encoder
-    from domret_pipeline.core.labels import LabeledQueries
-    from domret_pipeline.core.latency import time_pipeline
-    from domret_pipeline.core.metrics import evaluate_run, mean_metrics
-    from domret_pipeline.core.precision_choice import cosine_rows
-    from domret_pipeline.core.reranker import load_cross_encoder, load_reranker
-    from domret_pipeline.core.retrieval import aggregate_max
-    from domret_pipeline.core.search import SearchPipeline, ServingConfig
-    from domret_pipeline.core.serialization import read_chunks
+    from ..core.artifacts import read_json
+    from ..core.chunking import passage_text
+    from ..core.dense_index import DenseIndex, build_index, open_with_encoder
+    from ..core.encoder import encode, load_encoder
+    from ..core.latency import time_pipeline
+    from ..core.metrics import evaluate_run, mean_metrics
+    from ..core.precision_choice import cosine_rows
+    from ..core.reranker import load_cross_encoder, load_reranker
+    from ..core.retrieval import aggregate_max
+    from ..core.search import SearchPipeline, ServingConfig
 
     refs = Path(args.refs)
-
-    def ref(name: str) -> Path:
-        return ArtifactRef.from_json((refs / f"{name}.json").read_text()).verify()
-
-    manifest = read_json(ref("base_faiss_index") / "manifest.json")
-    chunks = read_chunks(ref("corpus_chunks") / "chunks.jsonl")
-    labels = LabeledQueries.load(ref("labeled_queries"))
+    base_index_dir = artifact_dir(refs, "base_faiss_index")
+    manifest = read_json(base_index_dir / "manifest.json")
+    labels, chunks = labels_and_chunks(refs)
     texts = [passage_text(c, manifest.get("with_title", True)) for c in chunks]
     chunk_ids = [c.chunk_id for c in chunks]
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
@@ -77,7 +57,7 @@ def main() -> int:
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {len(texts)} chunks, batch {args.batch_size}, "
           f"max_seq_length {max_len}")
-    print("command: python scripts/bench_precision.py " + " ".join(sys.argv[1:]))
+    print(f"command: {args.command_line}")
 
     def scores_for(vectors, model, split):
         qids = labels.ids(split)
@@ -152,8 +132,7 @@ def main() -> int:
         return 0
 
     # Reranking latency through the served pipeline, over the base index.
-    index = DenseIndex.load(ref("base_faiss_index"))
-    encoder = load_encoder(path, max_len, precision=manifest.get("precision", "fp32"))
+    index, encoder, _ = open_with_encoder(base_index_dir)
     qids = labels.ids("test")[: args.latency_queries]
     queries = [labels.queries[q] for q in qids]
     print(f"\nrerank latency: dense+rerank@{args.rerank_candidates}, {len(queries)} test queries one at a time, "
@@ -183,5 +162,21 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+def add_precision_parser(kinds) -> argparse.ArgumentParser:
+    p = kinds.add_parser("precision", help="throughput, quality and reranking latency of each inference precision")
+    p.add_argument("--refs", required=True, help="a run's reference folder (e.g. .domret/scifact/refs)")
+    p.add_argument("--precisions", default="bf16,int8", help="paths compared with plain sentence-transformers fp32")
+    p.add_argument("--rerank-precisions", default="fp32,bf16,int8")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--reranker", default=None, help="a merged cross-encoder folder (default: base + fresh head)")
+    p.add_argument("--rerank-candidates", type=int, default=20)
+    p.add_argument("--rerank-lengths", default="256,128")
+    p.add_argument("--latency-queries", type=int, default=60)
+    p.add_argument("--skip-encoding", action="store_true", help="skip the whole-corpus quality pass")
+    p.add_argument("--skip-rerank", action="store_true")
+    p.add_argument("--throughput-sample", type=int, default=0,
+                        help="also time every path on this many chunks, interleaved over --rounds rounds (robust ratios)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(func=cmd_bench_precision)
+    return p
