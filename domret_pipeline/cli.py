@@ -30,8 +30,9 @@ def _ensure_dagster_home() -> None:
 def _latest_report_dir() -> Path:
     from .core.artifacts import ArtifactRef
 
-    home = os.environ.get("DOMRET_HOME", ".domret")
-    ref_path = Path(home) / "refs" / "evaluation_report.json"
+    from .locations import home
+
+    ref_path = home() / "refs" / "evaluation_report.json"
     if not ref_path.is_file():
         sys.exit(f"domret: no evaluation report yet ({ref_path} is missing): run `domret run` first")
     return ArtifactRef.from_json(ref_path.read_text(encoding="utf-8")).verify()
@@ -226,8 +227,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _feedback_store(args):
     from .core.feedback import FeedbackStore
 
-    home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
-    store = FeedbackStore(args.url or os.environ.get("DOMRET_FEEDBACK_URL") or f"sqlite:///{home}/feedback.db")
+    from .locations import feedback_url
+
+    store = FeedbackStore(feedback_url(args.home, args.url))
     store.migrate()
     return store
 
@@ -235,12 +237,12 @@ def _feedback_store(args):
 def cmd_feedback(args: argparse.Namespace) -> int:
     from .core.errors import InputDataError, RowIssue
     from .core.feedback import FeedbackLabel
+    from .locations import home
 
     if args.action == "queue":
         from .core.artifacts import ArtifactRef
 
-        home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
-        ref_path = home / "refs" / "labeling_queue.json"
+        ref_path = home(args.home) / "refs" / "labeling_queue.json"
         if not ref_path.is_file():
             print(f"domret: no labeling queue yet ({ref_path} is missing): run `domret run` first", file=sys.stderr)
             return 1
@@ -257,10 +259,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return 0
     from .core.feedback_files import COMMAND_LINE, check_label, known_ids, read_feedback
 
-    home = Path(args.home or os.environ.get("DOMRET_HOME", ".domret"))
     # Ids are checked against the latest published corpus and labels; before any run there
     # is nothing to check them against, and the user is told so.
-    known = known_ids(os.environ.get("DOMRET_REFS_DIR") or home / "refs")
+    known = known_ids(os.environ.get("DOMRET_REFS_DIR") or home(args.home) / "refs")
     quarantined = []
     if args.action == "import":
         try:
