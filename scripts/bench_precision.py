@@ -50,7 +50,7 @@ def main() -> int:
     import torch
 
     from domret_pipeline.core.artifacts import ArtifactRef, read_json
-    from domret_pipeline.core.chunking import passage_text
+    from domret_pipeline.core.chunking import passage_text, recorded_with_title
     from domret_pipeline.core.dense_index import DenseIndex, build_index
     from domret_pipeline.core.encoder import encode, load_encoder
     from domret_pipeline.core.labels import LabeledQueries
@@ -70,7 +70,7 @@ def main() -> int:
     manifest = read_json(ref("base_faiss_index") / "manifest.json")
     chunks = read_chunks(ref("corpus_chunks") / "chunks.jsonl")
     labels = LabeledQueries.load(ref("labeled_queries"))
-    texts = [passage_text(c, manifest.get("with_title", True)) for c in chunks]
+    texts = [passage_text(c, recorded_with_title(manifest)) for c in chunks]
     chunk_ids = [c.chunk_id for c in chunks]
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     path, max_len = manifest["encoder_path"], manifest["max_seq_length"]
@@ -173,7 +173,7 @@ def main() -> int:
             config = ServingConfig("dense", True, args.rerank_candidates, None, rerank_precision=precision,
                                    rerank_max_length=length)
             pipeline = SearchPipeline(chunks, index, encoder, config, reranker=reranker,
-                                      with_title=manifest.get("with_title", True))
+                                      with_title=recorded_with_title(manifest))
             pipeline.search(queries[:1])
             stages = time_pipeline(pipeline, queries)
             r, t = stages["rerank"], stages["total"]

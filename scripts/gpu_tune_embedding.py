@@ -115,7 +115,9 @@ def prepare(args) -> int:
     from domret_pipeline.core.dense_index import DenseIndex
     from domret_pipeline.core.encoder import encode, load_encoder
     from domret_pipeline.core.labels import LabeledQueries
-    from domret_pipeline.core.mining import MiningSettings, mine
+    from domret_pipeline.config import FineTuneConfig, MiningConfig
+    from domret_pipeline.core.chunking import recorded_with_title
+    from domret_pipeline.core.mining import mine
     from domret_pipeline.core.positives import positive_chunks
     from domret_pipeline.core.serialization import read_chunks
     from domret_pipeline.core.training_data import build_dev_set, build_training_rows
@@ -146,18 +148,23 @@ def prepare(args) -> int:
     positives = positive_chunks(train_qrels, chunks, [e for e in labels.evidence if e.query_id in train_qrels], score)
     variants = {}
     for name, k, lo, hi, ratio in MINING_VARIANTS:
-        settings = MiningSettings(range_min=lo, range_max=hi, max_positive_ratio=ratio, num_negatives=k, fill_random=True)
+        settings = MiningConfig(range_min=lo, range_max=hi, max_positive_ratio=ratio, num_negatives=k, fill_random=True).settings()
         mined = mine(train_ids, qvec[: len(train_ids)], index.chunk_ids, vectors, chunk_to_doc, train_qrels, positives, settings)
-        rows = build_training_rows(mined, labels.queries, by_id)
+        rows = build_training_rows(mined, labels.queries, by_id, recorded_with_title(manifest))
         variants[name] = {"num_negatives": k, "settings": settings.__dict__, "removed": dict(mined.removed), "rows": rows}
         print(f"mining {name}: {len(rows)} rows, removed {dict(mined.removed)}")
-    # The graph's defaults for the dev task evaluated after every epoch (FineTuneConfig).
-    dev = build_dev_set(labels, "dev", chunks, vectors, qvec_by_id, candidates_per_query=10, random_chunks=500)
+    # The graph's defaults for the dev task evaluated after every epoch.
+    defaults = FineTuneConfig()
+    dev = build_dev_set(labels, "dev", chunks, vectors, qvec_by_id, defaults.dev_candidates_per_query,
+                        defaults.dev_random_chunks, with_title=recorded_with_title(manifest))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     payload = {"created": _now(), "base_encoder": manifest["encoder"], "base_faiss_index": index_dir.name,
                "dev": {"queries": dev.queries, "corpus": dev.corpus, "relevant": {q: sorted(r) for q, r in dev.relevant.items()}},
-               "variants": variants}
+               "variants": variants,
+               # The graph's training defaults travel with the data: the GPU machine has no
+               # Dagster, so it cannot read FineTuneConfig, their one definition.
+               "training_defaults": defaults.settings().as_dict()}
     with gzip.open(work / "data.json.gz", "wt", encoding="utf-8") as f:
         json.dump(payload, f)
     base = work / "base"
@@ -267,13 +274,13 @@ def run(args) -> int:
             print(f"skip {trial['name']}: {elapsed:.0f}s spent, ~{estimate:.0f}s needed, budget {args.budget_s}s", flush=True)
             results["trials"].append({"name": trial["name"], "skipped": "time budget"})
             continue
-        settings = TrainingSettings(
-            epochs=epochs, learning_rate=trial["learning_rate"], batch_size=trial["batch_size"],
-            early_stopping_patience=trial.get("early_stopping_patience", DEFAULT_PATIENCE),
-            loss_directions=trial.get("loss_directions", ["query_to_doc"]), seed=trial.get("seed", 42),
-            max_seq_length=256, device=args.device, freeze_layers=trial.get("freeze_layers", 0),
-            train_precision=trial.get("train_precision", "fp32"),
-        )
+        settings = TrainingSettings(**{
+            **data["training_defaults"],
+            **{k: trial[k] for k in ("loss_directions", "seed", "freeze_layers", "train_precision") if k in trial},
+            "epochs": epochs, "learning_rate": trial["learning_rate"], "batch_size": trial["batch_size"],
+            "early_stopping_patience": trial.get("early_stopping_patience", DEFAULT_PATIENCE),
+            "max_seq_length": 256, "device": args.device,
+        })
         try:
             outcome = train_encoder(str(base), rows, variant["num_negatives"], dev, settings, scratch / trial["name"])
         except Exception as error:  # one failed trial (say, out of memory) must not lose the others

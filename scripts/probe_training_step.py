@@ -35,7 +35,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from domret_pipeline.core.encoder import resolve_model_path
-    from domret_pipeline.core.training import DevSet, TrainingSettings, train_encoder
+    from domret_pipeline.config import FineTuneConfig
+    from domret_pipeline.core.training import DevSet, train_encoder
 
     with gzip.open(Path(args.work) / "data.json.gz", "rt", encoding="utf-8") as f:
         data = json.load(f)
@@ -44,8 +45,8 @@ def main() -> int:
     queries = dict(list(data["dev"]["queries"].items())[:3])
     corpus = dict(list(data["dev"]["corpus"].items())[:30])
     dev = DevSet(queries, corpus, {q: {next(iter(corpus))} for q in queries})
-    settings = TrainingSettings(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length,
-                                freeze_layers=args.freeze_layers, train_precision=args.train_precision)
+    settings = FineTuneConfig(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length,
+                              freeze_layers=args.freeze_layers, train_precision=args.train_precision).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(resolve_model_path(args.model), rows, variant["num_negatives"], dev, settings, Path(work))
     print(json.dumps({

@@ -47,10 +47,12 @@ def main() -> int:
     from domret_pipeline.core.dense_index import DenseIndex
     from domret_pipeline.core.encoder import encode, load_encoder
     from domret_pipeline.core.labels import LabeledQueries
-    from domret_pipeline.core.mining import MiningSettings, mine
+    from domret_pipeline.config import FineTuneConfig, MiningConfig
+    from domret_pipeline.core.chunking import recorded_with_title
+    from domret_pipeline.core.mining import mine
     from domret_pipeline.core.positives import positive_chunks
     from domret_pipeline.core.serialization import read_chunks
-    from domret_pipeline.core.training import TrainingSettings, train_encoder
+    from domret_pipeline.core.training import train_encoder
     from domret_pipeline.core.training_data import build_dev_set, build_training_rows
 
     refs = Path(args.index_ref).parent
@@ -76,16 +78,18 @@ def main() -> int:
     started = time.perf_counter()
     train_qrels = labels.qrels_for("train")
     positives = positive_chunks(train_qrels, chunks, [e for e in labels.evidence if e.query_id in train_qrels], score)
-    settings = MiningSettings(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
-                              num_negatives=args.num_negatives, fill_random=args.fill_random)
+    settings = MiningConfig(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
+                            num_negatives=args.num_negatives, fill_random=args.fill_random).settings()
     mined = mine(train_ids, qvec[: len(train_ids)], index.chunk_ids, vectors, chunk_to_doc, train_qrels, positives, settings)
-    rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks})
-    dev = build_dev_set(labels, "dev", chunks, vectors, qvec_by_id, candidates_per_query=args.dev_candidates)
+    with_title = recorded_with_title(manifest)
+    rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
+    dev = build_dev_set(labels, "dev", chunks, vectors, qvec_by_id, args.dev_candidates, FineTuneConfig().dev_random_chunks,
+                        with_title=with_title)
     mining_s = time.perf_counter() - started
-    training = TrainingSettings(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
-                                lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
-                                early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
-                                train_precision=args.train_precision, seed=args.seed)
+    training = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
+                              lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
+                              early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
+                              train_precision=args.train_precision, seed=args.seed).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(manifest["encoder_path"], rows, args.num_negatives, dev, training, Path(work))
     result = {

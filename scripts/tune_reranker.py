@@ -44,7 +44,9 @@ def main() -> int:
     from domret_pipeline.core.bm25 import BM25Index
     from domret_pipeline.core.dense_index import open_with_encoder
     from domret_pipeline.core.labels import LabeledQueries
-    from domret_pipeline.core.reranker import RerankerSettings, save_adapter_and_merged, train_reranker
+    from domret_pipeline.config import RerankerConfig
+    from domret_pipeline.core.chunking import recorded_with_title
+    from domret_pipeline.core.reranker import save_adapter_and_merged, train_reranker
     from domret_pipeline.core.reranker_data import prepare
     from domret_pipeline.core.serialization import read_chunks
     from domret_pipeline.core.serving import select_on_dev
@@ -57,12 +59,12 @@ def main() -> int:
     labels = LabeledQueries.load(ref("labeled_queries"))
     chunks = read_chunks(ref("corpus_chunks") / "chunks.jsonl")
     index, encoder, manifest = open_with_encoder(ref("faiss_index"))
-    with_title = bool(manifest.get("with_title", True))
+    with_title = recorded_with_title(manifest)
     examples, dev, mined = prepare(labels, chunks, index, encoder, args.candidates, args.num_negatives, None, with_title)
-    settings = RerankerSettings(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
-                                in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,
-                                batch_size=args.batch_size, early_stopping_patience=args.patience, lora_r=args.lora_r,
-                                lora_alpha=2 * args.lora_r)
+    settings = RerankerConfig(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
+                              in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,
+                              batch_size=args.batch_size, early_stopping_patience=args.patience, lora_r=args.lora_r,
+                              lora_alpha=2 * args.lora_r).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_reranker(args.base_model, examples, dev, settings, Path(work))
     if args.save:

@@ -11,10 +11,11 @@ from .training import DevSet
 
 
 def build_training_rows(
-    mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk], with_title: bool = True
+    mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk], with_title: bool
 ) -> list[tuple[str, str, list[str]]]:
     """One row per (query, positive chunk) with the query's negatives; queries without any
-    negative are left out (they are counted in the mining metadata)."""
+    negative are left out (they are counted in the mining metadata). ``with_title``: render
+    passages as the index the model will serve does (the base index's manifest says how)."""
     rows = []
     for item in mined.queries:
         negatives = [passage_text(chunks_by_id[n["chunk_id"]], with_title) for n in item.negatives]
@@ -31,10 +32,11 @@ def build_dev_set(
     chunks: list[Chunk],
     chunk_vectors: np.ndarray,
     query_vectors: dict[str, np.ndarray],
-    candidates_per_query: int = 20,
-    random_chunks: int = 500,
+    candidates_per_query: int,
+    random_chunks: int,
     seed: int = 0,
-    with_title: bool = True,
+    *,
+    with_title: bool,
 ) -> DevSet:
     """A dev retrieval task small enough to evaluate after every epoch on CPU.
 
