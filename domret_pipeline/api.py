@@ -13,9 +13,9 @@ with. Every referenced artifact is re-hashed before it is used.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from . import locations
 from .core.artifacts import ArtifactRef
 from .core.search import SearchPipeline
 
@@ -28,8 +28,7 @@ def default_registry(home: str | Path | None = None):
     """The registry of the local MLflow store under DOMRET_HOME (or MLFLOW_TRACKING_URI)."""
     from .registry import Registry
 
-    home = Path(home or os.environ.get("DOMRET_HOME", ".domret"))
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home}/mlflow.db"
+    uri = locations.tracking_uri(home)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
     return Registry(uri)
@@ -38,7 +37,7 @@ def default_registry(home: str | Path | None = None):
 def serving_ref(home: str | Path | None = None, run_id: str | None = None, latest: bool = False) -> ArtifactRef:
     """The bundle to serve: a named run's (published or not), else the registry's champion,
     else (or with ``latest``) the latest published one."""
-    home = Path(home or os.environ.get("DOMRET_HOME", ".domret"))
+    home = locations.home(home)
     if not run_id and not latest:
         registry = default_registry(home)
         champion = registry.champion() if registry else None

@@ -1,17 +1,43 @@
 """Run configuration of the assets (editable in the Dagster Launchpad).
 
 Defaults point at the bundled sample handbook, so the graph runs with no configuration.
+
+These classes are the one definition of every knob and its default. The core takes plain
+dataclasses (``TrainingSettings``, ``RerankerSettings``, ``MiningSettings``, ``AnswerSettings``)
+that hold no default for a knob defined here: :func:`derive` fills them from a config, and
+``test_settings`` pins that each of their fields has exactly one default source.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import dagster as dg
 from pydantic import Field
 
+if TYPE_CHECKING:
+    from .core.answering import AnswerSettings
+    from .core.mining import MiningSettings
+    from .core.reranker import RerankerSettings
+    from .core.training import TrainingSettings
+
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "handbook"
+
+
+def derive(config: dg.Config, settings_cls, prefix: str = "", **core_only):
+    """A core settings dataclass filled from ``config``: each of its fields named
+    ``prefix + name`` in the config takes the config's value; ``core_only`` may set fields the
+    config does not define (which keep their core default otherwise). Setting a config knob
+    through ``core_only`` is refused: it would be a second source."""
+    knobs = {f.name for f in dataclasses.fields(settings_cls) if prefix + f.name in type(config).model_fields}
+    clash = knobs & set(core_only)
+    if clash:
+        raise TypeError(f"{sorted(clash)} are {type(config).__name__} knobs: set them on the config")
+    # Deep copies: the dataclass must not share a list with the (frozen) config.
+    return settings_cls(**{n: copy.deepcopy(getattr(config, prefix + n)) for n in knobs}, **core_only)
 
 
 class CorpusConfig(dg.Config):
@@ -57,12 +83,11 @@ class LabelsConfig(dg.Config):
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
 
 
-class IndexConfig(dg.Config):
+class _DenseIndexConfig(dg.Config):
     exact_max_vectors: int = Field(default=50_000, description="Up to this many chunks the index is exact (flat).")
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
-    with_title: bool = Field(default=True, description="Encode each chunk with its document title in front.")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto",
         description="Inference precision of the encoder: auto serves the fastest path that loses at most "
@@ -74,6 +99,24 @@ class IndexConfig(dg.Config):
     )
     use_embedding_cache: bool = Field(
         default=True, description="Read and extend the embedding cache (encoder hash, precision, text): encode only new chunks.",
+    )
+
+
+class IndexConfig(_DenseIndexConfig):
+    """``base_faiss_index``. Its ``with_title`` is the run's one source of how a passage is
+    rendered: its manifest records it, and the training rows, the dev sets, the tuned index,
+    the reranker and the serving bundle all take it from there."""
+
+    with_title: bool = Field(default=True, description="Encode each chunk with its document title in front.")
+
+
+class TunedIndexConfig(_DenseIndexConfig):
+    """``faiss_index``: as the base index, except that passages are rendered as the base index
+    rendered them (the checkpoint was trained on those texts)."""
+
+    with_title: Optional[bool] = Field(
+        default=None, description="Leave unset: the base index's with_title (the checkpoint was trained on those texts). "
+        "A value that disagrees with it is an error.",
     )
 
 
@@ -141,6 +184,11 @@ class MiningConfig(dg.Config):
     )
     cross_encoder_max_length: int = Field(default=256, description="Tokens of query + passage, for a folder / hub id.")
 
+    def settings(self, **core_only) -> MiningSettings:
+        from .core.mining import MiningSettings
+
+        return derive(self, MiningSettings, **core_only)
+
 
 class FineTuneConfig(dg.Config):
     epochs: int = 1
@@ -180,6 +228,11 @@ class FineTuneConfig(dg.Config):
     )
     dev_random_chunks: int = Field(default=500, description="Random chunks added to the dev corpus.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the checkpoint folder as MLflow artifacts.")
+
+    def settings(self, **core_only) -> TrainingSettings:
+        from .core.training import TrainingSettings
+
+        return derive(self, TrainingSettings, **core_only)
 
 
 class RerankerConfig(dg.Config):
@@ -227,6 +280,11 @@ class RerankerConfig(dg.Config):
     max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the adapter and the merged model to MLflow.")
 
+    def settings(self, **core_only) -> RerankerSettings:
+        from .core.reranker import RerankerSettings
+
+        return derive(self, RerankerSettings, **core_only)
+
 
 class ServingSelectionConfig(dg.Config):
     candidates: list[int] = Field(default=[20], description="Reranking depths tried on dev, e.g. [20, 50].")
@@ -257,3 +315,18 @@ class ServingSelectionConfig(dg.Config):
     )
     answer_passages: int = Field(default=3, description="Top passages whose sentences the answer step reads.")
     answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")
+
+    def answer_settings(self, **core_only) -> AnswerSettings:
+        from .core.answering import AnswerSettings
+
+        return derive(self, AnswerSettings, "answer_", **core_only)
+
+
+# Every core settings dataclass and the config that defines its knobs (with the prefix of their
+# names there): test_settings walks this list, and fails on a core ``*Settings`` missing from it.
+SETTINGS_SOURCES = [
+    (FineTuneConfig, "domret_pipeline.core.training:TrainingSettings", ""),
+    (RerankerConfig, "domret_pipeline.core.reranker:RerankerSettings", ""),
+    (MiningConfig, "domret_pipeline.core.mining:MiningSettings", ""),
+    (ServingSelectionConfig, "domret_pipeline.core.answering:AnswerSettings", "answer_"),
+]

@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from . import locations
 from .assets.common import ARTIFACT_IO
 from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
@@ -35,17 +36,17 @@ ASSETS = [
 
 
 def resources_for(env: str, home: str | None = None) -> dict:
-    home = home or os.environ.get("DOMRET_HOME", ".domret")
+    home = locations.home(home)
     if env == "local":
         return {
-            "artifacts": ArtifactStore(root=f"{home}/artifacts"),
+            "artifacts": ArtifactStore(root=locations.artifacts_root(home)),
             "mlflow": MlflowTracker(
-                tracking_uri=f"sqlite:///{home}/mlflow.db", artifact_location=f"{home}/mlflow-artifacts"
+                tracking_uri=locations.local_tracking_uri(home), artifact_location=locations.mlflow_artifacts(home)
             ),
             "embedding_model": EmbeddingModel(),
-            "feedback": FeedbackStoreResource(url=f"sqlite:///{home}/feedback.db",
+            "feedback": FeedbackStoreResource(url=locations.local_feedback_url(home),
                                               retrain_run_config=os.environ.get("DOMRET_RETRAIN_CONFIG", "")),
-            ARTIFACT_IO: ArtifactRefIOManager(base_dir=f"{home}/refs"),
+            ARTIFACT_IO: ArtifactRefIOManager(base_dir=locations.refs_dir(home)),
         }
     if env == "team":
         return {

@@ -192,13 +192,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"skip {trial['name']}: {elapsed:.0f}s spent, ~{estimate:.0f}s needed, budget {args.budget_s}s", flush=True)
             results["trials"].append({"name": trial["name"], "skipped": "time budget"})
             continue
-        settings = TrainingSettings(
-            epochs=epochs, learning_rate=trial["learning_rate"], batch_size=trial["batch_size"],
-            early_stopping_patience=trial.get("early_stopping_patience", DEFAULT_PATIENCE),
-            loss_directions=trial.get("loss_directions", ["query_to_doc"]), seed=trial.get("seed", 42),
-            max_seq_length=256, device=args.device, freeze_layers=trial.get("freeze_layers", 0),
-            train_precision=trial.get("train_precision", "fp32"),
-        )
+        settings = TrainingSettings(**{
+            **data["training_defaults"],
+            **{k: trial[k] for k in ("loss_directions", "seed", "freeze_layers", "train_precision") if k in trial},
+            "epochs": epochs, "learning_rate": trial["learning_rate"], "batch_size": trial["batch_size"],
+            "early_stopping_patience": trial.get("early_stopping_patience", DEFAULT_PATIENCE),
+            "max_seq_length": 256, "device": args.device,
+        })
         try:
             outcome = train_encoder(str(base), rows, variant["num_negatives"], dev, settings, scratch / trial["name"])
         except Exception as error:  # one failed trial (say, out of memory) must not lose the others

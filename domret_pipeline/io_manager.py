@@ -18,12 +18,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from . import locations
 from .core.artifacts import ArtifactRef
 from .publication import read_for_run, write_run_ref
 
 
 class ArtifactRefIOManager(dg.ConfigurableIOManager):
-    base_dir: str = ".domret/refs"
+    base_dir: str = locations.refs_dir(locations.DEFAULT_HOME)
     verify_on_load: bool = True
 
     def handle_output(self, context: dg.OutputContext, obj: ArtifactRef) -> None:

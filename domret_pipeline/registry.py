@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-MODEL_NAME = "domret_retrieval"
+from .locations import REGISTERED_MODEL
+
+MODEL_NAME = REGISTERED_MODEL  # one definition, in locations.py
 CHAMPION, PREVIOUS = "champion", "previous_champion"
 
 

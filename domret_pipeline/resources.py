@@ -8,13 +8,14 @@ from typing import Iterator
 
 import dagster as dg
 
+from . import locations
 from .core.encoder import PACKAGED_MINILM, set_offline
 
 
 class ArtifactStore(dg.ConfigurableResource):
     """Root folder of the content-addressed artifacts (``<root>/<asset>/<hash>``)."""
 
-    root: str = ".domret/artifacts"
+    root: str = locations.artifacts_root(locations.DEFAULT_HOME)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Runs in the process executing the run's steps (the CLI's, or a daemon run's worker):
@@ -109,12 +110,12 @@ class MlflowTracker(dg.ConfigurableResource):
     FAILED with the step (never left RUNNING), and its URL goes into the asset metadata.
     The default store is a local SQLite file; point ``tracking_uri`` at a server for teams."""
 
-    tracking_uri: str = "sqlite:///.domret/mlflow.db"
+    tracking_uri: str = locations.local_tracking_uri(locations.DEFAULT_HOME)
     experiment_name: str = "domret_pipeline"
-    artifact_location: str = ".domret/mlflow-artifacts"
+    artifact_location: str = locations.mlflow_artifacts(locations.DEFAULT_HOME)
     ui_url: str = "http://127.0.0.1:5000"
     enabled: bool = True
-    registered_model: str = "domret_retrieval"  # the registered model whose versions are serving bundles
+    registered_model: str = locations.REGISTERED_MODEL
 
     def _client(self):
         from mlflow.tracking import MlflowClient
@@ -177,7 +178,7 @@ class MlflowTracker(dg.ConfigurableResource):
 class FeedbackStoreResource(dg.ConfigurableResource):
     """The feedback database (any SQLAlchemy URL) and the sensor's retrain policy."""
 
-    url: str = "sqlite:///.domret/feedback.db"
+    url: str = locations.local_feedback_url(locations.DEFAULT_HOME)
     retrain_min_labels: int = 50
     retrain_run_config: str = ""  # a run config YAML merged into every retrain request (data paths, recipes)
 

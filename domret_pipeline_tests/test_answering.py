@@ -2,14 +2,21 @@
 
 import numpy as np
 
+from domret_pipeline.config import ServingSelectionConfig
 from domret_pipeline.core.answering import (
-    ABSTENTION_TEXT, AnswerSettings, calibrate_threshold, extractive_answer, threshold_curve,
+    ABSTENTION_TEXT, calibrate_threshold, extractive_answer, threshold_curve,
 )
 from domret_pipeline.core.documents import Document, split_sentences
 from domret_pipeline.core.search import SearchHit
 
+from .settings_helpers import settings_for
+
 TEXT = "The checkout-api SLO is 99.9%. Exceptions need the SRE lead. Pages go to on-call."
 DOCS = {"slo": Document("slo", TEXT, "SLO", split_sentences(TEXT))}
+
+
+def _settings(**values):
+    return settings_for(ServingSelectionConfig, "answer_settings", **values)
 
 
 def _hit(start=0, end=len(TEXT)):
@@ -23,14 +30,14 @@ def word_overlap(query, sentences):
 
 def test_answer_cites_the_best_sentences_as_spans():
     answer = extractive_answer("q", "who approves exceptions need", [_hit()], DOCS, word_overlap,
-                               AnswerSettings(max_sentences=1, threshold=1.0))
+                               _settings(answer_max_sentences=1, threshold=1.0))
     assert not answer.abstained
     assert [(s.text, s.citations) for s in answer.sentences] == [("Exceptions need the SRE lead.", [("slo", 1)])]
     assert answer.retrieved == ["slo#0"] and answer.evidence_score == 2.0
 
 
 def test_abstains_below_the_threshold():
-    answer = extractive_answer("q", "forklift battery bay", [_hit()], DOCS, word_overlap, AnswerSettings(threshold=1.0))
+    answer = extractive_answer("q", "forklift battery bay", [_hit()], DOCS, word_overlap, _settings(threshold=1.0))
     assert answer.abstained and answer.sentences[0].text == ABSTENTION_TEXT and answer.cited() == set()
     assert answer.evidence_score == 0.0
 
@@ -38,7 +45,7 @@ def test_abstains_below_the_threshold():
 def test_only_sentences_inside_the_chunk_are_candidates():
     second = TEXT.index("Exceptions")
     answer = extractive_answer("q", "exceptions SRE lead", [_hit(0, second - 1)], DOCS, word_overlap,
-                               AnswerSettings(threshold=1.0))
+                               _settings(threshold=1.0))
     assert answer.abstained  # the matching sentence is outside the retrieved span
 
 

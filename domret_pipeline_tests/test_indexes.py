@@ -1,5 +1,6 @@
 import numpy as np
 
+from domret_pipeline.config import BM25Config
 from domret_pipeline.core.bm25 import BM25Index
 from domret_pipeline.core.dense_index import DenseIndex, build_index, choose_index_type
 
@@ -37,7 +38,7 @@ def test_hnsw_index_recalls_nearest_neighbour():
 
 def test_bm25_ranks_matching_chunk_first_and_round_trips(tmp_path):
     texts = ["forklift speed limit in aisles", "HL7 OBX mapping to CUI", "SLO exception approval", "charging forklift batteries"]
-    index = BM25Index.build(texts, ["a", "b", "c", "d"])
+    index = BM25Index.build(texts, ["a", "b", "c", "d"], BM25Config().k1, BM25Config().b)
     index.save(tmp_path)
     loaded = BM25Index.load(tmp_path)
     hits = loaded.search(["forklifts speeds", "who approves SLO exceptions", "zzz unknownword"], 3)

@@ -3,11 +3,18 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from domret_pipeline.config import MiningConfig
 from domret_pipeline.core.chunking import Chunk
 from domret_pipeline.core.documents import Evidence
-from domret_pipeline.core.mining import MiningSettings, NoNegativesError, mine
+from domret_pipeline.core.mining import NoNegativesError, mine
 from domret_pipeline.core.positives import positive_chunks
 from domret_pipeline.core.significance import paired_test
+
+from .settings_helpers import settings_for
+
+
+def _mining(**values):
+    return settings_for(MiningConfig, **values)
 
 
 def _chunk(doc, i, first, last):
@@ -35,7 +42,7 @@ def _mine(settings, **kwargs):
 
 
 def test_mining_never_returns_a_labeled_positive():
-    result = _mine(MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=10))
+    result = _mine(_mining(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=10))
     negatives = [n["chunk_id"] for n in result.queries[0].negatives]
     assert "p#0" not in negatives and "r#0" not in negatives  # r is relevant too, not just the chosen positive
     assert negatives == ["n1#0", "n2#0", "n3#0", "n4#0", "n5#0"]
@@ -43,7 +50,7 @@ def test_mining_never_returns_a_labeled_positive():
 
 
 def test_mining_respects_the_rank_window():
-    result = _mine(MiningSettings(range_min=3, range_max=5, max_positive_ratio=1.0, num_negatives=10))
+    result = _mine(_mining(range_min=3, range_max=5, max_positive_ratio=1.0, num_negatives=10))
     assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n2#0", "n3#0"]  # ranks 3 and 4
     assert all(3 <= n["rank"] < 5 for n in result.queries[0].negatives)
     assert result.removed["dense_above_window"] == 3
@@ -51,13 +58,13 @@ def test_mining_respects_the_rank_window():
 
 def test_margin_drops_candidates_close_to_the_positive():
     # 0.95 * 0.9 = 0.855: n1 (0.87) is too close to the positive to trust as a negative
-    result = _mine(MiningSettings(range_min=0, range_max=7, max_positive_ratio=0.95, num_negatives=2))
+    result = _mine(_mining(range_min=0, range_max=7, max_positive_ratio=0.95, num_negatives=2))
     assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n2#0", "n3#0"]
     assert result.removed["margin"] == 1
 
 
 def test_confirmed_feedback_negatives_come_first_and_never_positives():
-    result = _mine(MiningSettings(range_min=0, range_max=7, num_negatives=2),
+    result = _mine(_mining(range_min=0, range_max=7, num_negatives=2),
                    confirmed_negatives={"q": ["n5#0", "r#0"]})
     negatives = result.queries[0].negatives
     assert [(n["chunk_id"], n["source"]) for n in negatives] == [("n5#0", "feedback"), ("n2#0", "dense")]
@@ -65,9 +72,9 @@ def test_confirmed_feedback_negatives_come_first_and_never_positives():
 
 def test_empty_result_is_a_clear_error():
     with pytest.raises(NoNegativesError, match="widen the window"):
-        _mine(MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.5, num_negatives=3))
+        _mine(_mining(range_min=0, range_max=3, max_positive_ratio=0.5, num_negatives=3))
     with pytest.raises(ValueError):
-        _mine(MiningSettings(range_min=5, range_max=5))
+        _mine(_mining(range_min=5, range_max=5))
 
 
 def test_random_fill_keeps_a_query_whose_candidates_all_failed():
@@ -75,7 +82,7 @@ def test_random_fill_keeps_a_query_whose_candidates_all_failed():
     q2 = np.array([[0.0, 1.0]], dtype=np.float32)  # scores sqrt(1 - s^2): n5 0.87, n4 0.80, n3 0.71, ...
     qrels = {**QRELS, "q2": {"n5": 1}}
     positives = {**POSITIVES, "q2": [("n5#0", "evidence")]}
-    settings = MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=1, fill_random=True)
+    settings = _mining(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=1, fill_random=True)
     result = mine(["q", "q2"], np.vstack([q, q2]), IDS, vectors, DOC, qrels, positives, settings)
     by_query = {m.query_id: m.negatives for m in result.queries}
     # q: its window holds p, r (relevant) and n1 (0.87 > 0.95 * 0.9): nothing survives, so one random filler
@@ -90,7 +97,7 @@ def test_random_fill_keeps_a_query_whose_candidates_all_failed():
 
 def test_bm25_candidates_are_filtered_by_the_same_rules():
     bm25 = [[("r#0", 9.0), ("n5#0", 8.0), ("n1#0", 7.0)]]
-    result = _mine(MiningSettings(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=5, use_bm25=True),
+    result = _mine(_mining(range_min=0, range_max=3, max_positive_ratio=0.95, num_negatives=5, use_bm25=True),
                    bm25_hits=bm25)
     negatives = {n["chunk_id"]: n["source"] for n in result.queries[0].negatives}
     assert negatives == {"n5#0": "bm25"}  # r is relevant, n1 fails the margin; dense window held only p, r, n1
@@ -153,8 +160,11 @@ def test_training_rows_pair_each_positive_with_the_query_negatives():
         MinedQuery("q1", [("a#0", 0.9, "evidence"), ("a#1", 0.8, "evidence")], [{"chunk_id": "n#0", "score": 0.5}]),
         MinedQuery("q2", [("a#0", 0.9, "evidence")], []),  # no negative: left out
     ], Counter(), ["q2"])
-    rows = build_training_rows(mined, {"q1": "first query", "q2": "second"}, chunks)
+    rows = build_training_rows(mined, {"q1": "first query", "q2": "second"}, chunks, with_title=True)
     assert rows == [("first query", "T\ntext a#0", ["T\ntext n#0"]), ("first query", "T\ntext a#1", ["T\ntext n#0"])]
+    # with_title off (the index encodes bare chunks): the rows train on the same bare texts
+    untitled = build_training_rows(mined, {"q1": "first query", "q2": "second"}, chunks, with_title=False)
+    assert untitled[0] == ("first query", "text a#0", ["text n#0"])
     dataset = training_rows(rows, num_negatives=2)
     assert dataset.column_names == ["anchor", "positive", "negative_1", "negative_2"]
     assert dataset[0]["negative_2"] == "T\ntext n#0"  # fixed width: the row repeats its own negative
@@ -169,8 +179,8 @@ def test_cross_encoder_check_drops_candidates_it_scores_above_the_positive():
         calls.append((qid, list(chunk_ids)))
         return [cross[c] for c in chunk_ids]
 
-    settings = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
-                              cross_encoder_candidates=3)
+    settings = _mining(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                       cross_encoder_candidates=3)
     result = _mine(settings, cross_scorer=scorer)
     # the positive is read first, then the 3 best survivors by dense score: n1, n2, n3
     assert calls == [("q", ["p#0", "n1#0", "n2#0", "n3#0"])]
@@ -180,17 +190,17 @@ def test_cross_encoder_check_drops_candidates_it_scores_above_the_positive():
     assert result.removed["cross_encoder"] == 1 and result.cross_checked == 3
 
     # a margin of 0.5 also drops n3 (1.9 > 2.0 - 0.5); n4, n5 were never checked, so never kept
-    strict = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
-                            cross_encoder_candidates=3, cross_encoder_margin=0.5)
+    strict = _mining(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                     cross_encoder_candidates=3, cross_encoder_margin=0.5)
     result = _mine(strict, cross_scorer=scorer)
     assert [n["chunk_id"] for n in result.queries[0].negatives] == ["n1#0"]
     assert result.removed["cross_encoder"] == 2
 
 
 def test_cross_encoder_check_that_leaves_nothing_is_a_clear_error():
-    settings = MiningSettings(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
-                              cross_encoder_candidates=5)
+    settings = _mining(range_min=0, range_max=7, max_positive_ratio=1.0, num_negatives=2,
+                       cross_encoder_candidates=5)
     with pytest.raises(NoNegativesError, match="cross_encoder"):
         _mine(settings, cross_scorer=lambda qid, ids: [0.0] + [1.0] * (len(ids) - 1))
     with pytest.raises(ValueError, match="cross_encoder_candidates"):
-        _mine(MiningSettings(cross_encoder_candidates=0), cross_scorer=lambda qid, ids: [0.0] * len(ids))
+        _mine(_mining(cross_encoder_candidates=0), cross_scorer=lambda qid, ids: [0.0] * len(ids))

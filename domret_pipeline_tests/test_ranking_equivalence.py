@@ -87,7 +87,7 @@ def test_the_labeling_queue_reads_the_served_results():
     pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker)
     documents = {c.doc_id: Document(c.doc_id, c.text, c.title, [(0, len(c.text))]) for c in chunks}
     opened = SimpleNamespace(pipeline=pipeline, chunks=chunks, scorer=lambda: (lambda q, s: [1.0] * len(s)))
-    rows = labeling_queue(opened, QUERIES, documents, 0.0, AnswerSettings(), top_k=10)
+    rows = labeling_queue(opened, QUERIES, documents, 0.0, AnswerSettings(3, 2), top_k=10)
     served = {q: [h.doc_id for h in r.hits[:5]] for q, r in zip(sorted(QUERIES), pipeline.search(
         [QUERIES[q] for q in sorted(QUERIES)], top_n=10))}
     assert {r["query_id"]: r["top_documents"] for r in rows} == served

@@ -1,12 +1,17 @@
 """The LoRA cross-encoder: what trains, what is saved, what is restored, and that it learns."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from domret_pipeline.config import RerankerConfig
 from domret_pipeline.core.reranker import (
     DevSample, RerankExample, RerankerSettings, attach_lora, count_parameters, load_adapter, load_cross_encoder,
     load_reranker, save_adapter_and_merged, score_pairs, train_reranker,
 )
+
+from .settings_helpers import settings_for
 
 PAIRS = ("forklift speed at Leeds", ["Forklifts at Leeds drive at most 8 km/h.", "OBX-3 carries the LOINC code.",
                                      "Exceptions need the SRE lead."])
@@ -15,7 +20,7 @@ PAIRS = ("forklift speed at Leeds", ["Forklifts at Leeds drive at most 8 km/h.",
 def _settings(**overrides) -> RerankerSettings:
     base = dict(max_length=32, lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=1, batch_size=4, logging_steps=1,
                 warmup_ratio=0.0)
-    return RerankerSettings(**{**base, **overrides})
+    return settings_for(RerankerConfig, **{**base, **overrides})
 
 
 def test_only_lora_weights_and_the_head_train(tiny_reranker_base):
@@ -96,8 +101,13 @@ def test_other_losses_train(tiny_reranker_base, tmp_path, loss):
 
 
 def test_unknown_loss_is_refused(tiny_reranker_base, tmp_path):
+    with pytest.raises(ValueError, match="loss"):  # the run config refuses it first
+        _settings(loss="hinge-ish")
+    # and the core refuses settings built around the config (a script, a test)
+    settings = dataclasses.replace(_settings(epochs=1), loss="hinge-ish")
+    dev = [DevSample(e.query, e.negatives + e.positives, e.positives) for e in EXAMPLES]
     with pytest.raises(ValueError, match="unknown reranker loss"):
-        _trained(tiny_reranker_base, tmp_path, loss="hinge-ish", epochs=1)
+        train_reranker(str(tiny_reranker_base), EXAMPLES, dev, settings, tmp_path / "work")
 
 
 def test_trained_reranker_fixes_what_the_bi_encoder_ranks_wrong(tiny_encoder, tiny_reranker_base, tmp_path):

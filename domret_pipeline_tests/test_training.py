@@ -2,8 +2,15 @@
 
 import numpy as np
 
+from domret_pipeline.config import FineTuneConfig
 from domret_pipeline.core.encoder import encode, load_encoder
-from domret_pipeline.core.training import DevSet, TrainingSettings, train_encoder
+from domret_pipeline.core.training import DevSet, train_encoder
+
+from .settings_helpers import settings_for
+
+
+def _training(**values):
+    return settings_for(FineTuneConfig, **values)
 
 ROWS = [
     ("forklift speed in aisles", "Forklifts drive at most 8 km/h in aisles.", ["OBX-3 maps to a CUI.", "SLO exceptions need approval."]),
@@ -20,8 +27,8 @@ DEV = DevSet(
 
 
 def test_training_lowers_the_loss_and_the_checkpoint_reloads_identically(tiny_encoder, tmp_path):
-    settings = TrainingSettings(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
-                                logging_steps=1, early_stopping_patience=100)
+    settings = _training(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                         logging_steps=1, early_stopping_patience=100)
     outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
     losses = [e["loss"] for e in outcome.loss_history]
     assert len(losses) == 8
@@ -37,8 +44,8 @@ def test_training_lowers_the_loss_and_the_checkpoint_reloads_identically(tiny_en
 
 
 def test_lora_trains_only_adapters_saves_them_apart_and_merges(tiny_encoder, tmp_path):
-    settings = TrainingSettings(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, lora=True, lora_r=4,
-                                lora_alpha=8, lora_target_modules=["query", "value"], early_stopping_patience=100)
+    settings = _training(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, lora=True, lora_r=4,
+                         lora_alpha=8, lora_target_modules=["query", "value"], early_stopping_patience=100)
     outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
     # 2 layers x (query, value) x (A: r x hidden + B: hidden x r) with hidden 32, r 4
     assert outcome.trainable_parameters == 2 * 2 * (4 * 32 + 32 * 4)
@@ -79,8 +86,8 @@ def test_symmetric_loss_directions_reach_the_loss_and_still_train(tiny_encoder, 
 
     monkeypatch.setattr(losses.MultipleNegativesRankingLoss, "__init__", spy)
     directions = ["query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc"]
-    settings = TrainingSettings(epochs=4, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
-                                logging_steps=1, early_stopping_patience=100, loss_directions=directions)
+    settings = _training(epochs=4, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                         logging_steps=1, early_stopping_patience=100, loss_directions=directions)
     outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
     assert seen == [tuple(directions)]
     losses_seen = [e["loss"] for e in outcome.loss_history]
@@ -91,7 +98,7 @@ def test_unknown_or_query_less_loss_directions_are_refused_before_training(tmp_p
     import pytest
 
     for bad in (["query_to_doc", "doc_to_passage"], ["doc_to_doc"]):
-        settings = TrainingSettings(loss_directions=bad)
+        settings = _training(loss_directions=bad)
         with pytest.raises(ValueError, match="loss_directions"):
             train_encoder("no-such-model", ROWS, 2, DEV, settings, tmp_path / "work")
 
@@ -104,8 +111,8 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tiny_encoder, tmp_pa
 
     if unavailable_reason("bf16"):
         pytest.skip(unavailable_reason("bf16"))
-    settings = TrainingSettings(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
-                                logging_steps=1, early_stopping_patience=100, train_precision="bf16")
+    settings = _training(epochs=8, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                         logging_steps=1, early_stopping_patience=100, train_precision="bf16")
     lines: list[str] = []
     outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work", progress_sink=lines.append)
     assert outcome.train_precision == "bf16"
@@ -123,8 +130,8 @@ def test_frozen_lower_layers_stay_fixed_while_the_top_trains(tiny_encoder, tmp_p
     from domret_pipeline.core.encoder import load_encoder as load
 
     before = {k: v.clone() for k, v in load(str(tiny_encoder), 32).state_dict().items()}
-    settings = TrainingSettings(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
-                                early_stopping_patience=100, freeze_layers=1)
+    settings = _training(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,
+                         early_stopping_patience=100, freeze_layers=1)
     outcome = train_encoder(str(tiny_encoder), ROWS, 2, DEV, settings, tmp_path / "work")
     after = outcome.model.state_dict()
     frozen = [k for k in after if ".embeddings." in k or ".layer.0." in k]
@@ -134,4 +141,4 @@ def test_frozen_lower_layers_stay_fixed_while_the_top_trains(tiny_encoder, tmp_p
     assert any(not torch.equal(after[k], before[k]) for k in trained)
     assert outcome.trainable_parameters < outcome.total_parameters
     with pytest.raises(ValueError, match="only 2 layers"):
-        train_encoder(str(tiny_encoder), ROWS, 2, DEV, TrainingSettings(freeze_layers=3, max_seq_length=32), tmp_path / "w2")
+        train_encoder(str(tiny_encoder), ROWS, 2, DEV, _training(freeze_layers=3, max_seq_length=32), tmp_path / "w2")

@@ -103,8 +103,7 @@ def evaluation_report(
         # End to end: the base model, the champion (when one is registered) and this run's
         # challenger, answering the same frozen queries with citations.
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
-        answer_cfg = serving.get("answer", {})
-        settings = AnswerSettings(answer_cfg.get("passages", 3), answer_cfg.get("max_sentences", 2))
+        settings = AnswerSettings.from_bundle(serving)
 
         generator = None
         if config.generator == "openai":
@@ -129,14 +128,14 @@ def evaluation_report(
             "base": EndToEndSystem("base", base_pipeline, documents, base_scorer,
                                    AnswerSettings(settings.passages, settings.max_sentences, base_threshold),
                                    "dense (base encoder)", generator),
-            "challenger": end_to_end("challenger", challenger, answer_cfg.get("threshold", float("-inf"))),
+            "challenger": end_to_end("challenger", challenger, settings.threshold),
         }
         registry = mlflow.registry()
         champion = registry.champion() if registry else None
         if champion is not None:
             ArtifactRef(champion.serving_config["path"], champion.serving_config["sha256"]).verify()
             opened = open_bundle(champion.serving_config["path"], load_all=True)
-            e2e["champion"] = end_to_end("champion", opened, opened.bundle.get("answer", {}).get("threshold", float("-inf")),
+            e2e["champion"] = end_to_end("champion", opened, AnswerSettings.from_bundle(opened.bundle).threshold,
                                          f"v{champion.version}: {opened.pipeline.config.label()}")
             inputs["champion_version"] = champion.version
             inputs["champion_serving_config"] = champion.serving_config["sha256"]

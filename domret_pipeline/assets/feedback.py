@@ -60,10 +60,8 @@ def labeling_queue(
                 qid = feedback_query_id(row)
                 if labels.splits.get(qid) != "test":
                     pool.setdefault(qid, row.query)
-        answer = opened.bundle.get("answer", {})
-        settings = AnswerSettings(answer.get("passages", 3), answer.get("max_sentences", 2))
-        rows = build_queue(opened, pool, opened.documents, answer.get("threshold", float("-inf")), settings,
-                           config.top_k)
+        settings = AnswerSettings.from_bundle(opened.bundle)
+        rows = build_queue(opened, pool, opened.documents, settings.threshold, settings, config.top_k)
         with atomic_artifact_dir(artifacts.path(), "labeling_queue") as pending:
             write_jsonl(pending.path / "queue.jsonl", rows)
             write_json(pending.path / "manifest.json", {"served_by": "champion" if champion else "this run",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..config import BM25Config, IndexConfig
+from ..config import BM25Config, IndexConfig, TunedIndexConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.chunking import passage_text
+from ..core.chunking import passage_text, recorded_with_title
 from ..core.serialization import read_chunks
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
@@ -27,8 +27,8 @@ UNIFORMITY_SAMPLE = 2000
 DATA_GATE = [dg.AssetDep("labeled_queries")]
 
 
-def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, encoder_path: str,
-                      encoder_fingerprint: str, max_seq_length: int, batch_size: int, decisions: Path):
+def _choose_precision(context, config: IndexConfig | TunedIndexConfig, with_title: bool, labels_path: str, chunks,
+                      encoder_path: str, encoder_fingerprint: str, max_seq_length: int, batch_size: int, decisions: Path):
     """The parity check of the encoder's precisions on the dev split (see core.precision_choice)."""
     from ..core.encoder import load_encoder
     from ..core.labels import LabeledQueries
@@ -42,7 +42,7 @@ def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, en
     if not qrels:
         context.log.warning("no dev queries: the encoder runs in fp32 without a parity check")
         return PrecisionChoice(config.precision, "fp32", "no dev queries to check a faster precision against fp32")
-    task = encoder_dev_task(labels.queries, qrels, chunks, config.with_title, config.parity_pool_chunks)
+    task = encoder_dev_task(labels.queries, qrels, chunks, with_title, config.parity_pool_chunks)
     # A decision measured before for the same encoder, dev task and settings on this CPU is
     # reused: re-measuring costs minutes, and timing noise could flip the choice, which would
     # change the index and miss the embedding cache for nothing.
@@ -69,7 +69,8 @@ def _choose_precision(context, config: IndexConfig, labels_path: str, chunks, en
 def _build_dense_index(
     context,
     tracked: TrackedRun,
-    config: IndexConfig,
+    config: IndexConfig | TunedIndexConfig,
+    with_title: bool,
     corpus_chunks: ArtifactRef,
     labeled_queries: ArtifactRef,
     encoder_name: str,
@@ -89,14 +90,15 @@ def _build_dense_index(
 
     chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
     index_type = choose_index_type(len(chunks), config.exact_max_vectors)
-    params = {**config.model_dump(), "encoder": encoder_name, "max_seq_length": max_seq_length, "index_type": index_type}
+    params = {**config.model_dump(), "with_title": with_title, "encoder": encoder_name, "max_seq_length": max_seq_length,
+              "index_type": index_type}
     tracked.log_params({**params, "corpus_chunks_sha256": corpus_chunks.sha256, **extra_manifest})
     fingerprint = model_fingerprint(encoder_path)
     started = time.perf_counter()
-    choice = _choose_precision(context, config, labeled_queries.path, chunks, encoder_path, fingerprint, max_seq_length,
-                               batch_size, artifacts.path() / "embedding_cache")
+    choice = _choose_precision(context, config, with_title, labeled_queries.path, chunks, encoder_path, fingerprint,
+                               max_seq_length, batch_size, artifacts.path() / "embedding_cache")
     parity_seconds = time.perf_counter() - started
-    texts = [passage_text(c, config.with_title) for c in chunks]
+    texts = [passage_text(c, with_title) for c in chunks]
 
     def encode_missing(missing: list[str]):
         # Loaded only when something is missing: a full cache hit needs no model (int8 exports one).
@@ -181,7 +183,7 @@ def base_faiss_index(
     set_offline(not embedding_model.allow_downloads)
     with mlflow.run(context, FAISS_VERSION) as tracked:
         return _build_dense_index(
-            context, tracked, config, corpus_chunks, labeled_queries, embedding_model.model_name_or_path,
+            context, tracked, config, config.with_title, corpus_chunks, labeled_queries, embedding_model.model_name_or_path,
             resolve_model_path(embedding_model.model_name_or_path), embedding_model.max_seq_length,
             embedding_model.batch_size, artifacts, "base_faiss_index", {"role": "base"},
         )
@@ -199,7 +201,7 @@ def base_faiss_index(
 )
 def faiss_index(
     context: dg.AssetExecutionContext,
-    config: IndexConfig,
+    config: TunedIndexConfig,
     corpus_chunks: ArtifactRef,
     labeled_queries: ArtifactRef,
     embedding_checkpoint: ArtifactRef,
@@ -213,9 +215,14 @@ def faiss_index(
     set_offline(True)
     card = read_json(f"{embedding_checkpoint.path}/card.json")
     base_vectors = all_vectors(DenseIndex.load(Path(base_faiss_index.path)))
+    with_title = recorded_with_title(read_json(f"{base_faiss_index.path}/manifest.json"))
+    if config.with_title is not None and config.with_title != with_title:
+        raise ValueError(f"faiss_index: with_title {config.with_title} disagrees with base_faiss_index's {with_title}, "
+                         "which the checkpoint was trained with: set with_title under base_faiss_index only")
     with mlflow.run(context, FAISS_VERSION) as tracked:
         return _build_dense_index(
-            context, tracked, config, corpus_chunks, labeled_queries, f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
+            context, tracked, config, with_title, corpus_chunks, labeled_queries,
+            f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
             f"{embedding_checkpoint.path}/model", card["training"]["max_seq_length"], 64, artifacts, "faiss_index",
             {"role": "tuned", "embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
             base_vectors=base_vectors,

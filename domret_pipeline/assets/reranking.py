@@ -7,6 +7,7 @@ import dagster as dg
 
 from ..config import RerankerConfig, ServingSelectionConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.chunking import recorded_with_title
 from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_documents
@@ -41,7 +42,7 @@ def reranker_adapter(
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import training_curves
     from ..core.encoder import set_offline
-    from ..core.reranker import RerankerSettings, save_adapter_and_merged, train_reranker
+    from ..core.reranker import save_adapter_and_merged, train_reranker
     from ..core.reranker_data import prepare
 
     set_offline(True)
@@ -52,10 +53,10 @@ def reranker_adapter(
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
-        with_title = bool(manifest.get("with_title", True))
+        with_title = recorded_with_title(manifest)
         examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
                                        config.max_positive_ratio, with_title)
-        settings = RerankerSettings(**{k: v for k, v in config.model_dump().items() if k in RerankerSettings.__dataclass_fields__})
+        settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
             outcome = train_reranker(config.base_model, examples, dev, settings, work, progress_sink=context.log.info)
@@ -151,7 +152,7 @@ def serving_config(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.answer_evaluation import ANSWER_SELECTION, answer_quality, calibrate_and_score
-    from ..core.answering import AnswerSettings, encoder_scorer, reranker_scorer
+    from ..core.answering import encoder_scorer, reranker_scorer
     from ..core.bm25 import BM25Index
     from ..core.dense_index import open_with_encoder
     from ..core.encoder import set_offline
@@ -167,6 +168,7 @@ def serving_config(
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
+        with_title = recorded_with_title(manifest)
         card = read_json(f"{reranker_adapter.path}/card.json")
         rerankers = _reranker_variants(config, card, Path(reranker_adapter.path) / "merged") if config.allow_rerank else {}
         qrels = labels.qrels_for("dev")
@@ -174,7 +176,7 @@ def serving_config(
         bm25 = BM25Index.load(Path(bm25_index.path))
         chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
                                        rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
-                                       bool(manifest.get("with_title", True)), config.latency_budget_ms,
+                                       with_title, config.latency_budget_ms,
                                        config.budget_queries, context.log.info, config.score_over_budget)
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
@@ -198,9 +200,8 @@ def serving_config(
         # both chosen on dev. The threshold maximises dev abstention accuracy; the scorer (the
         # bi-encoder, or the reranker when it is trained) maximises the dev answer quality:
         # the mean of citation precision, citation recall and abstention accuracy.
-        with_title = bool(manifest.get("with_title", True))
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
-        answer_settings = AnswerSettings(config.answer_passages, config.answer_max_sentences)
+        answer_settings = config.answer_settings()
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
         options = {"encoder": encoder_scorer(encoder)}
         if reranker is not None and config.answer_scorer != "encoder":
@@ -215,14 +216,14 @@ def serving_config(
         threshold = tried[scorer]["threshold"]
         dev_accuracy = tried[scorer]["dev"].get("abstention_accuracy", float("nan"))
         answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
-                  "passages": config.answer_passages, "max_sentences": config.answer_max_sentences,
+                  "passages": answer_settings.passages, "max_sentences": answer_settings.max_sentences,
                   "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {
                 "config": chosen.as_dict(), "label": chosen.label(),
                 "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
-                "with_title": bool(manifest.get("with_title", True)), "reranker_max_length": card["training"]["max_length"],
+                "with_title": with_title, "reranker_max_length": card["training"]["max_length"],
                 "latency_budget_ms": config.latency_budget_ms, "score_over_budget": config.score_over_budget,
                 "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,
             })

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ..config import FineTuneConfig, MiningConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
+from ..core.chunking import recorded_with_title
 from ..core.labels import LabeledQueries
 from ..core.report import markdown_table
 from ..core.serialization import read_chunks, read_jsonl, write_jsonl
@@ -92,12 +93,11 @@ def hard_negatives(
             for qid, ids in confirmed_negatives(store.rows(config.feedback_max_id), by_doc).items():
                 if qid in qrels:  # feedback on dev/test queries never trains
                     confirmed.setdefault(qid, []).extend(ids)
-        settings = MiningSettings(config.range_min, config.range_max, config.max_positive_ratio, config.num_negatives,
-                                  config.use_bm25, config.fill_random, cross_encoder_candidates=config.cross_encoder_candidates,
-                                  cross_encoder_margin=config.cross_encoder_margin)
+        settings = config.settings()
         cross_scorer, cross_checked_with = None, None
         if config.cross_encoder:
-            cross_scorer, cross_checked_with = _cross_scorer(config, champion_and_bundle, chunks, labels.queries)
+            cross_scorer, cross_checked_with = _cross_scorer(config, champion_and_bundle, chunks, labels.queries,
+                                                             recorded_with_title(manifest))
         result = split.mine(settings, bm25_hits, confirmed, cross_scorer)
 
         rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
@@ -166,8 +166,10 @@ def _champion_bundle(mlflow: MlflowTracker, corpus_chunks: ArtifactRef, purpose:
     return champion, bundle
 
 
-def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: dict):
-    """The cross-encoder of the false-negative check, and the record of which one it is."""
+def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: dict, with_title: bool):
+    """The cross-encoder of the false-negative check, and the record of which one it is. The
+    champion's reranker reads passages as its bundle rendered them; a given cross-encoder as
+    the mining index did (``with_title``)."""
     from ..core.chunking import passage_text
     from ..core.encoder import model_fingerprint, resolve_model_path
     from ..core.reranker import load_cross_encoder, load_reranker, score_pairs
@@ -178,12 +180,11 @@ def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: di
             raise ValueError(f"cross_encoder='champion' but champion v{champion.version} has no reranker")
         reranker = ArtifactRef(**bundle["artifacts"]["reranker_adapter"])
         model = load_reranker(reranker.verify() / "merged", bundle["reranker_max_length"])
-        with_title = bool(bundle.get("with_title", True))
+        with_title = recorded_with_title(bundle)
         record = {"source": "champion", "version": champion.version, "reranker_adapter": reranker.sha256}
     else:
         path = resolve_model_path(config.cross_encoder)
         model = load_cross_encoder(path, config.cross_encoder_max_length)
-        with_title = True
         record = {"source": config.cross_encoder,
                   "sha256": model_fingerprint(path) if Path(path).is_dir() else None}
     text = {c.chunk_id: passage_text(c, with_title) for c in chunks}
@@ -222,8 +223,8 @@ def embedding_checkpoint(
     from ..core.dense_index import open_with_encoder
     from ..core.diagnostics import training_curves
     from ..core.encoder import set_offline
-    from ..core.mining import MinedQuery, MiningResult
-    from ..core.training import TrainingSettings, train_encoder
+    from ..core.mining import MinedQuery, MiningResult, MiningSettings
+    from ..core.training import train_encoder
     from ..core.training_data import build_training_rows, dev_set_from_index
 
     set_offline(True)
@@ -239,16 +240,19 @@ def embedding_checkpoint(
              for r in read_jsonl(Path(hard_negatives.path) / "mined.jsonl")],
             Counter(mining_manifest["removed"]), mining_manifest["queries_without_negatives"],
         )
-        rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks})
+        index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
+        # Passages as the base index rendered them: the tuned index renders them the same way.
+        with_title = recorded_with_title(base_manifest)
+        rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
         if not rows:
             raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
-        index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
         dev = dev_set_from_index(labels, chunks, index, base_encoder, config.dev_candidates_per_query,
-                                 config.dev_random_chunks)
-        settings = TrainingSettings(**{k: v for k, v in config.model_dump().items() if k in TrainingSettings.__dataclass_fields__})
+                                 config.dev_random_chunks, with_title=with_title)
+        settings = config.settings()
+        num_negatives = MiningSettings.from_manifest(mining_manifest).num_negatives  # the rows' width
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"
-            outcome = train_encoder(base_manifest["encoder_path"], rows, int(mining_manifest["num_negatives"]), dev, settings, work,
+            outcome = train_encoder(base_manifest["encoder_path"], rows, num_negatives, dev, settings, work,
                                     progress_sink=context.log.info)
             outcome.model.save(str(pending.path / "model"))
             if outcome.adapter_dir:

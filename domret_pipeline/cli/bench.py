@@ -97,7 +97,8 @@ def cmd_bench_graph(args: argparse.Namespace) -> int:
 def cmd_bench_training_step(args: argparse.Namespace) -> int:
     offline()
     from ..core.encoder import resolve_model_path
-    from ..core.training import DevSet, TrainingSettings, train_encoder
+    from ..config import FineTuneConfig
+    from ..core.training import DevSet, train_encoder
     from ..gpu_trials import read_work
 
     data = read_work(Path(args.work))
@@ -106,8 +107,8 @@ def cmd_bench_training_step(args: argparse.Namespace) -> int:
     queries = dict(list(data["dev"]["queries"].items())[:3])
     corpus = dict(list(data["dev"]["corpus"].items())[:30])
     dev = DevSet(queries, corpus, {q: {next(iter(corpus))} for q in queries})
-    settings = TrainingSettings(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length,
-                                freeze_layers=args.freeze_layers, train_precision=args.train_precision)
+    settings = FineTuneConfig(epochs=1, batch_size=args.batch_size, loss=args.loss, max_seq_length=args.max_seq_length,
+                              freeze_layers=args.freeze_layers, train_precision=args.train_precision).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(resolve_model_path(args.model), rows, variant["num_negatives"], dev, settings, Path(work))
     print(json.dumps({

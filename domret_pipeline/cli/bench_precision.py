@@ -36,7 +36,7 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.artifacts import read_json
-    from ..core.chunking import passage_text
+    from ..core.chunking import passage_text, recorded_with_title
     from ..core.dense_index import DenseIndex, build_index, open_with_encoder
     from ..core.encoder import encode, load_encoder
     from ..core.latency import time_pipeline
@@ -50,7 +50,7 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
     base_index_dir = artifact_dir(refs, "base_faiss_index")
     manifest = read_json(base_index_dir / "manifest.json")
     labels, chunks = labels_and_chunks(refs)
-    texts = [passage_text(c, manifest.get("with_title", True)) for c in chunks]
+    texts = [passage_text(c, recorded_with_title(manifest)) for c in chunks]
     chunk_ids = [c.chunk_id for c in chunks]
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     path, max_len = manifest["encoder_path"], manifest["max_seq_length"]
@@ -152,7 +152,7 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
             config = ServingConfig("dense", True, args.rerank_candidates, None, rerank_precision=precision,
                                    rerank_max_length=length)
             pipeline = SearchPipeline(chunks, index, encoder, config, reranker=reranker,
-                                      with_title=manifest.get("with_title", True))
+                                      with_title=recorded_with_title(manifest))
             pipeline.search(queries[:1])
             stages = time_pipeline(pipeline, queries)
             r, t = stages["rerank"], stages["total"]

@@ -18,8 +18,10 @@ def ensure_dagster_home() -> None:
 
 
 def domret_home(args: argparse.Namespace | None = None) -> Path:
-    """``--home``, else ``$DOMRET_HOME``, else ``.domret``."""
-    return Path(getattr(args, "home", None) or os.environ.get("DOMRET_HOME", ".domret"))
+    """``--home``, else ``$DOMRET_HOME``, else ``.domret`` (:func:`..locations.home`)."""
+    from ..locations import home
+
+    return home(getattr(args, "home", None))
 
 
 def quiet() -> None:

@@ -53,14 +53,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _system_from_checkpoint(name, path, chunks, base, base_manifest):
     """The tuned side indexed with the base index's text (title or not), token limit and
     index type, read from its manifest, so only the encoder differs."""
-    from ..core.chunking import passage_text
+    from ..core.chunking import passage_text, recorded_with_title
     from ..core.dense_index import DenseIndex, build_index
     from ..core.encoder import encode, load_encoder, model_fingerprint
     from ..core.evaluation import DenseSystem
 
     encoder = load_encoder(path, base_manifest["max_seq_length"])
     started = time.perf_counter()
-    with_title = bool(base_manifest.get("with_title", True))
+    with_title = recorded_with_title(base_manifest)
     vectors = encode(encoder, [passage_text(c, with_title) for c in chunks])
     print(f"encoded {len(chunks)} chunks with {path} in {time.perf_counter() - started:.0f} s "
           f"(weights sha256 {model_fingerprint(path)[:16]})", file=sys.stderr)

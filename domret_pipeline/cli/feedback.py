@@ -13,8 +13,9 @@ from .common import domret_home
 def _feedback_store(args):
     from ..core.feedback import FeedbackStore
 
-    home = domret_home(args)
-    store = FeedbackStore(args.url or os.environ.get("DOMRET_FEEDBACK_URL") or f"sqlite:///{home}/feedback.db")
+    from ..locations import feedback_url
+
+    store = FeedbackStore(feedback_url(getattr(args, "home", None), args.url))
     store.migrate()
     return store
 

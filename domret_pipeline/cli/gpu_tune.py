@@ -39,8 +39,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     offline()
     from safetensors.torch import load_file, save_file
 
+    from ..config import FineTuneConfig, MiningConfig
+    from ..core.chunking import recorded_with_title
     from ..core.dense_index import open_with_encoder
-    from ..core.mining import MiningSettings
     from ..core.training_data import build_training_rows, dev_set_from_index, train_split
 
     config = gpu_trials.load_trials(args.trials)
@@ -52,18 +53,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     by_id = {c.chunk_id: c for c in chunks}
     variants = {}
     for name, variant in config["mining"].items():
-        settings = MiningSettings(**variant, fill_random=True)
+        settings = MiningConfig(**variant, fill_random=True).settings()
         mined = split.mine(settings)
-        rows = build_training_rows(mined, labels.queries, by_id)
+        rows = build_training_rows(mined, labels.queries, by_id, recorded_with_title(manifest))
         variants[name] = {"num_negatives": settings.num_negatives, "settings": settings.__dict__,
                           "removed": dict(mined.removed), "rows": rows}
         print(f"mining {name}: {len(rows)} rows, removed {dict(mined.removed)}")
-    dev = dev_set_from_index(labels, chunks, index, encoder, **config["dev"])
+    dev = dev_set_from_index(labels, chunks, index, encoder, **config["dev"], with_title=recorded_with_title(manifest))
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     payload = {"created": gpu_trials.now(), "base_encoder": manifest["encoder"], "base_faiss_index": index_dir.name,
                "dev": {"queries": dev.queries, "corpus": dev.corpus, "relevant": {q: sorted(r) for q, r in dev.relevant.items()}},
-               "variants": variants}
+               "variants": variants,
+               # The graph's training defaults travel with the data: the GPU machine has no
+               # Dagster, so it cannot read FineTuneConfig, their one definition.
+               "training_defaults": FineTuneConfig().settings().as_dict()}
     with gzip.open(work / "data.json.gz", "wt", encoding="utf-8") as f:
         json.dump(payload, f)
     base = work / "base"

@@ -25,9 +25,10 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
     ``embedding_checkpoint`` does, print the dev nDCG@10 (on the dev candidate subset, see
     core/training_data.py) of the base and the tuned model."""
     offline()
+    from ..config import FineTuneConfig, MiningConfig
+    from ..core.chunking import recorded_with_title
     from ..core.dense_index import open_with_encoder
-    from ..core.mining import MiningSettings
-    from ..core.training import TrainingSettings, train_encoder
+    from ..core.training import train_encoder
     from ..core.training_data import build_training_rows, dev_set_from_index, train_split
 
     refs = Path(args.index_ref).parent
@@ -35,16 +36,18 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(index_dir)
     started = time.perf_counter()
-    settings = MiningSettings(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
-                              num_negatives=args.num_negatives, fill_random=args.fill_random)
+    settings = MiningConfig(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
+                            num_negatives=args.num_negatives, fill_random=args.fill_random).settings()
     mined = train_split(labels, chunks, index, encoder).mine(settings)
-    rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks})
-    dev = dev_set_from_index(labels, chunks, index, encoder, args.dev_candidates, random_chunks=500)
+    with_title = recorded_with_title(manifest)
+    rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
+    dev = dev_set_from_index(labels, chunks, index, encoder, args.dev_candidates, FineTuneConfig().dev_random_chunks,
+                             with_title=with_title)
     mining_s = time.perf_counter() - started
-    training = TrainingSettings(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
-                                lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
-                                early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
-                                train_precision=args.train_precision, seed=args.seed)
+    training = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
+                              lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
+                              early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
+                              train_precision=args.train_precision, seed=args.seed).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(manifest["encoder_path"], rows, args.num_negatives, dev, training, Path(work))
     losses = outcome.loss_history
@@ -70,19 +73,21 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     offline()
     from ..core.bm25 import BM25Index
     from ..core.dense_index import open_with_encoder
-    from ..core.reranker import RerankerSettings, merge_adapter, save_adapter_and_merged, train_reranker
+    from ..config import RerankerConfig
+    from ..core.chunking import recorded_with_title
+    from ..core.reranker import merge_adapter, save_adapter_and_merged, train_reranker
     from ..core.reranker_data import prepare
     from ..core.serving import select_on_dev
 
     refs = Path(args.refs)
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(artifact_dir(refs, "faiss_index"))
-    with_title = bool(manifest.get("with_title", True))
+    with_title = recorded_with_title(manifest)
     examples, dev, mined = prepare(labels, chunks, index, encoder, args.candidates, args.num_negatives, None, with_title)
-    settings = RerankerSettings(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
-                                in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,
-                                batch_size=args.batch_size, early_stopping_patience=args.patience, lora_r=args.lora_r,
-                                lora_alpha=2 * args.lora_r)
+    settings = RerankerConfig(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
+                              in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,
+                              batch_size=args.batch_size, early_stopping_patience=args.patience, lora_r=args.lora_r,
+                              lora_alpha=2 * args.lora_r).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_reranker(args.base_model, examples, dev, settings, Path(work))
     if args.save:

@@ -26,9 +26,19 @@ ABSTENTION_TEXT = "The corpus holds no evidence for this question."
 
 @dataclass
 class AnswerSettings:
-    passages: int = 3  # top chunks whose sentences are candidates
-    max_sentences: int = 2
-    threshold: float = float("-inf")  # abstain when the best sentence scores below it
+    """``passages`` and ``max_sentences`` are defined (with their defaults) by
+    ``config.ServingSelectionConfig`` (``answer_passages``, ``answer_max_sentences``); the
+    serving bundle records them, and :meth:`from_bundle` reads them back."""
+
+    passages: int  # top chunks whose sentences are candidates
+    max_sentences: int
+    threshold: float = float("-inf")  # abstain when the best sentence scores below it (calibrated on dev)
+
+    @classmethod
+    def from_bundle(cls, bundle: dict) -> "AnswerSettings":
+        """The answer step a serving bundle (``serving.json``) was chosen with."""
+        answer = bundle["answer"]
+        return cls(answer["passages"], answer["max_sentences"], answer["threshold"])
 
 
 def chunk_sentences(hit, documents: dict[str, Document]) -> list[tuple[Span, str]]:

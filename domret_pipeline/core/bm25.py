@@ -27,7 +27,7 @@ class BM25Index:
     chunk_ids: list[str]
 
     @classmethod
-    def build(cls, texts: list[str], chunk_ids: list[str], k1: float = 1.2, b: float = 0.75) -> "BM25Index":
+    def build(cls, texts: list[str], chunk_ids: list[str], k1: float, b: float) -> "BM25Index":
         import bm25s
 
         retriever = bm25s.BM25(k1=k1, b=b)

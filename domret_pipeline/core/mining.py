@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 
@@ -45,15 +45,26 @@ class NoNegativesError(ValueError):
 
 @dataclass
 class MiningSettings:
-    range_min: int = 10
-    range_max: int = 100
-    max_positive_ratio: float = 0.95
-    num_negatives: int = 3
-    use_bm25: bool = False
-    fill_random: bool = False
+    """The filters' settings. The knobs have no default here: their one definition is
+    ``config.MiningConfig``, and ``MiningConfig.settings()`` builds this (test_settings pins
+    it). ``seed`` (of ``fill_random``'s draw) is not a run-config knob and keeps its default."""
+
+    range_min: int
+    range_max: int
+    max_positive_ratio: float
+    num_negatives: int
+    use_bm25: bool
+    fill_random: bool
+    cross_encoder_candidates: int
+    cross_encoder_margin: float
     seed: int = 0
-    cross_encoder_candidates: int = 10
-    cross_encoder_margin: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "MiningSettings":
+        """The settings a ``hard_negatives`` artifact was mined with, read back from its
+        manifest (which records its config): the one source of e.g. ``num_negatives``, the
+        width of the training rows."""
+        return cls(**{f.name: manifest[f.name] for f in fields(cls) if f.default is MISSING})
 
 
 @dataclass

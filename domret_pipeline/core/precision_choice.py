@@ -138,7 +138,7 @@ class EncoderDevTask:
 
 
 def encoder_dev_task(queries: dict[str, str], qrels: dict[str, dict[str, int]], chunks, with_title: bool,
-                     pool_size: int = 1000, seed: int = 13) -> EncoderDevTask:
+                     pool_size: int, seed: int = 13) -> EncoderDevTask:
     from .chunking import passage_text
 
     if not qrels:

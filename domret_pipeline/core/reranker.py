@@ -27,7 +27,7 @@ adapter (small) and a merged model for serving.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .early_stopping import keep_best_callback, training_arguments
@@ -40,24 +40,28 @@ HEAD_MODULES = ("classifier", "pooler")
 
 @dataclass
 class RerankerSettings:
-    max_length: int = 256
-    loss: str = "mnrl"
-    num_negatives: int = 3  # mined negatives per training row (mnrl, bce) or per list (lambda, listnet)
-    in_batch_negatives: int = 3  # mnrl only: positives of other queries scored as negatives
-    epochs: int = 2
-    learning_rate: float = 5e-4
-    batch_size: int = 8  # queries per step: memory grows with pairs per step x max_length^2
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    early_stopping_patience: int = 1
-    seed: int = 42
-    logging_steps: int = 10
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value"])
-    train_pooler: bool = True
-    train_precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 where the CPU has it natively)
+    """The reranker trainer's settings. The knobs have no default here: their one definition
+    is ``config.RerankerConfig``, and ``RerankerConfig.settings()`` builds this (test_settings
+    pins it). Only fields the config does not have keep a default."""
+
+    max_length: int
+    loss: str
+    num_negatives: int  # mined negatives per training row (mnrl, bce) or per list (lambda, listnet)
+    in_batch_negatives: int  # mnrl only: positives of other queries scored as negatives
+    epochs: int
+    learning_rate: float
+    batch_size: int  # queries per step: memory grows with pairs per step x max_length^2
+    warmup_ratio: float
+    weight_decay: float
+    early_stopping_patience: int
+    seed: int
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str]
+    train_pooler: bool
+    train_precision: str  # "fp32", "bf16" or "auto" (bf16 where the CPU has it natively)
+    logging_steps: int = 10  # not a run-config knob: how often the loss curve gets a point
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -18,7 +18,7 @@ from .reranker import DevSample, RerankExample
 
 
 def rerank_examples(mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk],
-                    with_title: bool = True) -> list[RerankExample]:
+                    with_title: bool) -> list[RerankExample]:
     return [
         RerankExample(
             queries[q.query_id],
@@ -31,7 +31,7 @@ def rerank_examples(mined: MiningResult, queries: dict[str, str], chunks_by_id: 
 
 def dev_samples(qids: list[str], queries: dict[str, str], qrels: dict[str, dict[str, int]], chunks: list[Chunk],
                 chunk_ids: list[str], chunk_vectors: np.ndarray, query_vectors: np.ndarray, candidates: int,
-                with_title: bool = True) -> list[DevSample]:
+                with_title: bool) -> list[DevSample]:
     """Each dev query's top ``candidates`` chunks (exact scores) and every chunk of its
     relevant documents as the relevant passages."""
     by_id = {c.chunk_id: c for c in chunks}
@@ -51,7 +51,7 @@ def dev_samples(qids: list[str], queries: dict[str, str], qrels: dict[str, dict[
 
 
 def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_negatives: int,
-            max_positive_ratio: float | None = None, with_title: bool = True):
+            max_positive_ratio: float | None, with_title: bool):
     """Training examples (train split) and dev samples (dev split) from a fine-tuned index and
     its encoder. Returns ``(examples, dev, mined)``; ``mined`` keeps the mining counts."""
     from .dense_index import all_vectors
@@ -75,8 +75,12 @@ def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_ne
     positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
                                 lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
     ratio = max_positive_ratio if max_positive_ratio is not None else float("inf")
-    mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives,
-                 MiningSettings(0, candidates, ratio, num_negatives))
+    # The reranker mines its own window, from rank 0 (the retriever's own mistakes), with no
+    # BM25 candidates, no random fill and no cross-encoder check: fixed choices of this stage,
+    # not hard_negatives' knobs.
+    settings = MiningSettings(range_min=0, range_max=candidates, max_positive_ratio=ratio, num_negatives=num_negatives,
+                              use_bm25=False, fill_random=False, cross_encoder_candidates=0, cross_encoder_margin=0.0)
+    mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings)
     examples = rerank_examples(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
     dev = dev_samples(dev_ids, labels.queries, dev_qrels, chunks, index.chunk_ids, vectors,
                       encode(encoder, [labels.queries[q] for q in dev_ids]), candidates, with_title)

@@ -18,7 +18,7 @@ one); the trainer, the dev evaluation and the kept state follow the model's devi
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .early_stopping import keep_best_callback, training_arguments
@@ -29,32 +29,36 @@ LOSS_DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc
 
 @dataclass
 class TrainingSettings:
-    epochs: int = 1
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_seq_length: int = 256
-    loss: str = "mnrl"  # or "cached_mnrl"
-    cached_mini_batch_size: int = 16
-    early_stopping_patience: int = 1
-    seed: int = 42
-    logging_steps: int = 5
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    """The trainer's settings. The knobs have no default here: their one definition, with its
+    default and description, is ``config.FineTuneConfig``, and ``FineTuneConfig.settings()``
+    builds this (test_settings pins it). Only fields the config does not have keep a default."""
+
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    warmup_ratio: float
+    weight_decay: float
+    max_seq_length: int
+    loss: str  # "mnrl" or "cached_mnrl"
+    cached_mini_batch_size: int
+    early_stopping_patience: int
+    seed: int
+    lora: bool
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: list[str]
     # Which similarities the contrastive loss normalises over (sentence-transformers' MNRL
     # ``directions``): the classic loss is query_to_doc only; adding doc_to_query,
     # query_to_query and doc_to_doc is GTE's "improved contrastive loss".
-    loss_directions: list[str] = field(default_factory=lambda: ["query_to_doc"])
-    device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when one is visible)
-    train_precision: str = "fp32"  # "fp32", "bf16" or "auto" (bf16 where the device has it natively)
+    loss_directions: list[str]
+    device: str  # "cpu", "cuda" or "auto" (cuda when one is visible)
+    train_precision: str  # "fp32", "bf16" or "auto" (bf16 where the device has it natively)
     # Keep the word embeddings and the lowest ``freeze_layers`` transformer layers fixed: the
     # backward pass then stops below the first trained layer, which is most of what a CPU step
     # costs beyond the two forward passes of the cached loss.
-    freeze_layers: int = 0
+    freeze_layers: int
+    logging_steps: int = 5  # not a run-config knob: how often the loss curve gets a point
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -58,22 +58,25 @@ def train_split(labels: LabeledQueries, chunks: list[Chunk], index, encoder) -> 
 
 
 def dev_set_from_index(labels: LabeledQueries, chunks: list[Chunk], index, encoder, candidates_per_query: int,
-                       random_chunks: int) -> DevSet:
+                       random_chunks: int, *, with_title: bool) -> DevSet:
     """The dev task evaluated after every epoch (:func:`build_dev_set`), its distractors
-    ranked by the base index and its encoder."""
+    ranked by the base index and its encoder; passages rendered as that index rendered them
+    (``with_title``)."""
     from .dense_index import all_vectors
     from .encoder import encode
 
     dev_ids = sorted(labels.qrels_for("dev"))
     dev_vectors = dict(zip(dev_ids, encode(encoder, [labels.queries[q] for q in dev_ids])))
-    return build_dev_set(labels, "dev", chunks, all_vectors(index), dev_vectors, candidates_per_query, random_chunks)
+    return build_dev_set(labels, "dev", chunks, all_vectors(index), dev_vectors, candidates_per_query, random_chunks,
+                         with_title=with_title)
 
 
 def build_training_rows(
-    mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk], with_title: bool = True
+    mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk], with_title: bool
 ) -> list[tuple[str, str, list[str]]]:
     """One row per (query, positive chunk) with the query's negatives; queries without any
-    negative are left out (they are counted in the mining metadata)."""
+    negative are left out (they are counted in the mining metadata). ``with_title``: render
+    passages as the index the model will serve does (the base index's manifest says how)."""
     rows = []
     for item in mined.queries:
         negatives = [passage_text(chunks_by_id[n["chunk_id"]], with_title) for n in item.negatives]
@@ -90,10 +93,11 @@ def build_dev_set(
     chunks: list[Chunk],
     chunk_vectors: np.ndarray,
     query_vectors: dict[str, np.ndarray],
-    candidates_per_query: int = 20,
-    random_chunks: int = 500,
+    candidates_per_query: int,
+    random_chunks: int,
     seed: int = 0,
-    with_title: bool = True,
+    *,
+    with_title: bool,
 ) -> DevSet:
     """A dev retrieval task small enough to evaluate after every epoch on CPU.
 
