@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import locations
 from .core.artifacts import ArtifactRef
-from .core.search import SearchPipeline
+from .core.serving.search import SearchPipeline
 
 
 class NotMaterializedError(FileNotFoundError):
@@ -58,8 +58,8 @@ def load_search_pipeline(home: str | Path | None = None, run_id: str | None = No
                          top_n: int | None = None, latest: bool = False) -> SearchPipeline:
     """The champion's pipeline (or a named run's, or with ``latest`` the latest
     materialized one). ``rerank=False`` switches the reranker off (``True`` forces it on)."""
-    from .core.bundle import open_bundle
-    from .core.encoder import set_offline
+    from .core.retrieval.encoder import set_offline
+    from .core.serving.bundle import open_bundle
 
     set_offline(True)
     return open_bundle(serving_ref(home, run_id, latest).verify(), rerank, top_n).pipeline

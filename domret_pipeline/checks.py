@@ -12,10 +12,10 @@ from .assets.labels import labeled_queries
 from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint
 from .core.artifacts import ArtifactRef, read_json
-from .core.dense_index import DenseIndex
-from .core.labels import LabeledQueries, test_text_repeats
-from .core.report import markdown_table
-from .core.serialization import read_chunks, read_documents
+from .core.data.labels import LabeledQueries, test_text_repeats
+from .core.data.serialization import read_chunks, read_documents
+from .core.evaluation.report import markdown_table
+from .core.retrieval.dense_index import DenseIndex
 
 
 @dg.asset_check(

@@ -19,10 +19,10 @@ import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:
-    from .core.answering import AnswerSettings
-    from .core.mining import MiningSettings
-    from .core.reranker import RerankerSettings
-    from .core.training import TrainingSettings
+    from .core.answers.extractive import AnswerSettings
+    from .core.training.bi_encoder import TrainingSettings
+    from .core.training.mining import MiningSettings
+    from .core.training.reranker import RerankerSettings
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data" / "handbook"
 
@@ -185,7 +185,7 @@ class MiningConfig(dg.Config):
     cross_encoder_max_length: int = Field(default=256, description="Tokens of query + passage, for a folder / hub id.")
 
     def settings(self, **core_only) -> MiningSettings:
-        from .core.mining import MiningSettings
+        from .core.training.mining import MiningSettings
 
         return derive(self, MiningSettings, **core_only)
 
@@ -230,7 +230,7 @@ class FineTuneConfig(dg.Config):
     log_model_to_mlflow: bool = Field(default=True, description="Log the checkpoint folder as MLflow artifacts.")
 
     def settings(self, **core_only) -> TrainingSettings:
-        from .core.training import TrainingSettings
+        from .core.training.bi_encoder import TrainingSettings
 
         return derive(self, TrainingSettings, **core_only)
 
@@ -281,7 +281,7 @@ class RerankerConfig(dg.Config):
     log_model_to_mlflow: bool = Field(default=True, description="Log the adapter and the merged model to MLflow.")
 
     def settings(self, **core_only) -> RerankerSettings:
-        from .core.reranker import RerankerSettings
+        from .core.training.reranker import RerankerSettings
 
         return derive(self, RerankerSettings, **core_only)
 
@@ -317,7 +317,7 @@ class ServingSelectionConfig(dg.Config):
     answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")
 
     def answer_settings(self, **core_only) -> AnswerSettings:
-        from .core.answering import AnswerSettings
+        from .core.answers.extractive import AnswerSettings
 
         return derive(self, AnswerSettings, "answer_", **core_only)
 
@@ -325,8 +325,8 @@ class ServingSelectionConfig(dg.Config):
 # Every core settings dataclass and the config that defines its knobs (with the prefix of their
 # names there): test_settings walks this list, and fails on a core ``*Settings`` missing from it.
 SETTINGS_SOURCES = [
-    (FineTuneConfig, "domret_pipeline.core.training:TrainingSettings", ""),
-    (RerankerConfig, "domret_pipeline.core.reranker:RerankerSettings", ""),
-    (MiningConfig, "domret_pipeline.core.mining:MiningSettings", ""),
-    (ServingSelectionConfig, "domret_pipeline.core.answering:AnswerSettings", "answer_"),
+    (FineTuneConfig, "domret_pipeline.core.training.bi_encoder:TrainingSettings", ""),
+    (RerankerConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
+    (MiningConfig, "domret_pipeline.core.training.mining:MiningSettings", ""),
+    (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AnswerSettings", "answer_"),
 ]

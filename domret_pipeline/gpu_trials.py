@@ -81,7 +81,7 @@ def read_work(work: Path) -> dict:
 
 
 def dev_set(data: dict):
-    from .core.training import DevSet
+    from .core.training.bi_encoder import DevSet
 
     dev = data["dev"]
     return DevSet(dev["queries"], dev["corpus"], {q: set(r) for q, r in dev["relevant"].items()})
@@ -155,7 +155,7 @@ def _trial_order(trials: list[dict], only: str) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .core.training import TrainingSettings, train_encoder
+    from .core.training.bi_encoder import TrainingSettings, train_encoder
 
     started = time.perf_counter()
     trials = load_trials(args.trials)["trials"]

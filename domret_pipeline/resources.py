@@ -9,7 +9,7 @@ from typing import Iterator
 import dagster as dg
 
 from . import locations
-from .core.encoder import PACKAGED_MINILM, set_offline
+from .core.retrieval.encoder import PACKAGED_MINILM, set_offline
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -44,13 +44,13 @@ class EmbeddingModel(dg.ConfigurableResource):
 
     def load(self):
         set_offline(not self.allow_downloads)
-        from .core.encoder import load_encoder
+        from .core.retrieval.encoder import load_encoder
 
         return load_encoder(self.model_name_or_path, self.max_seq_length, self.device)
 
     def tokenizer(self):
         set_offline(not self.allow_downloads)
-        from .core.encoder import load_tokenizer
+        from .core.retrieval.encoder import load_tokenizer
 
         return load_tokenizer(self.model_name_or_path)
 
@@ -183,6 +183,6 @@ class FeedbackStoreResource(dg.ConfigurableResource):
     retrain_run_config: str = ""  # a run config YAML merged into every retrain request (data paths, recipes)
 
     def store(self):
-        from .core.feedback import FeedbackStore
+        from .core.feedback.store import FeedbackStore
 
         return FeedbackStore(self.url)

@@ -28,7 +28,7 @@ def build_tiny_encoder(folder: Path, hidden: int = 32, seed: int = 0, initialize
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from domret_pipeline.core.encoder import PACKAGED_MINILM, resolve_model_path
+    from domret_pipeline.core.retrieval.encoder import PACKAGED_MINILM, resolve_model_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(PACKAGED_MINILM))

@@ -3,11 +3,11 @@
 import numpy as np
 
 from domret_pipeline.config import ServingSelectionConfig
-from domret_pipeline.core.answering import (
+from domret_pipeline.core.answers.extractive import (
     ABSTENTION_TEXT, calibrate_threshold, extractive_answer, threshold_curve,
 )
-from domret_pipeline.core.documents import Document, split_sentences
-from domret_pipeline.core.search import SearchHit
+from domret_pipeline.core.data.documents import Document, split_sentences
+from domret_pipeline.core.serving.search import SearchHit
 
 from .settings_helpers import settings_for
 

@@ -1,7 +1,7 @@
 import pytest
 
-from domret_pipeline.core.chunking import chunk_documents, passage_text
-from domret_pipeline.core.documents import Document, locate_sentences, split_sentences
+from domret_pipeline.core.data.chunking import chunk_documents, passage_text
+from domret_pipeline.core.data.documents import Document, locate_sentences, split_sentences
 
 
 class WordTokenizer:
@@ -73,7 +73,7 @@ def test_passage_text_puts_title_first():
 
 
 def test_real_tokenizer_chunks_keep_offsets():
-    from domret_pipeline.core.encoder import PACKAGED_MINILM, load_tokenizer
+    from domret_pipeline.core.retrieval.encoder import PACKAGED_MINILM, load_tokenizer
 
     text = " ".join(f"Sentence number {i} talks about forklift battery charging rules." for i in range(30))
     doc = Document("x", text, "", split_sentences(text))

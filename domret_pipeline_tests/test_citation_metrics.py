@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from domret_pipeline.core.citation_metrics import Answer, AnswerSentence, aggregate, score_answer
+from domret_pipeline.core.answers.citation_metrics import Answer, AnswerSentence, aggregate, score_answer
 
 TEXT = {("d1", 0): "The SLO is 99.9%.", ("d1", 1): "Exceptions need the SRE lead.", ("d2", 0): "Forklifts drive at 8 km/h.",
         ("d3", 0): "Lyon batteries charge in Zone 4."}

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 
-from domret_pipeline.core.embedding_cache import EmbeddingCache
+from domret_pipeline.core.retrieval.embedding_cache import EmbeddingCache
 
 
 class CountingEncoder:

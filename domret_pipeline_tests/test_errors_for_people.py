@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from domret_pipeline.cli import main
+from domret_pipeline.core.data.loaders import load_corpus
 from domret_pipeline.core.errors import InputDataError
-from domret_pipeline.core.loaders import load_corpus
 
 
 def test_a_csv_without_its_text_column_is_one_error_for_the_column(tmp_path):

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
+from domret_pipeline.core.data.labels import LabeledQueries
 from domret_pipeline.core.errors import InputDataError
-from domret_pipeline.core.feedback import (
-    SCHEMA_VERSION, FeedbackLabel, FeedbackStore, confirmed_negatives, merge_feedback, read_feedback_file,
+from domret_pipeline.core.feedback.files import read_feedback_file
+from domret_pipeline.core.feedback.store import (
+    SCHEMA_VERSION, FeedbackLabel, FeedbackStore, confirmed_negatives, merge_feedback,
 )
-from domret_pipeline.core.labels import LabeledQueries
 
 
 @pytest.fixture
@@ -29,13 +30,13 @@ ROWS = [{"query": "who approves SLO exceptions", "doc_id": "slo-a", "label": "re
 
 
 def test_schema_is_created_and_migrated_from_an_older_version(tmp_path):
-    from domret_pipeline.core import feedback
+    from domret_pipeline.core.feedback import store as feedback_store
 
     old = FeedbackStore(f"sqlite:///{tmp_path}/old.db")
     # a store created by an earlier release: schema version 1, without the critical column
     with old.engine.begin() as connection:
         old.schema.create(connection)
-        feedback.MIGRATIONS[1](connection, old.feedback, old.schema)
+        feedback_store.MIGRATIONS[1](connection, old.feedback, old.schema)
         connection.execute(old.schema.insert().values(version=1))
     with pytest.raises(RuntimeError, match="migrate"):
         old.new_since(0)
@@ -122,7 +123,7 @@ def test_cli_import_add_and_queue(tmp_path):
 def test_reimporting_rows_without_timestamps_a_second_later_adds_nothing(store, tmp_path, monkeypatch):
     from datetime import datetime
 
-    from domret_pipeline.core import feedback
+    from domret_pipeline.core.feedback import store as feedback_store
 
     class Clock(datetime):  # two imports in different seconds, without sleeping
         times = iter(["2026-11-27T06:00:00+00:00", "2026-11-27T06:00:07+00:00"])
@@ -131,7 +132,7 @@ def test_reimporting_rows_without_timestamps_a_second_later_adds_nothing(store, 
         def now(cls, tz=None):
             return datetime.fromisoformat(next(cls.times))
 
-    monkeypatch.setattr(feedback, "datetime", Clock)
+    monkeypatch.setattr(feedback_store, "datetime", Clock)
     path = write(tmp_path / "f.jsonl", ROWS)
     first = store.add(read_feedback_file(path))
     again = store.add(read_feedback_file(path))

@@ -9,8 +9,8 @@ import pytest
 from domret_pipeline.assets.corpus import corpus_chunks, corpus_documents
 from domret_pipeline.assets.labels import labeled_queries
 from domret_pipeline.cli import main
-from domret_pipeline.core import feedback
-from domret_pipeline.core.feedback import FeedbackLabel, FeedbackStore
+from domret_pipeline.core.feedback import store as feedback_store
+from domret_pipeline.core.feedback.store import FeedbackLabel, FeedbackStore
 
 from .conftest import make_resources, publish
 from .test_pipeline import run_config
@@ -119,7 +119,7 @@ def test_a_store_keyed_by_the_previous_release_is_rekeyed_on_migration(home, tmp
     with old.engine.begin() as connection:
         old.schema.create(connection)
         for version in (1, 2):
-            feedback.MIGRATIONS[version](connection, old.feedback, old.schema)
+            feedback_store.MIGRATIONS[version](connection, old.feedback, old.schema)
         connection.execute(old.schema.insert().values(version=2))
         for number, row in enumerate(GOOD, start=1):  # as version 2 stored them: key taken before the stamp
             label = FeedbackLabel(**row, source="import:f.jsonl")

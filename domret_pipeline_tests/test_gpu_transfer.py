@@ -16,7 +16,7 @@ def test_fp16_deltas_split_into_small_shards_rebuild_the_trained_checkpoint(tiny
     import torch
     from safetensors.torch import load_file, save_file
 
-    from domret_pipeline.core.encoder import encode, load_encoder
+    from domret_pipeline.core.retrieval.encoder import encode, load_encoder
 
     work = tmp_path / "work"
     shutil.copytree(tiny_encoder, work / "base")

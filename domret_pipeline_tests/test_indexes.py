@@ -1,8 +1,8 @@
 import numpy as np
 
 from domret_pipeline.config import BM25Config
-from domret_pipeline.core.bm25 import BM25Index
-from domret_pipeline.core.dense_index import DenseIndex, build_index, choose_index_type
+from domret_pipeline.core.retrieval.bm25 import BM25Index
+from domret_pipeline.core.retrieval.dense_index import DenseIndex, build_index, choose_index_type
 
 
 def _unit(rows):

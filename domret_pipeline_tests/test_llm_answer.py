@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from domret_pipeline.core.llm_answer import (
+from domret_pipeline.core.answers.generator import (
     ABSTAIN_TOKEN, GeneratorError, OpenAICompatibleGenerator, build_user_prompt, parse_answer,
 )
 
@@ -109,9 +109,9 @@ def test_markers_after_the_full_stop_belong_to_the_sentence_before():
 
 @pytest.mark.parametrize("server", [["The SLO is 99.9% [1]. Forklifts fly [2]."]], indirect=True)
 def test_generated_answers_are_searched_cited_and_judged(server):
-    from domret_pipeline.core.documents import Document, split_sentences
-    from domret_pipeline.core.llm_answer import generated_answers, overlap_judge
-    from domret_pipeline.core.search import SearchHit, SearchResult
+    from domret_pipeline.core.answers.generator import generated_answers, overlap_judge
+    from domret_pipeline.core.data.documents import Document, split_sentences
+    from domret_pipeline.core.serving.search import SearchHit, SearchResult
 
     text = "The checkout-api SLO is 99.9%. Exceptions need the SRE lead."
     docs = {"slo": Document("slo", text, "SLO", split_sentences(text))}

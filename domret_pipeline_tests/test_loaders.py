@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
+from domret_pipeline.core.data.loaders import load_corpus, load_labels
 from domret_pipeline.core.errors import InputDataError
-from domret_pipeline.core.loaders import load_corpus, load_labels
 
 GOOD = {"_id": "d1", "title": "T", "text": "Some text."}
 
@@ -128,7 +128,7 @@ def test_qrels_naming_unknown_document_or_query(tmp_path):
 
 
 def test_evidence_sentence_out_of_range(tmp_path):
-    from domret_pipeline.core.documents import Document
+    from domret_pipeline.core.data.documents import Document
 
     q, r, e = _labels(tmp_path, [{"_id": "q1", "text": "a?"}], [("q1", "d1", 1)],
                       [{"query_id": "q1", "doc_id": "d1", "label": "SUPPORT", "sentences": [5]}])

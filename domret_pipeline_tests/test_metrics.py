@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from domret_pipeline.core.metrics import evaluate_run, latency_summary, mean_metrics
-from domret_pipeline.core.retrieval import aggregate_max, top_documents
+from domret_pipeline.core.evaluation.metrics import evaluate_run, latency_summary, mean_metrics
+from domret_pipeline.core.retrieval.document_ranking import aggregate_max, top_documents
 
 
 def test_ndcg_recall_mrr_match_hand_computation():

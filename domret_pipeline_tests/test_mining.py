@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from domret_pipeline.config import MiningConfig
-from domret_pipeline.core.chunking import Chunk
-from domret_pipeline.core.documents import Evidence
-from domret_pipeline.core.mining import NoNegativesError, mine
-from domret_pipeline.core.positives import positive_chunks
-from domret_pipeline.core.significance import paired_test
+from domret_pipeline.core.data.chunking import Chunk
+from domret_pipeline.core.data.documents import Evidence
+from domret_pipeline.core.evaluation.significance import paired_test
+from domret_pipeline.core.training.mining import NoNegativesError, mine
+from domret_pipeline.core.training.positives import positive_chunks
 
 from .settings_helpers import settings_for
 
@@ -129,8 +129,8 @@ def test_paired_test_on_a_hand_computed_case():
 def test_feedback_negatives_loader_expands_documents_and_names_bad_lines(tmp_path):
     import json
 
+    from domret_pipeline.core.data.loaders import load_feedback_negatives
     from domret_pipeline.core.errors import InputDataError
-    from domret_pipeline.core.loaders import load_feedback_negatives
 
     path = tmp_path / "feedback.jsonl"
     rows = [
@@ -151,9 +151,9 @@ def test_feedback_negatives_loader_expands_documents_and_names_bad_lines(tmp_pat
 
 
 def test_training_rows_pair_each_positive_with_the_query_negatives():
-    from domret_pipeline.core.mining import MinedQuery, MiningResult
-    from domret_pipeline.core.training import training_rows
-    from domret_pipeline.core.training_data import build_training_rows
+    from domret_pipeline.core.training.bi_encoder import training_rows
+    from domret_pipeline.core.training.bi_encoder_data import build_training_rows
+    from domret_pipeline.core.training.mining import MinedQuery, MiningResult
 
     chunks = {c: Chunk(c, c.split("#")[0], 0, 0, 4, 0, 0, 1, f"text {c}", "T") for c in ["a#0", "a#1", "n#0", "m#0"]}
     mined = MiningResult([

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from domret_pipeline.checks import ALL_CHECKS
 from domret_pipeline.core.artifacts import ArtifactRef
 from domret_pipeline.definitions import ASSETS, defs
-from domret_pipeline.checks import ALL_CHECKS
 
 from .conftest import make_resources, publish
 from .test_ui import assert_ui_metadata
@@ -47,7 +47,7 @@ def resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, r
     retrain requests carry the tiny graph's run config, as a deployment's DOMRET_RETRAIN_CONFIG does."""
     import yaml
 
-    from domret_pipeline.core.feedback import read_feedback_file
+    from domret_pipeline.core.feedback.files import read_feedback_file
     from domret_pipeline.resources import FeedbackStoreResource
 
     feedback_file = tmp_path / "feedback.jsonl"

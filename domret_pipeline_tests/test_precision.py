@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from domret_pipeline.core.precision import PRECISIONS, unavailable_reason
-from domret_pipeline.core.precision_choice import choose_precision, cosine_rows, score_correlation
+from domret_pipeline.core.retrieval.precision import PRECISIONS, unavailable_reason
+from domret_pipeline.core.retrieval.precision_choice import choose_precision, cosine_rows, score_correlation
 
 TEXTS = ["checkout-api availability objective", "forklifts at Leeds drive slowly", "OBX-3 carries the LOINC code",
          "PID-3 carries the MRN", "exceptions need the SRE lead"]
@@ -16,7 +16,7 @@ TEXTS = ["checkout-api availability objective", "forklifts at Leeds drive slowly
 def test_each_precision_path_encodes_close_to_fp32(tiny_encoder, precision):
     if unavailable_reason(precision):
         pytest.skip(unavailable_reason(precision))
-    from domret_pipeline.core.encoder import encode, load_encoder
+    from domret_pipeline.core.retrieval.encoder import encode, load_encoder
 
     reference = encode(load_encoder(str(tiny_encoder), 128), TEXTS)
     vectors = encode(load_encoder(str(tiny_encoder), 128, precision=precision), TEXTS)
@@ -31,7 +31,7 @@ def test_each_precision_path_encodes_close_to_fp32(tiny_encoder, precision):
 def test_each_precision_path_scores_pairs_close_to_fp32(tiny_reranker_base, precision, tmp_path):
     if unavailable_reason(precision):
         pytest.skip(unavailable_reason(precision))
-    from domret_pipeline.core.reranker import load_cross_encoder, load_reranker, score_pairs
+    from domret_pipeline.core.training.reranker import load_cross_encoder, load_reranker, score_pairs
 
     model = load_cross_encoder(str(tiny_reranker_base), 64)
     model.save(str(tmp_path / "ce"))
@@ -55,7 +55,7 @@ def _trial(table: dict[str, tuple[float, float]], noise: dict[str, float]):
 
 
 def test_auto_serves_the_fastest_path_within_the_loss(monkeypatch):
-    monkeypatch.setattr("domret_pipeline.core.precision_choice.unavailable_reason", lambda p, d="cpu": None)
+    monkeypatch.setattr("domret_pipeline.core.retrieval.precision_choice.unavailable_reason", lambda p, d="cpu": None)
     run = _trial({"fp32": (0.700, 10.0), "bf16": (0.699, 6.0), "int8": (0.697, 4.0)}, {"int8": 0.01})
     choice = choose_precision("auto", run, cosine_rows)
     assert choice.precision == "int8"
@@ -67,7 +67,7 @@ def test_auto_serves_the_fastest_path_within_the_loss(monkeypatch):
 
 
 def test_a_path_losing_more_than_the_tolerance_is_not_kept(monkeypatch):
-    monkeypatch.setattr("domret_pipeline.core.precision_choice.unavailable_reason", lambda p, d="cpu": None)
+    monkeypatch.setattr("domret_pipeline.core.retrieval.precision_choice.unavailable_reason", lambda p, d="cpu": None)
     run = _trial({"fp32": (0.700, 10.0), "bf16": (0.699, 6.0), "int8": (0.680, 4.0)}, {})
     choice = choose_precision("auto", run, cosine_rows)
     assert choice.precision == "bf16"
@@ -81,7 +81,7 @@ def test_fp32_is_kept_with_a_reason_when_nothing_faster_passes(monkeypatch):
     def unavailable(precision, device="cpu"):
         return "no onnxruntime" if precision == "int8" else None
 
-    monkeypatch.setattr("domret_pipeline.core.precision_choice.unavailable_reason", unavailable)
+    monkeypatch.setattr("domret_pipeline.core.retrieval.precision_choice.unavailable_reason", unavailable)
     run = _trial({"fp32": (0.700, 10.0), "bf16": (0.650, 6.0)}, {})
     choice = choose_precision("auto", run, cosine_rows)
     assert choice.precision == "fp32"
@@ -90,7 +90,7 @@ def test_fp32_is_kept_with_a_reason_when_nothing_faster_passes(monkeypatch):
 
 
 def test_a_path_that_errors_is_recorded_not_fatal(monkeypatch):
-    monkeypatch.setattr("domret_pipeline.core.precision_choice.unavailable_reason", lambda p, d="cpu": None)
+    monkeypatch.setattr("domret_pipeline.core.retrieval.precision_choice.unavailable_reason", lambda p, d="cpu": None)
     inner = _trial({"fp32": (0.7, 10.0), "bf16": (0.7, 5.0)}, {})
 
     def run(precision):
@@ -104,7 +104,7 @@ def test_a_path_that_errors_is_recorded_not_fatal(monkeypatch):
 
 
 def test_training_precision_resolves_by_the_device(monkeypatch):
-    from domret_pipeline.core import precision
+    from domret_pipeline.core.retrieval import precision
 
     assert precision.resolve_train_precision("fp32") == "fp32"
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f"})

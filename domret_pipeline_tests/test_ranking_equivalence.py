@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from domret_pipeline.core.search import SearchPipeline, ServingConfig, final_order
-from domret_pipeline.core.serving import (
+from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig, final_order
+from domret_pipeline.core.serving.dev_choice import (
     collect_rankings, document_metrics, evaluate_serving, pipeline_metrics, select_on_dev,
 )
 from domret_pipeline_tests.test_search import FixedIndex, KeywordReranker, OneHotEncoder, _chunks
@@ -78,9 +78,9 @@ def test_the_report_rows_are_the_served_pipelines_figures():
 
 
 def test_the_labeling_queue_reads_the_served_results():
-    from domret_pipeline.core.active_learning import labeling_queue
-    from domret_pipeline.core.answering import AnswerSettings
-    from domret_pipeline.core.documents import Document
+    from domret_pipeline.core.answers.extractive import AnswerSettings
+    from domret_pipeline.core.data.documents import Document
+    from domret_pipeline.core.feedback.active_learning import labeling_queue
 
     chunks, index, encoder, bm25, reranker = _fakes()
     config = ServingConfig("hybrid", rerank=True, candidates=2, fusion_weight=0.5)
@@ -98,14 +98,14 @@ def test_the_labeling_queue_reads_the_served_results():
 def test_tiny_real_models_rank_the_same_in_the_report_and_in_search(tiny_encoder, tiny_reranker_base, tmp_path):
     """The tiny real models: a random MiniLM-tokenized bi-encoder, exact FAISS, bm25s, and a
     cross-encoder with a random head (its logits differ by pair, which is all this needs)."""
-    from domret_pipeline.core.bm25 import BM25Index
-    from domret_pipeline.core.chunking import Chunk, passage_text
-    from domret_pipeline.core.dense_index import DenseIndex, build_index
-    from domret_pipeline.core.encoder import encode, load_encoder
-    from domret_pipeline.core.evaluation import DenseSystem, evaluate_retrieval
-    from domret_pipeline.core.labels import LabeledQueries
-    from domret_pipeline.core.reranker import load_cross_encoder
-    from domret_pipeline.core.serialization import read_jsonl
+    from domret_pipeline.core.data.chunking import Chunk, passage_text
+    from domret_pipeline.core.data.labels import LabeledQueries
+    from domret_pipeline.core.data.serialization import read_jsonl
+    from domret_pipeline.core.evaluation.retrievers import DenseSystem, evaluate_retrieval
+    from domret_pipeline.core.retrieval.bm25 import BM25Index
+    from domret_pipeline.core.retrieval.dense_index import DenseIndex, build_index
+    from domret_pipeline.core.retrieval.encoder import encode, load_encoder
+    from domret_pipeline.core.training.reranker import load_cross_encoder
     from domret_pipeline_tests.conftest import make_small_dataset
 
     data = make_small_dataset(tmp_path / "data")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from domret_pipeline.core.encoder import PACKAGED_MINILM, encode, load_encoder, model_fingerprint, resolve_model_path
+from domret_pipeline.core.retrieval.encoder import PACKAGED_MINILM, encode, load_encoder, model_fingerprint, resolve_model_path
 
 
 def test_packaged_minilm_loads_offline_and_ranks_by_meaning():

@@ -2,7 +2,7 @@
 
 import math
 
-from domret_pipeline.core.gate import gate
+from domret_pipeline.core.release.gate import gate
 from domret_pipeline.registry import Registry
 
 CHAMPION = {"ndcg@10": 0.70, "citation_precision": 0.50, "citation_recall": 0.40, "faithfulness": 1.0,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from domret_pipeline.config import RerankerConfig
-from domret_pipeline.core.reranker import (
+from domret_pipeline.core.training.reranker import (
     DevSample, RerankExample, RerankerSettings, attach_lora, count_parameters, load_adapter, load_cross_encoder,
     load_reranker, save_adapter_and_merged, score_pairs, train_reranker,
 )
@@ -113,10 +113,10 @@ def test_unknown_loss_is_refused(tiny_reranker_base, tmp_path):
 def test_trained_reranker_fixes_what_the_bi_encoder_ranks_wrong(tiny_encoder, tiny_reranker_base, tmp_path):
     """End to end through the query-time pipeline: a real (tiny) bi-encoder and FAISS index put
     a wrong passage first for some training query; the trained cross-encoder puts it right."""
-    from domret_pipeline.core.chunking import Chunk
-    from domret_pipeline.core.dense_index import DenseIndex, build_index
-    from domret_pipeline.core.encoder import encode, load_encoder
-    from domret_pipeline.core.search import SearchPipeline, ServingConfig
+    from domret_pipeline.core.data.chunking import Chunk
+    from domret_pipeline.core.retrieval.dense_index import DenseIndex, build_index
+    from domret_pipeline.core.retrieval.encoder import encode, load_encoder
+    from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig
 
     passages = sorted({p for e in EXAMPLES for p in e.positives + e.negatives})
     # Listwise over every passage, so the reranker learns the whole ordering the pipeline asks of it.

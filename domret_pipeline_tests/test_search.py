@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from domret_pipeline.core.chunking import Chunk
-from domret_pipeline.core.search import SearchPipeline, ServingConfig, StageOutputs, apply_rerank, rrf_fuse, zscore
-from domret_pipeline.core.serving import SplitRankings, choose, evaluate_config, grid
+from domret_pipeline.core.data.chunking import Chunk
+from domret_pipeline.core.serving.dev_choice import SplitRankings, choose, evaluate_config, grid
+from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig, StageOutputs, apply_rerank, rrf_fuse, zscore
 
 
 def test_rrf_rewards_agreement_and_breaks_ties_by_id():
@@ -116,7 +116,7 @@ def test_reranking_serves_only_when_it_beats_the_first_stage_on_dev():
 
 
 def test_the_latency_budget_picks_the_best_dev_configuration_that_fits():
-    from domret_pipeline.core.latency import over_budget
+    from domret_pipeline.core.serving.latency import over_budget
 
     variants = [("fp32", None), ("int8", None), ("int8", 128)]
     configs = grid([20], [None], with_reranker=True, depth=100, rrf_k=60, variants=variants)
@@ -186,8 +186,8 @@ class CountingReranker(KeywordReranker):
 
 @pytest.mark.parametrize("score_over_budget", [True, False])
 def test_variants_over_the_budget_are_timed_and_scored_only_when_asked(monkeypatch, score_over_budget):
-    from domret_pipeline.core import serving
-    from domret_pipeline.core.search import variant_key
+    from domret_pipeline.core.serving import dev_choice
+    from domret_pipeline.core.serving.search import variant_key
 
     chunks = _chunks()
     index = FixedIndex([("d2#0", 0.9), ("d1#0", 0.8), ("d3#0", 0.1)])
@@ -198,10 +198,10 @@ def test_variants_over_the_budget_are_timed_and_scored_only_when_asked(monkeypat
     def fake_timing(configs, make_pipeline, queries, progress=None):  # the fp32 variant is over any budget
         return {c.label(): {"p95_ms": 900.0 if c.rerank and c.rerank_precision == "fp32" else 50.0} for c in configs}
 
-    monkeypatch.setattr(serving, "time_reranking", fake_timing)
+    monkeypatch.setattr(dev_choice, "time_reranking", fake_timing)
     qrels, queries = {"q1": {"d1": 1}, "q2": {"d1": 1}}, {"q1": "forklift speed", "q2": "aisle speed"}
-    chosen, scored = serving.select_on_dev(qrels, queries, chunks, index, OneHotEncoder(), bm25, rerankers, [3], [None],
-                                           budget_ms=300.0, budget_queries=2, score_over_budget=score_over_budget)
+    chosen, scored = dev_choice.select_on_dev(qrels, queries, chunks, index, OneHotEncoder(), bm25, rerankers, [3], [None],
+                                              budget_ms=300.0, budget_queries=2, score_over_budget=score_over_budget)
     assert (chosen.rerank, chosen.rerank_precision, chosen.rerank_max_length) == (True, "int8", 128)
     slow_rows = [s for s in scored.values() if s["config"].rerank and s["config"].rerank_precision == "fp32"]
     assert slow_rows and all(s["ruled_out"] == "p95 900 ms > budget 300 ms" for s in slow_rows)
@@ -211,4 +211,4 @@ def test_variants_over_the_budget_are_timed_and_scored_only_when_asked(monkeypat
     else:  # no dev pass for a variant that cannot be chosen; its rows say so
         assert slow.pairs == 0 and all(s["metrics"] is None for s in slow_rows)
         rows = [{"ndcg@10": s["metrics"]["ndcg@10"] if s["metrics"] else None} for s in scored.values()]
-        assert sorted(rows, key=serving.dev_order)[-1]["ndcg@10"] is None
+        assert sorted(rows, key=dev_choice.dev_order)[-1]["ndcg@10"] is None

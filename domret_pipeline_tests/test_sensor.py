@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from domret_pipeline.core.feedback import FeedbackLabel
+from domret_pipeline.core.feedback.store import FeedbackLabel
 from domret_pipeline.resources import FeedbackStoreResource
 from domret_pipeline.sensors import FEEDBACK_IDS_TAG, feedback_sensor
 

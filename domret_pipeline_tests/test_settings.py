@@ -54,8 +54,8 @@ def test_derived_settings_carry_the_config_values_with_the_core_types(config_cls
 def test_every_core_settings_dataclass_is_derived_from_a_config():
     listed = {path for _, path, _ in SETTINGS_SOURCES}
     found = set()
-    for module in pkgutil.iter_modules(domret_pipeline.core.__path__):
-        mod = importlib.import_module(f"domret_pipeline.core.{module.name}")
+    for module in pkgutil.walk_packages(domret_pipeline.core.__path__, "domret_pipeline.core."):  # subpackages too
+        mod = importlib.import_module(module.name)
         for name, obj in inspect.getmembers(mod, dataclasses.is_dataclass):
             if name.endswith("Settings") and obj.__module__ == mod.__name__:
                 found.add(f"{mod.__name__}:{name}")
@@ -82,9 +82,9 @@ def test_derived_lists_are_not_shared_with_the_config():
 
 
 def test_values_crossing_assets_are_read_back_from_the_manifest_that_recorded_them():
-    from domret_pipeline.core.answering import AnswerSettings
-    from domret_pipeline.core.chunking import recorded_with_title
-    from domret_pipeline.core.mining import MiningSettings
+    from domret_pipeline.core.answers.extractive import AnswerSettings
+    from domret_pipeline.core.data.chunking import recorded_with_title
+    from domret_pipeline.core.training.mining import MiningSettings
 
     # hard_negatives' manifest records its config; embedding_checkpoint reads the row width back
     manifest = {**MiningConfig(num_negatives=5).model_dump(), "removed": {}}

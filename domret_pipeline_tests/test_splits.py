@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from domret_pipeline.core.splits import assign_splits, split_of
+from domret_pipeline.core.data.splits import assign_splits, split_of
 
 
 def test_split_depends_only_on_id_and_salt():

@@ -3,8 +3,8 @@
 import numpy as np
 
 from domret_pipeline.config import FineTuneConfig
-from domret_pipeline.core.encoder import encode, load_encoder
-from domret_pipeline.core.training import DevSet, train_encoder
+from domret_pipeline.core.retrieval.encoder import encode, load_encoder
+from domret_pipeline.core.training.bi_encoder import DevSet, train_encoder
 
 from .settings_helpers import settings_for
 
@@ -62,7 +62,7 @@ def test_training_device_auto_follows_torch_and_cuda_without_a_gpu_is_refused(mo
     import pytest
     import torch
 
-    from domret_pipeline.core.training import resolve_device
+    from domret_pipeline.core.training.bi_encoder import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
@@ -107,7 +107,7 @@ def test_bf16_mixed_precision_trains_and_keeps_fp32_weights(tiny_encoder, tmp_pa
     import pytest
     import torch
 
-    from domret_pipeline.core.precision import unavailable_reason
+    from domret_pipeline.core.retrieval.precision import unavailable_reason
 
     if unavailable_reason("bf16"):
         pytest.skip(unavailable_reason("bf16"))
@@ -127,7 +127,7 @@ def test_frozen_lower_layers_stay_fixed_while_the_top_trains(tiny_encoder, tmp_p
     import pytest
     import torch
 
-    from domret_pipeline.core.encoder import load_encoder as load
+    from domret_pipeline.core.retrieval.encoder import load_encoder as load
 
     before = {k: v.clone() for k, v in load(str(tiny_encoder), 32).state_dict().items()}
     settings = _training(epochs=2, learning_rate=5e-3, batch_size=4, max_seq_length=32, warmup_ratio=0.0,

@@ -11,8 +11,8 @@ import numpy as np
 
 from domret_pipeline.assets.common import plot_metadata
 from domret_pipeline.assets.training import model_card_markdown
-from domret_pipeline.core import diagnostics
-from domret_pipeline.core.report import format_number, markdown_table, to_html
+from domret_pipeline.core.evaluation import diagnostics
+from domret_pipeline.core.evaluation.report import format_number, markdown_table, to_html
 from domret_pipeline.definitions import ASSETS, defs
 from domret_pipeline.graph_doc import mermaid_graph, readme_graph
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.artifacts import ArtifactRef
-from ..core.report import markdown_image, markdown_table
+from ..core.evaluation.report import markdown_image, markdown_table
 from ..resources import TrackedRun
 
 ARTIFACT_IO = "artifact_io_manager"

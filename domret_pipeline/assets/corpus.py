@@ -7,10 +7,10 @@ import dagster as dg
 
 from ..config import ChunkingConfig, CorpusConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
-from ..core.chunking import chunk_documents
-from ..core.loaders import load_corpus
-from ..core.report import markdown_table
-from ..core.serialization import read_documents, write_chunks, write_documents, write_jsonl
+from ..core.data.chunking import chunk_documents
+from ..core.data.loaders import load_corpus
+from ..core.data.serialization import read_documents, write_chunks, write_documents, write_jsonl
+from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 

@@ -6,9 +6,9 @@ import dagster as dg
 
 from ..config import EvaluationConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
-from ..core.labels import LabeledQueries
-from ..core.report import to_html, to_markdown
-from ..core.serialization import read_chunks, write_jsonl
+from ..core.data.labels import LabeledQueries
+from ..core.data.serialization import read_chunks, write_jsonl
+from ..core.evaluation.report import to_html, to_markdown
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
@@ -42,19 +42,19 @@ def evaluation_report(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answer_evaluation import calibrate
-    from ..core.answering import AnswerSettings, encoder_scorer
+    from ..core.answers.extractive import AnswerSettings, encoder_scorer
     from ..core.artifacts import read_json
-    from ..core.bundle import open_bundle
-    from ..core.release_evaluation import EndToEndSystem, evaluate_release, gate_summary
-    from ..core.search import SearchPipeline, ServingConfig
-    from ..core.serialization import read_documents
-    from ..core.bm25 import BM25Index
-    from ..core.serving import best_per_family, evaluate_serving
-    from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import report_plots
-    from ..core.encoder import set_offline
-    from ..core.evaluation import DenseSystem, evaluate_retrieval
+    from ..core.data.serialization import read_documents
+    from ..core.evaluation.answers import calibrate
+    from ..core.evaluation.diagnostics import report_plots
+    from ..core.evaluation.retrievers import DenseSystem, evaluate_retrieval
+    from ..core.release.comparison import EndToEndSystem, evaluate_release, gate_summary
+    from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.retrieval.encoder import set_offline
+    from ..core.serving.bundle import open_bundle
+    from ..core.serving.dev_choice import best_per_family, evaluate_serving
+    from ..core.serving.search import SearchPipeline, ServingConfig
 
     set_offline(True)
     with mlflow.run(context, REPORT_VERSION) as tracked:
@@ -109,7 +109,7 @@ def evaluation_report(
         if config.generator == "openai":
             import os
 
-            from ..core.llm_answer import OpenAICompatibleGenerator
+            from ..core.answers.generator import OpenAICompatibleGenerator
 
             if not (config.generator_base_url and config.generator_model):
                 raise ValueError("generator 'openai' needs generator_base_url and generator_model")

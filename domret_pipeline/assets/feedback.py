@@ -6,9 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
-from ..core.labels import LabeledQueries
-from ..core.report import markdown_table
-from ..core.serialization import write_jsonl
+from ..core.data.labels import LabeledQueries
+from ..core.data.serialization import write_jsonl
+from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
@@ -39,11 +39,11 @@ def labeling_queue(
     mlflow: MlflowTracker,
     feedback: FeedbackStoreResource,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.active_learning import labeling_queue as build_queue
-    from ..core.answering import AnswerSettings
-    from ..core.bundle import open_bundle
-    from ..core.encoder import set_offline
-    from ..core.feedback import feedback_query_id
+    from ..core.answers.extractive import AnswerSettings
+    from ..core.feedback.active_learning import labeling_queue as build_queue
+    from ..core.feedback.store import feedback_query_id
+    from ..core.retrieval.encoder import set_offline
+    from ..core.serving.bundle import open_bundle
 
     set_offline(True)
     with mlflow.run(context, QUEUE_VERSION) as tracked:

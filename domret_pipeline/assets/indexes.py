@@ -11,8 +11,8 @@ import dagster as dg
 
 from ..config import BM25Config, IndexConfig, TunedIndexConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.chunking import passage_text, recorded_with_title
-from ..core.serialization import read_chunks
+from ..core.data.chunking import passage_text, recorded_with_title
+from ..core.data.serialization import read_chunks
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
@@ -29,11 +29,11 @@ DATA_GATE = [dg.AssetDep("labeled_queries")]
 
 def _choose_precision(context, config: IndexConfig | TunedIndexConfig, with_title: bool, labels_path: str, chunks,
                       encoder_path: str, encoder_fingerprint: str, max_seq_length: int, batch_size: int, decisions: Path):
-    """The parity check of the encoder's precisions on the dev split (see core.precision_choice)."""
-    from ..core.encoder import load_encoder
-    from ..core.labels import LabeledQueries
-    from ..core.precision import cpu_flags
-    from ..core.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
+    """The parity check of the encoder's precisions on the dev split (see core.retrieval.precision_choice)."""
+    from ..core.data.labels import LabeledQueries
+    from ..core.retrieval.encoder import load_encoder
+    from ..core.retrieval.precision import cpu_flags
+    from ..core.retrieval.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
 
     if config.precision == "fp32":
         return choose_precision("fp32", None, cosine_rows)
@@ -82,11 +82,11 @@ def _build_dense_index(
     extra_manifest: dict,
     base_vectors=None,
 ) -> dg.Output:
-    from ..core.dense_index import DenseIndex, build_index, choose_index_type
-    from ..core.diagnostics import uniformity
-    from ..core.embedding_cache import EmbeddingCache
-    from ..core.encoder import encode, load_encoder, model_fingerprint
+    from ..core.evaluation.diagnostics import uniformity
     from ..core.progress import Progress
+    from ..core.retrieval.dense_index import DenseIndex, build_index, choose_index_type
+    from ..core.retrieval.embedding_cache import EmbeddingCache
+    from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
 
     chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
     index_type = choose_index_type(len(chunks), config.exact_max_vectors)
@@ -178,7 +178,7 @@ def base_faiss_index(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.encoder import resolve_model_path, set_offline
+    from ..core.retrieval.encoder import resolve_model_path, set_offline
 
     set_offline(not embedding_model.allow_downloads)
     with mlflow.run(context, FAISS_VERSION) as tracked:
@@ -209,8 +209,8 @@ def faiss_index(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.dense_index import DenseIndex, all_vectors
-    from ..core.encoder import set_offline
+    from ..core.retrieval.dense_index import DenseIndex, all_vectors
+    from ..core.retrieval.encoder import set_offline
 
     set_offline(True)
     card = read_json(f"{embedding_checkpoint.path}/card.json")
@@ -243,7 +243,7 @@ def bm25_index(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.bm25 import BM25Index
+    from ..core.retrieval.bm25 import BM25Index
 
     with mlflow.run(context, BM25_VERSION) as tracked:
         tracked.log_params({**config.model_dump(), "corpus_chunks_sha256": corpus_chunks.sha256})

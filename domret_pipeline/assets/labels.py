@@ -7,12 +7,12 @@ import dagster as dg
 
 from ..config import LabelsConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
+from ..core.data.labels import LabeledQueries, drop_test_repeats
+from ..core.data.loaders import load_labels
+from ..core.data.serialization import read_documents, write_jsonl
+from ..core.data.splits import SPLITS, assign_splits
 from ..core.errors import InputDataError, RowIssue
-from ..core.labels import LabeledQueries, drop_test_repeats
-from ..core.loaders import load_labels
-from ..core.report import markdown_table
-from ..core.serialization import read_documents, write_jsonl
-from ..core.splits import SPLITS, assign_splits
+from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
@@ -77,7 +77,7 @@ def labeled_queries(
         labels, issues = build_labeled_queries(config, documents)
         merged = None
         if config.use_feedback:
-            from ..core.feedback import merge_feedback
+            from ..core.feedback.store import merge_feedback
 
             store = feedback.store()
             store.migrate()

@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.feedback import id_ranges
-from ..core.report import markdown_table
+from ..core.evaluation.report import markdown_table
+from ..core.feedback.store import id_ranges
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 

@@ -7,10 +7,10 @@ import dagster as dg
 
 from ..config import RerankerConfig, ServingSelectionConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.chunking import recorded_with_title
-from ..core.labels import LabeledQueries
-from ..core.report import markdown_table
-from ..core.serialization import read_chunks, read_documents
+from ..core.data.chunking import recorded_with_title
+from ..core.data.labels import LabeledQueries
+from ..core.data.serialization import read_chunks, read_documents
+from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
@@ -39,11 +39,11 @@ def reranker_adapter(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import training_curves
-    from ..core.encoder import set_offline
-    from ..core.reranker import save_adapter_and_merged, train_reranker
-    from ..core.reranker_data import prepare
+    from ..core.evaluation.diagnostics import training_curves
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.retrieval.encoder import set_offline
+    from ..core.training.reranker import save_adapter_and_merged, train_reranker
+    from ..core.training.reranker_data import prepare
 
     set_offline(True)
     with mlflow.run(context, RERANKER_VERSION) as tracked:
@@ -116,8 +116,8 @@ def reranker_adapter(
 def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
     """The parity check of the reranker's inference precisions on its dev reranking task; the
     precisions that pass are the ones serving_config may serve (within its latency budget)."""
-    from ..core.precision_choice import PrecisionChoice, choose_precision, reranker_trial, score_correlation
-    from ..core.reranker import load_reranker
+    from ..core.retrieval.precision_choice import PrecisionChoice, choose_precision, reranker_trial, score_correlation
+    from ..core.training.reranker import load_reranker
 
     if config.precision == "fp32":
         return choose_precision("fp32", None, score_correlation)
@@ -151,14 +151,14 @@ def serving_config(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answer_evaluation import ANSWER_SELECTION, answer_quality, calibrate_and_score
-    from ..core.answering import encoder_scorer, reranker_scorer
-    from ..core.bm25 import BM25Index
-    from ..core.dense_index import open_with_encoder
-    from ..core.encoder import set_offline
-    from ..core.reranker import load_reranker
-    from ..core.search import SearchPipeline, variant_key
-    from ..core.serving import dev_order, select_on_dev
+    from ..core.answers.extractive import encoder_scorer, reranker_scorer
+    from ..core.evaluation.answers import ANSWER_SELECTION, answer_quality, calibrate_and_score
+    from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.retrieval.encoder import set_offline
+    from ..core.serving.dev_choice import dev_order, select_on_dev
+    from ..core.serving.search import SearchPipeline, variant_key
+    from ..core.training.reranker import load_reranker
 
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
@@ -254,9 +254,9 @@ def serving_config(
 def _reranker_variants(config: ServingSelectionConfig, card: dict, merged: Path) -> dict:
     """The reranker at every (precision, token limit) serving may choose among: the precisions
     that passed the reranker's parity check, times the token limits tried."""
-    from ..core.precision_choice import PrecisionChoice
-    from ..core.reranker import load_reranker
-    from ..core.search import variant_key
+    from ..core.retrieval.precision_choice import PrecisionChoice
+    from ..core.serving.search import variant_key
+    from ..core.training.reranker import load_reranker
 
     precisions = PrecisionChoice.from_dict(card["precision_choice"]).passed() if "precision_choice" in card else ["fp32"]
     lengths = list(config.rerank_max_lengths) or [None]

@@ -8,10 +8,10 @@ import dagster as dg
 
 from ..config import FineTuneConfig, MiningConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.chunking import recorded_with_title
-from ..core.labels import LabeledQueries
-from ..core.report import markdown_table
-from ..core.serialization import read_chunks, read_jsonl, write_jsonl
+from ..core.data.chunking import recorded_with_title
+from ..core.data.labels import LabeledQueries
+from ..core.data.serialization import read_chunks, read_jsonl, write_jsonl
+from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table, plot_metadata
 
@@ -45,13 +45,13 @@ def hard_negatives(
 ) -> dg.Output[ArtifactRef]:
     import numpy as np
 
-    from ..core.bm25 import BM25Index
-    from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import histogram_plot
-    from ..core.encoder import set_offline
-    from ..core.loaders import load_feedback_negatives
-    from ..core.mining import MiningSettings
-    from ..core.training_data import train_split
+    from ..core.data.loaders import load_feedback_negatives
+    from ..core.evaluation.diagnostics import histogram_plot
+    from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.retrieval.encoder import set_offline
+    from ..core.training.bi_encoder_data import train_split
+    from ..core.training.mining import MiningSettings
 
     set_offline(True)
     with mlflow.run(context, MINING_VERSION) as tracked:
@@ -86,7 +86,7 @@ def hard_negatives(
         if config.feedback_negatives_path:
             confirmed, feedback_issues = load_feedback_negatives(config.feedback_negatives_path, set(query_ids), by_doc)
         if config.use_feedback:
-            from ..core.feedback import confirmed_negatives
+            from ..core.feedback.store import confirmed_negatives
 
             store = feedback.store()
             store.migrate()
@@ -170,9 +170,9 @@ def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: di
     """The cross-encoder of the false-negative check, and the record of which one it is. The
     champion's reranker reads passages as its bundle rendered them; a given cross-encoder as
     the mining index did (``with_title``)."""
-    from ..core.chunking import passage_text
-    from ..core.encoder import model_fingerprint, resolve_model_path
-    from ..core.reranker import load_cross_encoder, load_reranker, score_pairs
+    from ..core.data.chunking import passage_text
+    from ..core.retrieval.encoder import model_fingerprint, resolve_model_path
+    from ..core.training.reranker import load_cross_encoder, load_reranker, score_pairs
 
     if config.cross_encoder == "champion":
         champion, bundle = champion_and_bundle
@@ -220,12 +220,12 @@ def embedding_checkpoint(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.dense_index import open_with_encoder
-    from ..core.diagnostics import training_curves
-    from ..core.encoder import set_offline
-    from ..core.mining import MinedQuery, MiningResult, MiningSettings
-    from ..core.training import train_encoder
-    from ..core.training_data import build_training_rows, dev_set_from_index
+    from ..core.evaluation.diagnostics import training_curves
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.retrieval.encoder import set_offline
+    from ..core.training.bi_encoder import train_encoder
+    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index
+    from ..core.training.mining import MinedQuery, MiningResult, MiningSettings
 
     set_offline(True)
     with mlflow.run(context, CHECKPOINT_VERSION) as tracked:

@@ -96,9 +96,9 @@ def cmd_bench_graph(args: argparse.Namespace) -> int:
 
 def cmd_bench_training_step(args: argparse.Namespace) -> int:
     offline()
-    from ..core.encoder import resolve_model_path
     from ..config import FineTuneConfig
-    from ..core.training import DevSet, train_encoder
+    from ..core.retrieval.encoder import resolve_model_path
+    from ..core.training.bi_encoder import DevSet, train_encoder
     from ..gpu_trials import read_work
 
     data = read_work(Path(args.work))

@@ -4,7 +4,7 @@ path, and the reranker's served latency at top-k per precision and token limit.
     DOMRET_HOME=.domret/scifact domret bench precision --refs .domret/scifact/refs
 
 Encoding: the whole corpus's chunks are encoded by plain sentence-transformers fp32 (the
-reference) and by each precision path of the project (``core.precision``), in one process,
+reference) and by each precision path of the project (``core.retrieval.precision``), in one process,
 one after another, each after a warm-up batch; throughput is reported as a ratio to the
 reference, measured in the same run (the machine is shared: read the ratios, not the times).
 Each path's index is scored on the dev and test splits of the run's labels (nDCG@10,
@@ -36,15 +36,15 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.artifacts import read_json
-    from ..core.chunking import passage_text, recorded_with_title
-    from ..core.dense_index import DenseIndex, build_index, open_with_encoder
-    from ..core.encoder import encode, load_encoder
-    from ..core.latency import time_pipeline
-    from ..core.metrics import evaluate_run, mean_metrics
-    from ..core.precision_choice import cosine_rows
-    from ..core.reranker import load_cross_encoder, load_reranker
-    from ..core.retrieval import aggregate_max
-    from ..core.search import SearchPipeline, ServingConfig
+    from ..core.data.chunking import passage_text, recorded_with_title
+    from ..core.evaluation.metrics import evaluate_run, mean_metrics
+    from ..core.retrieval.dense_index import DenseIndex, build_index, open_with_encoder
+    from ..core.retrieval.document_ranking import aggregate_max
+    from ..core.retrieval.encoder import encode, load_encoder
+    from ..core.retrieval.precision_choice import cosine_rows
+    from ..core.serving.latency import time_pipeline
+    from ..core.serving.search import SearchPipeline, ServingConfig
+    from ..core.training.reranker import load_cross_encoder, load_reranker
 
     refs = Path(args.refs)
     base_index_dir = artifact_dir(refs, "base_faiss_index")

@@ -99,8 +99,8 @@ def artifact_dir(refs: str | Path, name: str) -> Path:
 
 def labels_and_chunks(refs: str | Path):
     """The labeled queries and the chunks of a run's published references."""
-    from ..core.labels import LabeledQueries
-    from ..core.serialization import read_chunks
+    from ..core.data.labels import LabeledQueries
+    from ..core.data.serialization import read_chunks
 
     return LabeledQueries.load(artifact_dir(refs, "labeled_queries")), read_chunks(artifact_dir(refs, "corpus_chunks") / "chunks.jsonl")
 

@@ -3,7 +3,7 @@
     domret eval --refs .domret/scifact/refs [--latency-queries 100]
     domret eval --tuned-model PATH   # a checkpoint trained elsewhere
 
-The retrieval half of the evaluation_report asset (same code: core/evaluation.py), without
+The retrieval half of the evaluation_report asset (same code: core/evaluation/retrievers.py), without
 the reranker, serving and answer sections: for when only the encoder changed. With
 ``--tuned-model`` the tuned side is that checkpoint (a sentence-transformers folder, e.g. one
 rebuilt by ``domret gpu-tune restore``): the run's chunks are encoded with it and indexed
@@ -22,10 +22,10 @@ from .common import artifact_dir, labels_and_chunks, offline, stamp
 
 def cmd_eval(args: argparse.Namespace) -> int:
     offline()
-    from ..core.bm25 import BM25Index
-    from ..core.dense_index import open_with_encoder
-    from ..core.evaluation import DenseSystem, evaluate_retrieval
-    from ..core.report import to_markdown
+    from ..core.evaluation.report import to_markdown
+    from ..core.evaluation.retrievers import DenseSystem, evaluate_retrieval
+    from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.dense_index import open_with_encoder
     from ..publication import latest_ref
 
     refs = Path(args.refs)
@@ -53,10 +53,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _system_from_checkpoint(name, path, chunks, base, base_manifest):
     """The tuned side indexed with the base index's text (title or not), token limit and
     index type, read from its manifest, so only the encoder differs."""
-    from ..core.chunking import passage_text, recorded_with_title
-    from ..core.dense_index import DenseIndex, build_index
-    from ..core.encoder import encode, load_encoder, model_fingerprint
-    from ..core.evaluation import DenseSystem
+    from ..core.data.chunking import passage_text, recorded_with_title
+    from ..core.evaluation.retrievers import DenseSystem
+    from ..core.retrieval.dense_index import DenseIndex, build_index
+    from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
 
     encoder = load_encoder(path, base_manifest["max_seq_length"])
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from .common import domret_home
 
 
 def _feedback_store(args):
-    from ..core.feedback import FeedbackStore
+    from ..core.feedback.store import FeedbackStore
 
     from ..locations import feedback_url
 
@@ -22,7 +22,7 @@ def _feedback_store(args):
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     from ..core.errors import InputDataError, RowIssue
-    from ..core.feedback import FeedbackLabel
+    from ..core.feedback.store import FeedbackLabel
 
     if args.action == "queue":
         from ..publication import latest_ref
@@ -43,7 +43,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if args.action == "migrate":
         print(f"feedback store {store.url}: schema version {store.version()}")
         return 0
-    from ..core.feedback_files import COMMAND_LINE, check_label, known_ids, read_feedback
+    from ..core.feedback.files import COMMAND_LINE, check_label, known_ids, read_feedback
 
     home = domret_home(args)
     # Ids are checked against the latest published corpus and labels; before any run there

@@ -40,9 +40,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file, save_file
 
     from ..config import FineTuneConfig, MiningConfig
-    from ..core.chunking import recorded_with_title
-    from ..core.dense_index import open_with_encoder
-    from ..core.training_data import build_training_rows, dev_set_from_index, train_split
+    from ..core.data.chunking import recorded_with_title
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
 
     config = gpu_trials.load_trials(args.trials)
     refs = Path(args.refs)
@@ -123,8 +123,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     results = json.loads((deltas / "results.json").read_text())
     (model / "gpu_tuning.json").write_text(json.dumps(results, indent=1))
     if args.check_dev:
-        from ..core.encoder import load_encoder
-        from ..core.training import DEV_METRIC, dev_evaluator
+        from ..core.retrieval.encoder import load_encoder
+        from ..core.training.bi_encoder import DEV_METRIC, dev_evaluator
 
         dev = gpu_trials.dev_set(gpu_trials.read_work(work))
         score = dev_evaluator(dev, 32)(load_encoder(str(model), 256))[DEV_METRIC]

@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not result.success:
         if any(c.check_name == "release_gate" for c in failed_checks(result)):
-            from ..core.release_evaluation import gate_summary
+            from ..core.release.comparison import gate_summary
 
             # this run's report (from its own materialization): a run that failed is not
             # published, so the latest report is an older one

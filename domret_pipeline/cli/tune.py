@@ -23,13 +23,13 @@ from .common import artifact_dir, labels_and_chunks, offline, stamp
 def cmd_tune_embedding(args: argparse.Namespace) -> int:
     """Mine negatives for the train split as ``hard_negatives`` does, train as
     ``embedding_checkpoint`` does, print the dev nDCG@10 (on the dev candidate subset, see
-    core/training_data.py) of the base and the tuned model."""
+    core/training/bi_encoder_data.py) of the base and the tuned model."""
     offline()
     from ..config import FineTuneConfig, MiningConfig
-    from ..core.chunking import recorded_with_title
-    from ..core.dense_index import open_with_encoder
-    from ..core.training import train_encoder
-    from ..core.training_data import build_training_rows, dev_set_from_index, train_split
+    from ..core.data.chunking import recorded_with_title
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.training.bi_encoder import train_encoder
+    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
 
     refs = Path(args.index_ref).parent
     index_dir = artifact_dir(refs, Path(args.index_ref).stem)
@@ -71,13 +71,13 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     (dense, hybrid, reranking depths and fusion weights) on dev as ``serving_config`` does,
     and print what would serve."""
     offline()
-    from ..core.bm25 import BM25Index
-    from ..core.dense_index import open_with_encoder
     from ..config import RerankerConfig
-    from ..core.chunking import recorded_with_title
-    from ..core.reranker import merge_adapter, save_adapter_and_merged, train_reranker
-    from ..core.reranker_data import prepare
-    from ..core.serving import select_on_dev
+    from ..core.data.chunking import recorded_with_title
+    from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.dense_index import open_with_encoder
+    from ..core.serving.dev_choice import select_on_dev
+    from ..core.training.reranker import merge_adapter, save_adapter_and_merged, train_reranker
+    from ..core.training.reranker_data import prepare
 
     refs = Path(args.refs)
     labels, chunks = labels_and_chunks(refs)

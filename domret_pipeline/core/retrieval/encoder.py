@@ -73,7 +73,7 @@ def encode(model, texts: list[str], batch_size: int = 64, progress=None) -> np.n
 
 def model_fingerprint(name_or_path: str) -> str:
     """Content hash of a local model folder (the hub id itself when it is not local)."""
-    from .artifacts import sha256_dir
+    from ..artifacts import sha256_dir
 
     path = Path(resolve_model_path(name_or_path))
     return sha256_dir(path) if path.is_dir() else f"hub:{name_or_path}"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable
 
-from .chunking import Chunk
-from .documents import Evidence
+from ..data.chunking import Chunk
+from ..data.documents import Evidence
 
 
 def positive_chunks(

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .chunking import Chunk
+from ..data.chunking import Chunk
+from ..evaluation.metrics import evaluate_run, mean_metrics
+from ..retrieval.document_ranking import aggregate_max
 from .latency import over_budget, time_pipeline, time_reranking, timing_group
-from .metrics import evaluate_run, mean_metrics
-from .retrieval import aggregate_max
 from .search import SearchPipeline, ServingConfig, StageOutputs, final_order, variant_key
 
 PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
@@ -176,7 +176,7 @@ def evaluate_serving(
     """Every configuration family at its dev-chosen settings, and the served configuration, on
     one (frozen) split; plus per-stage latency of the served pipeline and of the full one
     (hybrid + rerank), one query at a time. ``serving`` is the ``serving.json`` document."""
-    from .significance import paired_test
+    from ..evaluation.significance import paired_test
 
     dev_rows = serving["dev"]["table"]
     dev_scores = {r["config"]: r["ndcg@10"] for r in dev_rows}
@@ -236,7 +236,7 @@ def select_on_dev(
     a dimension of the grid. ``score_over_budget`` False skips the dev pass of the variants
     whose every configuration is over the budget (their ``metrics`` are None): on a CPU that
     pass is most of this step's time, and those variants cannot be chosen anyway."""
-    from .progress import Progress
+    from ..progress import Progress
 
     if not qrels:
         raise ValueError("the dev split has no labeled query: cannot choose what serves")

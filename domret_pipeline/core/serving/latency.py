@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from .metrics import latency_summary
+from ..evaluation.metrics import latency_summary
 from .search import SearchPipeline, ServingConfig
 
 

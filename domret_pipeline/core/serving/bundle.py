@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import ArtifactRef, read_json
+from ..artifacts import ArtifactRef, read_json
 from .search import SearchPipeline, ServingConfig
 
 
@@ -27,7 +27,7 @@ class OpenBundle:
     def rerankers(self, variants: set[str]) -> dict:
         """The reranker at each variant (precision/token limit) named, loaded from the bundle's
         verified merged model; the one already open is reused for its own variant."""
-        from .reranker import load_reranker
+        from ..training.reranker import load_reranker
 
         out = {}
         served = self.pipeline.config.variant()
@@ -43,7 +43,7 @@ class OpenBundle:
 
     def scorer(self):
         """The answer step's sentence scorer recorded in the bundle."""
-        from .answering import encoder_scorer, reranker_scorer
+        from ..answers.extractive import encoder_scorer, reranker_scorer
 
         answer = self.bundle.get("answer", {})
         if answer.get("scorer") == "reranker" and self.reranker is not None:
@@ -55,9 +55,9 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
                 load_all: bool = False) -> OpenBundle:
     """``rerank`` overrides the served choice; ``load_all`` loads BM25 and the reranker even
     where the served configuration does not use them (evaluation wants every stage)."""
-    from .bm25 import BM25Index
-    from .dense_index import open_with_encoder
-    from .serialization import read_chunks, read_documents
+    from ..data.serialization import read_chunks, read_documents
+    from ..retrieval.bm25 import BM25Index
+    from ..retrieval.dense_index import open_with_encoder
 
     folder = Path(folder)
     bundle = read_json(folder / "serving.json")
@@ -72,7 +72,7 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
     reranker = None
     if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
-        from .reranker import load_reranker
+        from ..training.reranker import load_reranker
 
         # The served variant's precision and token limit (fp32 at the trained length when the
         # served configuration does not rerank).

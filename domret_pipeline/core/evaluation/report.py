@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from .serving import dev_order
+from ..serving.dev_choice import dev_order
 
 METRIC_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 

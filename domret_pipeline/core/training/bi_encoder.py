@@ -185,8 +185,8 @@ def train_encoder(
     from sentence_transformers.sentence_transformer import losses
     from transformers.trainer_callback import PrinterCallback
 
-    from .precision import resolve_train_precision
-    from .progress import trainer_progress_callback
+    from ..progress import trainer_progress_callback
+    from ..retrieval.precision import resolve_train_precision
 
     # Settings errors surface before minutes of model loading and base evaluation.
     unknown = [d for d in settings.loss_directions if d not in LOSS_DIRECTIONS]

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .answer_evaluation import evaluate_answers
-from .answering import AnswerSettings
-from .gate import GATED, gate
-from .labels import LabeledQueries
-from .search import SearchPipeline
-from .serving import pipeline_metrics
-from .significance import paired_test
+from ..answers.extractive import AnswerSettings
+from ..data.labels import LabeledQueries
+from ..evaluation.answers import evaluate_answers
+from ..evaluation.significance import paired_test
+from ..serving.dev_choice import pipeline_metrics
+from ..serving.search import SearchPipeline
+from .gate import gate
 
 
 @dataclass
@@ -100,5 +100,3 @@ def gate_summary(section: dict) -> str:
         lines.append(f"- {row['metric']}: {fmt(ref)} → {fmt(new)} (tolerance {row['tolerance']:g}): {row['why']}")
     return "\n".join(lines)
 
-
-__all__ = ["EndToEndSystem", "evaluate_release", "gate_summary", "GATED"]

@@ -139,7 +139,7 @@ class EncoderDevTask:
 
 def encoder_dev_task(queries: dict[str, str], qrels: dict[str, dict[str, int]], chunks, with_title: bool,
                      pool_size: int, seed: int = 13) -> EncoderDevTask:
-    from .chunking import passage_text
+    from ..data.chunking import passage_text
 
     if not qrels:
         raise ValueError("the dev split has no labeled query: no parity check is possible")
@@ -156,9 +156,9 @@ def encoder_trial(task: EncoderDevTask, load: Callable[[str], object], batch_siz
     """A trial function: load the encoder at a precision, encode the pool and the queries,
     rank and score. The outputs compared with fp32 are the pool's embeddings; the seconds
     are those of encoding the pool (the corpus's workload)."""
+    from ..evaluation.metrics import evaluate_run, mean_metrics
+    from .document_ranking import aggregate_max
     from .encoder import encode
-    from .metrics import evaluate_run, mean_metrics
-    from .retrieval import aggregate_max
 
     qids = sorted(task.queries)
 
@@ -181,8 +181,8 @@ def encoder_trial(task: EncoderDevTask, load: Callable[[str], object], batch_siz
 def reranker_trial(samples, load: Callable[[str], object], batch_size: int = 32) -> TrialFn:
     """A trial function over the reranker's dev samples (query, first-stage candidates,
     relevant passages): reranking nDCG@10 at chunk level, the scores compared with fp32's."""
-    from .metrics import evaluate_run, mean_metrics
-    from .reranker import score_pairs
+    from ..evaluation.metrics import evaluate_run, mean_metrics
+    from ..training.reranker import score_pairs
 
     rows = [s for s in samples if s.relevant]
     if not rows:

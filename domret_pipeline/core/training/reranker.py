@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..retrieval.encoder import resolve_model_path
 from .early_stopping import keep_best_callback, training_arguments
-from .encoder import resolve_model_path
 
 DEV_METRIC = "dev_ndcg@10"
 LOSSES = ("mnrl", "lambda", "listnet", "bce")
@@ -145,10 +145,10 @@ def merge_adapter(model) -> None:
 
 def load_reranker(folder: str | Path, max_length: int | None = None, precision: str = "fp32"):
     """A merged reranker saved by :func:`save_adapter_and_merged` (a plain CrossEncoder
-    folder), running at ``precision`` (see :mod:`.precision`)."""
+    folder), running at ``precision`` (see :mod:`.retrieval.precision`)."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from .precision import apply_precision
+    from ..retrieval.precision import apply_precision
 
     model = CrossEncoder(str(folder), device="cpu", local_files_only=True, max_length=max_length)
     model.eval()
@@ -253,8 +253,8 @@ def train_reranker(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
-    from .precision import resolve_train_precision
-    from .progress import trainer_progress_callback
+    from ..progress import trainer_progress_callback
+    from ..retrieval.precision import resolve_train_precision
 
     train_precision = resolve_train_precision(settings.train_precision, "cpu")
     model = load_cross_encoder(base_model, settings.max_length, settings.seed)

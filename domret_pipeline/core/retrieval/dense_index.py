@@ -71,7 +71,7 @@ def open_with_encoder(folder: Path):
     """Load an index artifact with the encoder that built it, at the precision it was built
     with, checking the encoder's content hash against the manifest: queries must be encoded by
     the very model (and arithmetic) that built the index."""
-    from .artifacts import read_json
+    from ..artifacts import read_json
     from .encoder import load_encoder, model_fingerprint
 
     manifest = read_json(Path(folder) / "manifest.json")

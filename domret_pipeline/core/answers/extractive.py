@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..data.documents import Document
 from .citation_metrics import Answer, AnswerSentence, Span
-from .documents import Document
 
 ABSTENTION_TEXT = "The corpus holds no evidence for this question."
 
@@ -103,7 +103,7 @@ def threshold_curve(answerable_scores: Sequence[float], unanswerable_scores: Seq
 
 def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], np.ndarray]:
     """Cosine similarity of the query and each sentence under a bi-encoder."""
-    from .encoder import encode
+    from ..retrieval.encoder import encode
 
     def score(query: str, sentences: list[str]) -> np.ndarray:
         vectors = encode(encoder, [query, *sentences], batch_size)
@@ -114,7 +114,7 @@ def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], 
 
 def reranker_scorer(reranker, batch_size: int = 32) -> Callable[[str, list[str]], np.ndarray]:
     """The cross-encoder's logit for (query, sentence)."""
-    from .reranker import score_pairs
+    from ..training.reranker import score_pairs
 
     return lambda query, sentences: score_pairs(reranker, query, sentences, batch_size)
 

@@ -35,13 +35,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, passage_text
-from .encoder import encode
+from ..data.chunking import Chunk, passage_text
+from ..retrieval.encoder import encode
 
 
 @dataclass
 class ServingConfig:
-    """Which stages serve. Chosen on the dev split (see :mod:`.serving`) and stored with the
+    """Which stages serve. Chosen on the dev split (see :mod:`.dev_choice`) and stored with the
     model; ``reasons`` says why each stage is on or off."""
 
     first_stage: str = "dense"  # "dense", "hybrid" or "bm25" (the report's baseline)
@@ -51,7 +51,7 @@ class ServingConfig:
     rrf_k: int = 60
     depth: int = 100  # chunks each first-stage retriever returns
     top_n: int = 10
-    rerank_precision: str = "fp32"  # the reranker's inference precision (see core.precision)
+    rerank_precision: str = "fp32"  # the reranker's inference precision (see core.retrieval.precision)
     rerank_max_length: int | None = None  # tokens the reranker reads; None: what it was trained with
     reasons: list[str] = field(default_factory=list)
 
@@ -294,7 +294,7 @@ class SearchPipeline:
         return stages
 
     def _score_heads(self, model, queries: list[str], heads: list[list[str]], progress) -> list[dict[str, float]]:
-        from .reranker import score_pair_list
+        from ..training.reranker import score_pair_list
 
         widest = max((len(h) for h in heads), default=1) or 1
         step = max(1, PAIRS_PER_CALL // widest) if progress is not None else max(len(queries), 1)

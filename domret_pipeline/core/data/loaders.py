@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal
 
+from ..errors import QUARANTINE_HINT, InputDataError, RowIssue
 from .documents import Document, Evidence, locate_sentences, split_sentences
-from .errors import QUARANTINE_HINT, InputDataError, RowIssue
 
 OnBadRows = Literal["fail", "quarantine"]
 CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "folder"]

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chunking import Chunk, passage_text
-from .labels import LabeledQueries
+from ..data.chunking import Chunk, passage_text
+from ..data.labels import LabeledQueries
+from .bi_encoder import DevSet
 from .mining import MiningResult, MiningSettings, mine
 from .positives import positive_chunks
-from .training import DevSet
 
 
 @dataclass
@@ -39,8 +39,8 @@ class TrainSplit:
 def train_split(labels: LabeledQueries, chunks: list[Chunk], index, encoder) -> TrainSplit:
     """Encode the train queries with ``encoder`` (the one that built ``index``) and pick their
     positives, scored against the index's own vectors."""
-    from .dense_index import all_vectors
-    from .encoder import encode
+    from ..retrieval.dense_index import all_vectors
+    from ..retrieval.encoder import encode
 
     qrels = labels.qrels_for("train")
     query_ids = sorted(qrels)
@@ -62,8 +62,8 @@ def dev_set_from_index(labels: LabeledQueries, chunks: list[Chunk], index, encod
     """The dev task evaluated after every epoch (:func:`build_dev_set`), its distractors
     ranked by the base index and its encoder; passages rendered as that index rendered them
     (``with_title``)."""
-    from .dense_index import all_vectors
-    from .encoder import encode
+    from ..retrieval.dense_index import all_vectors
+    from ..retrieval.encoder import encode
 
     dev_ids = sorted(labels.qrels_for("dev"))
     dev_vectors = dict(zip(dev_ids, encode(encoder, [labels.queries[q] for q in dev_ids])))

@@ -13,7 +13,7 @@ of the content: everything but the id and the source, taken before a row without
 gets the import time) is unique, so importing the same rows twice, from any file name,
 inserts nothing new.
 
-Files are read and checked in :mod:`.feedback_files`; imports are all or nothing unless the
+Files are read and checked in :mod:`.feedback.files`; imports are all or nothing unless the
 user asks to quarantine bad rows, and all rows are inserted in one transaction.
 """
 
@@ -320,7 +320,3 @@ def id_ranges(ids: list[int]) -> str:
         prev = i
     return ",".join(parts)
 
-
-# Reading files lives in feedback_files (encodings, id checks); imported here, at the end, so
-# that ``from .feedback import read_feedback_file`` keeps working without a circular import.
-from .feedback_files import read_feedback_file  # noqa: E402

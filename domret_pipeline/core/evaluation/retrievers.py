@@ -1,7 +1,7 @@
 """Retrieval evaluation on one frozen split: BM25 and one or more dense retrievers, side by
 side, with paired significance tests, slices and embedding-space diagnostics. Each ranks
-through :class:`.search.SearchPipeline` (its ``bm25`` or ``dense`` first stage), the code that
-serves."""
+through :class:`.serving.search.SearchPipeline` (its ``bm25`` or ``dense`` first stage), the
+code that serves."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bm25 import BM25Index
-from .chunking import Chunk
-from .dense_index import DenseIndex, all_vectors
-from .labels import LabeledQueries
+from ..data.chunking import Chunk
+from ..data.labels import LabeledQueries
+from ..retrieval.bm25 import BM25Index
+from ..retrieval.dense_index import DenseIndex, all_vectors
+from ..retrieval.document_ranking import top_documents
+from ..serving.search import SearchPipeline, ServingConfig
 from .metrics import evaluate_run, mean_metrics
-from .retrieval import top_documents
-from .search import SearchPipeline, ServingConfig
 from .significance import paired_test
 
 HARD_NEGATIVE_SLICE = "hard_negative"
@@ -102,7 +102,7 @@ def evaluate_retrieval(
 
     latency = {}
     if latency_queries > 0:  # one query at a time, as a user would send them
-        from .latency import time_pipeline
+        from ..serving.latency import time_pipeline
 
         latency = {name: time_pipeline(pipelines[name], texts[:latency_queries])["total"]
                    for name in [s.name for s in dense] + ["bm25"]}
@@ -127,7 +127,7 @@ def _diagnostics(qids, qrels, chunks, dense, query_vectors, chunk_to_doc) -> tup
     """Per dense system: similarity of each query to its best relevant chunk vs to the
     baseline's best non-relevant chunk (a fixed hard negative), corpus uniformity, and the
     norms of pooled embeddings of a fixed chunk sample."""
-    from .chunking import passage_text
+    from ..data.chunking import passage_text
     from .diagnostics import pooled_norms, summary, uniformity
 
     rng = np.random.default_rng(0)

@@ -129,7 +129,7 @@ def generated_answers(pipeline, qids: list[str], queries: dict[str, str], docume
                       judge=overlap_judge, batch_size: int = 32) -> tuple[dict[str, Answer], dict[str, dict]]:
     """Search each query, hand the sentences of the top ``passages`` chunks to the generator,
     and judge each answer sentence against the text it cites."""
-    from .answering import chunk_sentences
+    from .extractive import chunk_sentences
 
     answers, records = {}, {}
     for start in range(0, len(qids), batch_size):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .chunking import Chunk, passage_text
+from ..data.chunking import Chunk, passage_text
 from .mining import MiningResult
 from .reranker import DevSample, RerankExample
 
@@ -54,8 +54,8 @@ def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_ne
             max_positive_ratio: float | None, with_title: bool):
     """Training examples (train split) and dev samples (dev split) from a fine-tuned index and
     its encoder. Returns ``(examples, dev, mined)``; ``mined`` keeps the mining counts."""
-    from .dense_index import all_vectors
-    from .encoder import encode
+    from ..retrieval.dense_index import all_vectors
+    from ..retrieval.encoder import encode
     from .mining import MiningSettings, mine
     from .positives import positive_chunks
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .answering import extractive_answer
+from ..answers.extractive import extractive_answer
 
 
 def _top_docs(hits: list[tuple[str, float]], chunk_to_doc: dict[str, str], k: int = 10) -> list[str]:
@@ -37,7 +37,7 @@ DISAGREEMENT_CHUNKS = 40  # the top chunks of each retriever whose top-10 docume
 
 def labeling_queue(opened, queries: dict[str, str], documents, threshold: float, answer_settings,
                    top_k: int = 50, batch_size: int = 32) -> list[dict]:
-    """``opened``: an :class:`~.bundle.OpenBundle` (the champion's, or the latest) opened with
+    """``opened``: an :class:`~.serving.bundle.OpenBundle` (the champion's, or the latest) opened with
     BM25 loaded. One run of its pipeline's stages per batch gives both the served results and
     the dense and BM25 rankings whose disagreement is read."""
     pipeline = opened.pipeline

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .errors import InputDataError, RowIssue
-from .feedback import LABELS, FeedbackLabel
+from ..errors import InputDataError, RowIssue
+from .store import LABELS, FeedbackLabel
 
 COMMAND_LINE = "<command line>"
 
@@ -34,9 +34,9 @@ class KnownIds:
 def known_ids(refs_dir: str | Path) -> KnownIds:
     """Ids of the latest ``corpus_documents``, ``corpus_chunks`` and ``labeled_queries``,
     read through their references (each artifact re-hashed before it is read)."""
-    from .artifacts import ArtifactRef
-    from .labels import LabeledQueries
-    from .serialization import read_jsonl
+    from ..artifacts import ArtifactRef
+    from ..data.labels import LabeledQueries
+    from ..data.serialization import read_jsonl
 
     known = KnownIds()
 

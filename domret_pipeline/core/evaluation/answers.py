@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .answering import ABSTENTION_TEXT, AnswerSettings, answer_split, calibrate_threshold, threshold_curve
-from .citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
-from .documents import Document
-from .labels import LabeledQueries
+from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
+from ..answers.extractive import ABSTENTION_TEXT, AnswerSettings, answer_split, calibrate_threshold, threshold_curve
+from ..data.documents import Document
+from ..data.labels import LabeledQueries
 
 
 def gold_spans(labels: LabeledQueries, qids: list[str]) -> dict[str, set[Span]]:
@@ -51,12 +51,12 @@ def calibrate(pipeline, labels: LabeledQueries, split: str, documents: dict[str,
 def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
                      settings: AnswerSettings, generator=None) -> dict:
     """Summary metrics, per-query rows, the answers and the threshold curve of one system.
-    With a ``generator`` (see :mod:`.llm_answer`) the answers are generated instead: the
+    With a ``generator`` (see :mod:`.answers.generator`) the answers are generated instead: the
     model abstains by itself, so there is no threshold or curve."""
     qids = sorted(labels.qrels_for(split))
     gold = gold_spans(labels, qids)
     if generator is not None:
-        from .llm_answer import generated_answers
+        from ..answers.generator import generated_answers
 
         raw, _ = generated_answers(pipeline, qids, labels.queries, documents, generator, settings.passages)
         answers = raw
