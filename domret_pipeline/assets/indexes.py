@@ -194,9 +194,10 @@ def base_faiss_index(
     code_version=FAISS_VERSION,
     io_manager_key=ARTIFACT_IO,
     description=(
-        "FAISS index of the chunks built with the fine-tuned embedding_checkpoint, with the id map "
-        "to chunk ids and the uniformity of its space next to the base index's (collapse check). "
-        "Precision and embedding cache as for base_faiss_index."
+        "The tuned index: FAISS index of the chunks built with the fine-tuned embedding_checkpoint "
+        "(the one serving_config serves), with the id map to chunk ids and the uniformity of its "
+        "space next to the base index's (collapse check). Precision and embedding cache as for "
+        "base_faiss_index."
     ),
 )
 def faiss_index(

@@ -133,10 +133,11 @@ def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
     code_version=SERVING_VERSION,
     io_manager_key=ARTIFACT_IO,
     description=(
-        "Which stages serve, chosen on the dev split: dense or hybrid (BM25 by reciprocal rank "
-        "fusion), reranking on or off, its depth and fusion weight. Reranking is on only where it "
-        "beats the stage before it on dev; the reasons are recorded. Holds the references (path + "
-        "hash) of the index, BM25 and reranker it serves: the bundle `domret search` loads."
+        "The serving bundle: the serving configuration chosen on the dev split (dense or hybrid, "
+        "BM25 by reciprocal rank fusion; reranking on or off, its depth and fusion weight) with the "
+        "references (path + hash) of the tuned index, BM25, reranker and chunks it serves; what "
+        "`domret search` loads and champion_release registers. Reranking is on only where it beats "
+        "the stage before it on dev; the reasons are recorded."
     ),
 )
 def serving_config(
