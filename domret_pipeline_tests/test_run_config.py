@@ -69,3 +69,16 @@ def test_yaml_errors_and_missing_files_name_the_file(tmp_path, cli):
     code, err = cli("run", "--config", str(tmp_path / "nope.yaml"))
     assert code == 2 and err[0] == f"domret: {tmp_path / 'nope.yaml'}: config file not found"
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("name", ["scifact.yaml", "scifact_full.yaml"])
+def test_the_committed_run_configs_fit_the_job(name):
+    """The configs `make scifact` and the README name are checked against the real job, so a
+    renamed or removed key fails here, not an hour into a benchmark run."""
+    from pathlib import Path
+
+    from domret_pipeline.definitions import defs
+    from domret_pipeline.run_config import check_run_config, load_run_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    check_run_config(defs.resolve_job_def("domret_full"), load_run_config(path), path)
