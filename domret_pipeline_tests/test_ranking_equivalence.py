@@ -98,6 +98,7 @@ def test_the_labeling_queue_reads_the_served_results():
 def test_tiny_real_models_rank_the_same_in_the_report_and_in_search(tiny_encoder, tiny_reranker_base, tmp_path):
     """The tiny real models: a random MiniLM-tokenized bi-encoder, exact FAISS, bm25s, and a
     cross-encoder with a random head (its logits differ by pair, which is all this needs)."""
+    from domret_pipeline.config import BM25Config
     from domret_pipeline.core.data.chunking import Chunk, passage_text
     from domret_pipeline.core.data.labels import LabeledQueries
     from domret_pipeline.core.data.serialization import read_jsonl
@@ -117,7 +118,7 @@ def test_tiny_real_models_rank_the_same_in_the_report_and_in_search(tiny_encoder
     encoder = load_encoder(str(tiny_encoder), 64)
     index = DenseIndex(build_index(encode(encoder, [passage_text(c) for c in chunks]), "flat"),
                        [c.chunk_id for c in chunks])
-    bm25 = BM25Index.build([passage_text(c) for c in chunks], [c.chunk_id for c in chunks])
+    bm25 = BM25Index.build([passage_text(c) for c in chunks], [c.chunk_id for c in chunks], BM25Config().k1, BM25Config().b)
     reranker = load_cross_encoder(str(tiny_reranker_base), 64, seed=1)
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     qids = sorted(qrels)
