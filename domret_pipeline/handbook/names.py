@@ -1,5 +1,6 @@
-"""The entities of the sample handbook: services and their teams, sites, HL7 segments, teams.
-Their names recur across passages on purpose (see generate.py)."""
+"""The entities of the sample handbook: services with their teams and internal codenames, sites
+with their site codes, HL7 segments, teams. Their names recur across passages on purpose (see
+generate.py): the codenames and site codes are what the base model cannot know."""
 
 SERVICES = [
     ("checkout-api", "payments"), ("ledger-sync", "finance platform"), ("route-planner", "fleet"),
@@ -10,7 +11,14 @@ SERVICES = [
     ("notification-service", "web"), ("fuel-card-sync", "fleet"), ("payroll-export", "finance platform"),
     ("slot-booking", "customer ops"), ("telematics-ingest", "fleet"),
 ]
+# Runbooks, deploy notes and dependency pages name a service only by its codename, as teams
+# write them; people ask by the service name. Only the service catalogue connects the two.
+CODENAMES = dict(zip([name for name, _ in SERVICES], [
+    "Kestrel", "Heron", "Osprey", "Wren", "Magpie", "Plover", "Curlew", "Siskin", "Dunlin", "Merlin",
+    "Avocet", "Bittern", "Linnet", "Godwit", "Shrike", "Starling", "Petrel", "Tern", "Whimbrel", "Nightjar"]))
 SITES = ["Rotterdam", "Leeds", "Memphis", "Lyon", "Gdansk", "Monterrey", "Brisbane", "Nagoya", "Porto", "Calgary", "Durban", "Tilburg"]
+# Safety notices are written per site code; people ask by city. The site directory connects them.
+SITE_CODES = dict(zip(SITES, ["DC-07", "DC-12", "DC-31", "DC-04", "DC-19", "DC-26", "DC-33", "DC-15", "DC-22", "DC-09", "DC-28", "DC-02"]))
 SEGMENTS = [
     ("PID", "patient identification", "PID-3", "patient identifier list", "MRN"),
     ("PV1", "patient visit", "PV1-2", "patient class", "encounter class"),
