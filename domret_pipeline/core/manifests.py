@@ -76,8 +76,8 @@ class Record:
         typed = self._typed()
         clash = sorted(k for k in self.extra if k in typed and _same_json(self.extra[k]) != _same_json(typed[k]))
         if clash:
-            raise ValueError(f"{self.KIND} manifest: extra gives {', '.join(clash)} another value than the typed "
-                             f"field{'s' if len(clash) > 1 else ''} ({', '.join(f'{typed[k]!r}' for k in clash)})")
+            raise ValueError(f"{self.KIND} manifest: extra contradicts the typed field"
+                             + "".join(f" {k} ({_short(self.extra[k])}, the field says {_short(typed[k])})" for k in clash))
         object.__setattr__(self, "extra", {k: v for k, v in self.extra.items() if k not in typed})
 
     def to_dict(self) -> dict:
@@ -99,6 +99,8 @@ class Record:
     @classmethod
     def from_dict(cls: type[M], raw: dict, source: str | Path = "<manifest>") -> M:
         """Read ``raw`` as this kind; :class:`ManifestError` naming ``source`` when it cannot be."""
+        if not isinstance(raw, dict):
+            raise ManifestError(source, f"holds a JSON {type(raw).__name__}, not an object; {_REBUILD}")
         try:
             return _decode(cls, raw, cls.LEGACY, "")[0]
         except _Problem as problem:
@@ -127,8 +129,6 @@ def read_manifest(folder: str | Path, kind: type[M]) -> M:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
         raise ManifestError(path, f"not valid JSON ({error.msg}, column {error.colno}); {_REBUILD}", error.lineno) from None
-    if not isinstance(raw, dict):
-        raise ManifestError(path, f"holds a JSON {type(raw).__name__}, not an object; {_REBUILD}")
     return kind.from_dict(raw, path)
 
 
