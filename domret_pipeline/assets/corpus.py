@@ -9,9 +9,9 @@ from ..config import ChunkingConfig, CorpusConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.chunking import chunk_documents
 from ..core.data.loaders import load_corpus
-from ..core.manifests import CorpusChunksManifest, CorpusDocumentsManifest, write_manifest
 from ..core.data.serialization import read_documents, write_chunks, write_documents, write_jsonl
 from ..core.evaluation.report import markdown_table
+from ..core.manifests import CorpusChunksManifest, CorpusDocumentsManifest, write_manifest
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
