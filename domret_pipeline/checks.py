@@ -15,6 +15,7 @@ from .core.artifacts import ArtifactRef, read_json
 from .core.data.labels import LabeledQueries, test_text_repeats
 from .core.data.serialization import read_chunks, read_documents
 from .core.evaluation.report import markdown_table
+from .core.manifests import DenseIndexManifest, read_manifest
 from .core.retrieval.dense_index import DenseIndex
 
 
@@ -44,8 +45,7 @@ def chunk_spans_match_documents(corpus_chunks: ArtifactRef, corpus_documents: Ar
 def _index_matches_chunks(index_ref: ArtifactRef, chunks_ref: ArtifactRef) -> dg.AssetCheckResult:
     index = DenseIndex.load(index_ref.path)
     chunk_ids = [c.chunk_id for c in read_chunks(f"{chunks_ref.path}/chunks.jsonl")]
-    manifest = read_json(f"{index_ref.path}/manifest.json")
-    same_source = manifest["corpus_chunks"] == chunks_ref.sha256
+    same_source = read_manifest(index_ref.path, DenseIndexManifest).corpus_chunks == chunks_ref.sha256
     return dg.AssetCheckResult(
         passed=index.index.ntotal == len(chunk_ids) and index.chunk_ids == chunk_ids and same_source,
         metadata={"vectors": int(index.index.ntotal), "chunks": len(chunk_ids), "built_from_these_chunks": same_source},
@@ -81,7 +81,7 @@ MAX_UNIFORMITY_RISE = 0.15
     ),
 )
 def embedding_space_not_collapsed(faiss_index: ArtifactRef) -> dg.AssetCheckResult:
-    diagnostics = read_json(f"{faiss_index.path}/manifest.json")["diagnostics"]
+    diagnostics = read_manifest(faiss_index.path, DenseIndexManifest).diagnostics
     tuned, base = diagnostics["uniformity"], diagnostics.get("uniformity_base", float("nan"))
     return dg.AssetCheckResult(
         passed=tuned <= MAX_UNIFORMITY and not (tuned - base > MAX_UNIFORMITY_RISE),

@@ -10,6 +10,7 @@ import dagster as dg
 
 from domret_pipeline.checks import ALL_CHECKS
 from domret_pipeline.core.artifacts import ArtifactRef
+from domret_pipeline.core.manifests import DenseIndexManifest, HardNegativesManifest, read_manifest
 from domret_pipeline.definitions import ASSETS, defs
 
 from .conftest import make_resources, publish
@@ -157,9 +158,10 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         assert (report_dir / "report.html").read_text().startswith("<!doctype html>")
         # the lineage of the report names the exact inputs it was computed from
         assert report["inputs"]["faiss_index"] == events["faiss_index"].metadata["content_sha256"].value
-        tuned_manifest = json.loads((Path(events["faiss_index"].metadata["artifact_path"].value) / "manifest.json").read_text())
-        assert tuned_manifest["embedding_checkpoint"] == events["embedding_checkpoint"].metadata["content_sha256"].value
-        assert tuned_manifest["encoder_path"].startswith(events["embedding_checkpoint"].metadata["artifact_path"].value)
+        tuned_manifest = read_manifest(events["faiss_index"].metadata["artifact_path"].value, DenseIndexManifest)
+        assert tuned_manifest.role == "tuned"
+        assert tuned_manifest.embedding_checkpoint == events["embedding_checkpoint"].metadata["content_sha256"].value
+        assert tuned_manifest.encoder_path.startswith(events["embedding_checkpoint"].metadata["artifact_path"].value)
 
         assert_ui_metadata(events, report, markdown)  # plots and formatted figures (test_ui)
 
@@ -209,12 +211,12 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
         assert registry.champion().version == champion.version
         mined = next(e.event_specific_data.materialization for e in result.get_asset_materialization_events()
                      if e.event_specific_data.materialization.asset_key.to_user_string() == "hard_negatives")
-        manifest = json.loads((Path(mined.metadata["artifact_path"].value) / "manifest.json").read_text())
-        assert manifest["mined_with"]["retriever"] == "champion" and manifest["mined_with"]["version"] == champion.version
+        manifest = read_manifest(mined.metadata["artifact_path"].value, HardNegativesManifest)
+        assert manifest.mined_with["retriever"] == "champion" and manifest.mined_with["version"] == champion.version
         champion_bundle = json.loads((Path(ArtifactRef(**champion.serving_config).path) / "serving.json").read_text())
-        assert manifest["cross_checked_with"] == {"source": "champion", "version": champion.version,
-                                                  "reranker_adapter": champion_bundle["artifacts"]["reranker_adapter"]["sha256"]}
-        assert manifest["cross_checked"] > 0 and mined.metadata["cross_checked_candidates"].value == manifest["cross_checked"]
+        assert manifest.cross_checked_with == {"source": "champion", "version": champion.version,
+                                               "reranker_adapter": champion_bundle["artifacts"]["reranker_adapter"]["sha256"]}
+        assert manifest.cross_checked > 0 and mined.metadata["cross_checked_candidates"].value == manifest.cross_checked
         assert all("cross_score" in n for line in (Path(mined.metadata["artifact_path"].value) / "mined.jsonl").open()
                    for n in json.loads(line)["negatives"] if n["source"] != "random")
 
@@ -402,11 +404,11 @@ def test_a_rebuild_reads_the_embedding_cache_and_records_the_precision(tmp_path,
     n = first["vectors"].value
     assert first["chunks_encoded"].value == n and first["embedding_cache_hits"].value == 0
     assert second["chunks_encoded"].value == 0 and second["embedding_cache_hits"].value == n
-    manifest = json.loads((Path(second["artifact_path"].value) / "manifest.json").read_text())
-    assert manifest["precision"] == second["precision"].value
-    assert manifest["precision_choice"]["requested"] == "auto"
+    manifest = read_manifest(second["artifact_path"].value, DenseIndexManifest)
+    assert manifest.precision == second["precision"].value
+    assert manifest.precision_choice["requested"] == "auto"
     assert "reused" not in first["precision_reason"].value and "reused" in second["precision_reason"].value
-    assert manifest["precision_choice"]["trials"][0]["precision"] == "fp32"
+    assert manifest.precision_choice["trials"][0]["precision"] == "fp32"
     # The same index, byte for byte (the manifests differ in the measured timings and cache counts).
     index_bytes = [(Path(e["artifact_path"].value) / "index.faiss").read_bytes() for e in events]
     assert index_bytes[0] == index_bytes[1]

@@ -83,19 +83,22 @@ def test_derived_lists_are_not_shared_with_the_config():
 
 def test_values_crossing_assets_are_read_back_from_the_manifest_that_recorded_them():
     from domret_pipeline.core.answers.extractive import AnswerSettings
-    from domret_pipeline.core.data.chunking import recorded_with_title
-    from domret_pipeline.core.training.mining import MiningSettings
+    from domret_pipeline.core.manifests import DenseIndexManifest, HardNegativesManifest, ManifestError
 
-    # hard_negatives' manifest records its config; embedding_checkpoint reads the row width back
-    manifest = {**MiningConfig(num_negatives=5).model_dump(), "removed": {}}
-    assert MiningSettings.from_manifest(manifest) == MiningConfig(num_negatives=5).settings()
-    with pytest.raises(KeyError):
-        MiningSettings.from_manifest({k: v for k, v in manifest.items() if k != "num_negatives"})
+    # hard_negatives' manifest records its settings; embedding_checkpoint reads the row width back
+    manifest = {**MiningConfig(num_negatives=5).model_dump(), "labeled_queries": "l", "corpus_chunks": "c",
+                "base_faiss_index": "b", "encoder": "e", "removed": {}, "queries_without_negatives": [],
+                "positive_rules": {}}
+    assert HardNegativesManifest.from_dict(manifest).settings == MiningConfig(num_negatives=5).settings()
+    with pytest.raises(ManifestError, match="num_negatives"):
+        HardNegativesManifest.from_dict({k: v for k, v in manifest.items() if k != "num_negatives"})
     bundle = {"answer": {"passages": 4, "max_sentences": 1, "threshold": 0.3, "scorer": "encoder"}}
     assert AnswerSettings.from_bundle(bundle) == AnswerSettings(4, 1, 0.3)
-    assert recorded_with_title({"with_title": False}) is False
-    with pytest.raises(KeyError, match="with_title"):
-        recorded_with_title({})  # no reader guesses a default of its own
+    index = {"role": "base", "encoder": "e", "encoder_path": "/e", "encoder_sha256": "h", "max_seq_length": 8,
+             "index_type": "flat", "corpus_chunks": "c", "n_vectors": 1, "dim": 2}
+    assert DenseIndexManifest.from_dict({**index, "with_title": False}).with_title is False
+    with pytest.raises(ManifestError, match="with_title"):
+        DenseIndexManifest.from_dict(index)  # no reader guesses a default of its own
 
 
 def test_with_title_is_defined_once_by_the_base_index():

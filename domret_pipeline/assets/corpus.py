@@ -6,11 +6,12 @@ from collections import Counter
 import dagster as dg
 
 from ..config import ChunkingConfig, CorpusConfig
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.chunking import chunk_documents
 from ..core.data.loaders import load_corpus
 from ..core.data.serialization import read_documents, write_chunks, write_documents, write_jsonl
 from ..core.evaluation.report import markdown_table
+from ..core.manifests import CorpusChunksManifest, CorpusDocumentsManifest, write_manifest
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
@@ -39,11 +40,9 @@ def corpus_documents(
         with atomic_artifact_dir(artifacts.path(), "corpus_documents") as pending:
             write_documents(pending.path / "documents.jsonl", docs)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in loaded.quarantined))
-            write_json(
-                pending.path / "manifest.json",
-                {"source": loaded.source, "n_documents": len(docs), "n_quarantined": len(loaded.quarantined),
-                 "duplicate_texts": loaded.duplicate_texts},
-            )
+            write_manifest(pending.path, CorpusDocumentsManifest(
+                source=loaded.source, n_documents=len(docs), n_quarantined=len(loaded.quarantined),
+                duplicate_texts=[list(pair) for pair in loaded.duplicate_texts]))
         counts = {
             "documents": len(docs),
             "quarantined_rows": len(loaded.quarantined),
@@ -92,8 +91,10 @@ def corpus_chunks(
         chunks = chunk_documents(docs, embedding_model.tokenizer(), config.chunk_tokens, config.overlap_tokens)
         with atomic_artifact_dir(artifacts.path(), "corpus_chunks") as pending:
             write_chunks(pending.path / "chunks.jsonl", chunks)
-            write_json(pending.path / "manifest.json", {**params, "corpus_documents": corpus_documents.sha256,
-                                                        "n_chunks": len(chunks)})
+            write_manifest(pending.path, CorpusChunksManifest(
+                chunk_tokens=config.chunk_tokens, overlap_tokens=config.overlap_tokens,
+                tokenizer=embedding_model.model_name_or_path, corpus_documents=corpus_documents.sha256,
+                n_chunks=len(chunks), extra=params))
         per_doc = Counter(c.doc_id for c in chunks)
         tokens = sorted(c.n_tokens for c in chunks)
         stats = {

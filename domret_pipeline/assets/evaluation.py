@@ -9,6 +9,7 @@ from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
 from ..core.data.labels import LabeledQueries
 from ..core.data.serialization import read_chunks, write_jsonl
 from ..core.evaluation.report import to_html, to_markdown
+from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
@@ -69,15 +70,16 @@ def evaluation_report(
         # The challenger bundle holds the tuned index, its encoder, BM25 and the reranker (each
         # verified by hash): open it once and reuse its models for every section below.
         challenger = open_bundle(serving_config.path, load_all=True)
-        systems = []
+        systems, with_title = [], {}
         for name, ref in ((BASE, base_faiss_index), (TUNED, faiss_index)):
             if name == TUNED:
-                index, encoder, manifest = challenger.index, challenger.encoder, read_json(f"{ref.path}/manifest.json")
+                index, encoder, manifest = challenger.index, challenger.encoder, read_manifest(ref.path, DenseIndexManifest)
             else:
                 index, encoder, manifest = open_with_encoder(Path(ref.path))
-            if manifest["corpus_chunks"] != corpus_chunks.sha256:
+            if manifest.corpus_chunks != corpus_chunks.sha256:
                 raise ValueError(f"{name} was built from other chunks than corpus_chunks: re-materialize it")
-            systems.append(DenseSystem(name, index, encoder, manifest["encoder"], manifest["index_type"]))
+            systems.append(DenseSystem(name, index, encoder, manifest.encoder, manifest.index_type))
+            with_title[name] = manifest.with_title  # passages as each index rendered them
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         bm25 = BM25Index.load(Path(bm25_index.path))
@@ -95,7 +97,7 @@ def evaluation_report(
         reranker = challenger.rerankers(variants) if challenger.reranker is not None else None
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
-            serving, config.latency_queries, serving["with_title"],
+            serving, config.latency_queries, with_title[TUNED],
         )
         per_query.update({f"pipeline:{name}": rows for name, rows in serving_per_query.items()})
         inputs["reranker_adapter"] = reranker_ref["sha256"]
@@ -121,7 +123,7 @@ def evaluation_report(
                                   AnswerSettings(settings.passages, settings.max_sentences, threshold), label, generator)
 
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
-                                       bm25, None, serving["with_title"])
+                                       bm25, None, with_title[BASE])
         base_scorer = encoder_scorer(systems[0].encoder)
         base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings)
         e2e = {

@@ -5,10 +5,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.labels import LabeledQueries
 from ..core.data.serialization import write_jsonl
 from ..core.evaluation.report import markdown_table
+from ..core.manifests import LabelingQueueManifest, write_manifest
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
@@ -64,8 +65,8 @@ def labeling_queue(
         rows = build_queue(opened, pool, opened.documents, settings.threshold, settings, config.top_k)
         with atomic_artifact_dir(artifacts.path(), "labeling_queue") as pending:
             write_jsonl(pending.path / "queue.jsonl", rows)
-            write_json(pending.path / "manifest.json", {"served_by": "champion" if champion else "this run",
-                                                        "serving_config": Path(source).name, "pool": len(pool)})
+            write_manifest(pending.path, LabelingQueueManifest(served_by="champion" if champion else "this run",
+                                                               serving_config=Path(source).name, pool=len(pool)))
         counts = {"pool": len(pool), "queued": len(rows), "abstained": sum(r["abstained"] for r in rows)}
         tracked.log_metrics(counts)
         table = [[r["query_id"], r["query"][:80], ", ".join(r["reasons"]), r["disagreement"], r["margin"]] for r in rows[:15]]

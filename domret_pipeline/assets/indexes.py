@@ -11,8 +11,9 @@ import dagster as dg
 
 from ..config import BM25Config, IndexConfig, TunedIndexConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.data.chunking import passage_text, recorded_with_title
+from ..core.data.chunking import passage_text
 from ..core.data.serialization import read_chunks
+from ..core.manifests import BM25IndexManifest, DenseIndexManifest, read_manifest, write_manifest
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
@@ -79,9 +80,12 @@ def _build_dense_index(
     batch_size: int,
     artifacts: ArtifactStore,
     name: str,
-    extra_manifest: dict,
+    role: str,
+    tuned_from: dict | None = None,
     base_vectors=None,
 ) -> dg.Output:
+    """``tuned_from``: for the tuned index, the content hashes of its embedding_checkpoint and
+    base_faiss_index."""
     from ..core.evaluation.diagnostics import uniformity
     from ..core.progress import Progress
     from ..core.retrieval.dense_index import DenseIndex, build_index, choose_index_type
@@ -90,9 +94,11 @@ def _build_dense_index(
 
     chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
     index_type = choose_index_type(len(chunks), config.exact_max_vectors)
+    lineage = {"role": role, "embedding_checkpoint": None, "base_faiss_index": None, **(tuned_from or {})}
     params = {**config.model_dump(), "with_title": with_title, "encoder": encoder_name, "max_seq_length": max_seq_length,
               "index_type": index_type}
-    tracked.log_params({**params, "corpus_chunks_sha256": corpus_chunks.sha256, **extra_manifest})
+    tracked.log_params({**params, "corpus_chunks_sha256": corpus_chunks.sha256,
+                        **{k: v for k, v in lineage.items() if v is not None}})
     fingerprint = model_fingerprint(encoder_path)
     started = time.perf_counter()
     choice = _choose_precision(context, config, with_title, labeled_queries.path, chunks, encoder_path, fingerprint,
@@ -123,19 +129,16 @@ def _build_dense_index(
         diagnostics["uniformity_base"] = uniformity(base_vectors, UNIFORMITY_SAMPLE)
     with atomic_artifact_dir(artifacts.path(), name) as pending:
         DenseIndex(index, [c.chunk_id for c in chunks]).save(pending.path)
-        write_json(pending.path / "manifest.json", {
-            **params, **extra_manifest,
-            "encoder_path": encoder_path,
-            "encoder_sha256": fingerprint,
-            "precision": choice.precision,
-            "precision_choice": choice.as_dict(),
-            "embedding_cache": cache_record,
-            "corpus_chunks": corpus_chunks.sha256,
-            "labeled_queries": labeled_queries.sha256,
-            "n_vectors": int(index.ntotal),
-            "dim": int(vectors.shape[1]),
-            "diagnostics": diagnostics,
-        })
+        # Two config values are not recorded as such (as before typed manifests): with_title
+        # (None for the tuned index) and precision ("auto") are recorded as what was used, the
+        # rendering and the chosen precision; the requested one is in precision_choice.
+        write_manifest(pending.path, DenseIndexManifest(
+            **lineage, encoder=encoder_name, encoder_path=encoder_path, encoder_sha256=fingerprint,
+            max_seq_length=max_seq_length, precision=choice.precision, with_title=with_title, index_type=index_type,
+            corpus_chunks=corpus_chunks.sha256, labeled_queries=labeled_queries.sha256, n_vectors=int(index.ntotal),
+            dim=int(vectors.shape[1]), precision_choice=choice.as_dict(), embedding_cache=cache_record,
+            diagnostics=diagnostics, extra=config.model_dump(exclude={"with_title", "precision"}),
+        ))
     stats = {"vectors": int(index.ntotal), "dim": int(vectors.shape[1]), "encode_seconds": round(encode_seconds, 2),
              "chunks_encoded": cache_record["misses"], "cache_hits": cache_record["hits"],
              "parity_seconds": round(parity_seconds, 2), **diagnostics}
@@ -185,7 +188,7 @@ def base_faiss_index(
         return _build_dense_index(
             context, tracked, config, config.with_title, corpus_chunks, labeled_queries, embedding_model.model_name_or_path,
             resolve_model_path(embedding_model.model_name_or_path), embedding_model.max_seq_length,
-            embedding_model.batch_size, artifacts, "base_faiss_index", {"role": "base"},
+            embedding_model.batch_size, artifacts, "base_faiss_index", "base",
         )
 
 
@@ -216,7 +219,7 @@ def faiss_index(
     set_offline(True)
     card = read_json(f"{embedding_checkpoint.path}/card.json")
     base_vectors = all_vectors(DenseIndex.load(Path(base_faiss_index.path)))
-    with_title = recorded_with_title(read_json(f"{base_faiss_index.path}/manifest.json"))
+    with_title = read_manifest(base_faiss_index.path, DenseIndexManifest).with_title
     if config.with_title is not None and config.with_title != with_title:
         raise ValueError(f"faiss_index: with_title {config.with_title} disagrees with base_faiss_index's {with_title}, "
                          "which the checkpoint was trained with: set with_title under base_faiss_index only")
@@ -225,7 +228,7 @@ def faiss_index(
             context, tracked, config, with_title, corpus_chunks, labeled_queries,
             f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
             f"{embedding_checkpoint.path}/model", card["training"]["max_seq_length"], 64, artifacts, "faiss_index",
-            {"role": "tuned", "embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
+            "tuned", {"embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
             base_vectors=base_vectors,
         )
 
@@ -254,8 +257,8 @@ def bm25_index(
         seconds = time.perf_counter() - started
         with atomic_artifact_dir(artifacts.path(), "bm25_index") as pending:
             index.save(pending.path)
-            write_json(pending.path / "manifest.json", {**config.model_dump(), "corpus_chunks": corpus_chunks.sha256,
-                                                        "n_chunks": len(chunks)})
+            write_manifest(pending.path, BM25IndexManifest(k1=config.k1, b=config.b, corpus_chunks=corpus_chunks.sha256,
+                                                           n_chunks=len(chunks), extra=config.model_dump()))
         vocab = len(index.retriever.vocab_dict)
         tracked.log_metrics({"chunks": len(chunks), "vocabulary": vocab, "index_seconds": seconds})
         return artifact_output(pending.ref, tracked, {

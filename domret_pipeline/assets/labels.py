@@ -6,13 +6,14 @@ from collections import Counter
 import dagster as dg
 
 from ..config import LabelsConfig
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.labels import LabeledQueries, drop_test_repeats
 from ..core.data.loaders import load_labels
 from ..core.data.serialization import read_documents, write_jsonl
 from ..core.data.splits import SPLITS, assign_splits
 from ..core.errors import InputDataError, RowIssue
 from ..core.evaluation.report import markdown_table
+from ..core.manifests import FeedbackUse, LabeledQueriesManifest, write_manifest
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
@@ -99,11 +100,11 @@ def labeled_queries(
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
             feedback_record = None
             if merged is not None:
-                feedback_record = {"store": feedback.url.split("@")[-1], "used_ids": merged.used_ids,
-                                   "new_queries": merged.new_queries, "new_judgements": merged.new_judgements,
-                                   "confirmed_negatives": merged.confirmed_negatives, "skipped": merged.skipped}
-            write_json(pending.path / "manifest.json", {**config.model_dump(), "corpus_documents": corpus_documents.sha256,
-                                                        "feedback": feedback_record})
+                feedback_record = FeedbackUse(store=feedback.url.split("@")[-1], used_ids=merged.used_ids,
+                                              new_queries=merged.new_queries, new_judgements=merged.new_judgements,
+                                              confirmed_negatives=merged.confirmed_negatives, skipped=merged.skipped)
+            write_manifest(pending.path, LabeledQueriesManifest(corpus_documents=corpus_documents.sha256,
+                                                                feedback=feedback_record, extra=config.model_dump()))
         split_counts = Counter(labels.splits.values())
         with_evidence = {e.query_id for e in labels.evidence}
         rows = []

@@ -7,6 +7,7 @@ import dagster as dg
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
 from ..core.evaluation.report import markdown_table
 from ..core.feedback.store import id_ranges
+from ..core.manifests import LabeledQueriesManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
@@ -52,8 +53,7 @@ def champion_release(
             for name in ("report.md", "report.json"):
                 tracked.log_artifact(Path(evaluation_report.path) / name, "bundle/evaluation")
             # Lineage for incident reviews: the labels (and the feedback ids) this bundle learned from.
-            feedback = read_json(f"{labeled_queries.path}/manifest.json").get("feedback") or {}
-            used = feedback.get("used_ids") or []
+            used = read_manifest(labeled_queries.path, LabeledQueriesManifest).feedback_ids
             # "pending" until the run is published: the alias moves only then (publication.py), so a
             # run that fails or is killed after this step never changes what serves; the start-up
             # sweep (recovery.py) deletes the pending versions of runs that died.

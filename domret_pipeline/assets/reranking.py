@@ -7,7 +7,6 @@ import dagster as dg
 
 from ..config import RerankerConfig, ServingSelectionConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.data.chunking import recorded_with_title
 from ..core.data.labels import LabeledQueries
 from ..core.data.serialization import read_chunks, read_documents
 from ..core.evaluation.report import markdown_table
@@ -53,7 +52,7 @@ def reranker_adapter(
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
-        with_title = recorded_with_title(manifest)
+        with_title = manifest.with_title
         examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
                                        config.max_positive_ratio, with_title)
         settings = config.settings()
@@ -169,7 +168,7 @@ def serving_config(
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
-        with_title = recorded_with_title(manifest)
+        with_title = manifest.with_title
         card = read_json(f"{reranker_adapter.path}/card.json")
         rerankers = _reranker_variants(config, card, Path(reranker_adapter.path) / "merged") if config.allow_rerank else {}
         qrels = labels.qrels_for("dev")
@@ -224,6 +223,8 @@ def serving_config(
             write_json(pending.path / "serving.json", {
                 "config": chosen.as_dict(), "label": chosen.label(),
                 "artifacts": {k: {"path": r.path, "sha256": r.sha256} for k, r in refs.items()},
+                # with_title is copied here for people reading the bundle; code takes it from
+                # the manifest of the index the bundle serves (open_bundle).
                 "with_title": with_title, "reranker_max_length": card["training"]["max_length"],
                 "latency_budget_ms": config.latency_budget_ms, "score_over_budget": config.score_over_budget,
                 "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,

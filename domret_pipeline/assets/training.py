@@ -8,10 +8,10 @@ import dagster as dg
 
 from ..config import FineTuneConfig, MiningConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
-from ..core.data.chunking import recorded_with_title
 from ..core.data.labels import LabeledQueries
 from ..core.data.serialization import read_chunks, read_jsonl, write_jsonl
 from ..core.evaluation.report import markdown_table
+from ..core.manifests import DenseIndexManifest, HardNegativesManifest, read_manifest, write_manifest
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table, plot_metadata
 
@@ -51,7 +51,6 @@ def hard_negatives(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.training.bi_encoder_data import train_split
-    from ..core.training.mining import MiningSettings
 
     set_offline(True)
     with mlflow.run(context, MINING_VERSION) as tracked:
@@ -97,7 +96,7 @@ def hard_negatives(
         cross_scorer, cross_checked_with = None, None
         if config.cross_encoder:
             cross_scorer, cross_checked_with = _cross_scorer(config, champion_and_bundle, chunks, labels.queries,
-                                                             recorded_with_title(manifest))
+                                                             manifest.with_title)
         result = split.mine(settings, bm25_hits, confirmed, cross_scorer)
 
         rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
@@ -110,13 +109,13 @@ def hard_negatives(
                 {"query_id": q.query_id, "positives": [{"chunk_id": c, "score": s, "rule": r} for c, s, r in q.positives],
                  "negatives": q.negatives} for q in result.queries
             ))
-            write_json(pending.path / "manifest.json", {
-                **config.model_dump(), "labeled_queries": labeled_queries.sha256, "corpus_chunks": corpus_chunks.sha256,
-                "base_faiss_index": base_faiss_index.sha256, "encoder": manifest["encoder"], "mined_with": mined_with,
-                "cross_checked_with": cross_checked_with, "cross_checked": result.cross_checked,
-                "removed": dict(result.removed), "queries_without_negatives": result.queries_without_negatives,
-                "positive_rules": dict(rules),
-            })
+            write_manifest(pending.path, HardNegativesManifest(
+                settings=settings, labeled_queries=labeled_queries.sha256, corpus_chunks=corpus_chunks.sha256,
+                base_faiss_index=base_faiss_index.sha256, encoder=manifest.encoder, mined_with=mined_with,
+                cross_checked_with=cross_checked_with, cross_checked=result.cross_checked,
+                removed=dict(result.removed), queries_without_negatives=result.queries_without_negatives,
+                positive_rules=dict(rules), extra=config.model_dump(),
+            ))
             histogram = histogram_plot(pending.path / "scores.png", "Base-model scores of mined pairs",
                                        {"query-positive": pos_scores, "query-negative": neg_scores}, "cosine similarity")
         tracked.log_artifact(f"{pending.ref.path}/scores.png", "hard_negatives")
@@ -180,7 +179,8 @@ def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: di
             raise ValueError(f"cross_encoder='champion' but champion v{champion.version} has no reranker")
         reranker = ArtifactRef(**bundle["artifacts"]["reranker_adapter"])
         model = load_reranker(reranker.verify() / "merged", bundle["reranker_max_length"])
-        with_title = recorded_with_title(bundle)
+        # As the champion's index rendered passages: the bundle serves that index.
+        with_title = read_manifest(bundle["artifacts"]["faiss_index"]["path"], DenseIndexManifest).with_title
         record = {"source": "champion", "version": champion.version, "reranker_adapter": reranker.sha256}
     else:
         path = resolve_model_path(config.cross_encoder)
@@ -225,7 +225,7 @@ def embedding_checkpoint(
     from ..core.retrieval.encoder import set_offline
     from ..core.training.bi_encoder import train_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index
-    from ..core.training.mining import MinedQuery, MiningResult, MiningSettings
+    from ..core.training.mining import MinedQuery, MiningResult
 
     set_offline(True)
     with mlflow.run(context, CHECKPOINT_VERSION) as tracked:
@@ -234,32 +234,32 @@ def embedding_checkpoint(
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
-        mining_manifest = read_json(f"{hard_negatives.path}/manifest.json")
+        mining = read_manifest(hard_negatives.path, HardNegativesManifest)
         mined = MiningResult(
             [MinedQuery(r["query_id"], [(p["chunk_id"], p["score"], p["rule"]) for p in r["positives"]], r["negatives"])
              for r in read_jsonl(Path(hard_negatives.path) / "mined.jsonl")],
-            Counter(mining_manifest["removed"]), mining_manifest["queries_without_negatives"],
+            Counter(mining.removed), mining.queries_without_negatives,
         )
         index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
         # Passages as the base index rendered them: the tuned index renders them the same way.
-        with_title = recorded_with_title(base_manifest)
+        with_title = base_manifest.with_title
         rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
         if not rows:
             raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
         dev = dev_set_from_index(labels, chunks, index, base_encoder, config.dev_candidates_per_query,
                                  config.dev_random_chunks, with_title=with_title)
         settings = config.settings()
-        num_negatives = MiningSettings.from_manifest(mining_manifest).num_negatives  # the rows' width
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"
-            outcome = train_encoder(base_manifest["encoder_path"], rows, num_negatives, dev, settings, work,
+            # The rows' width: the num_negatives hard_negatives mined with, as its manifest records.
+            outcome = train_encoder(base_manifest.encoder_path, rows, mining.settings.num_negatives, dev, settings, work,
                                     progress_sink=context.log.info)
             outcome.model.save(str(pending.path / "model"))
             if outcome.adapter_dir:
                 shutil.copytree(outcome.adapter_dir, pending.path / "lora_adapter")
             shutil.rmtree(work, ignore_errors=True)
             card = {
-                "base_model": base_manifest["encoder"], "base_model_sha256": base_manifest["encoder_sha256"],
+                "base_model": base_manifest.encoder, "base_model_sha256": base_manifest.encoder_sha256,
                 "inputs": inputs, "training": settings.as_dict(), "train_precision_used": outcome.train_precision,
                 "train_rows": len(rows), "dev_queries": len(dev.queries), "dev_corpus_chunks": len(dev.corpus),
                 "dev_ndcg@10_base": outcome.base_dev_score, "dev_ndcg@10": outcome.dev_score,

@@ -35,9 +35,9 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..core.artifacts import read_json
-    from ..core.data.chunking import passage_text, recorded_with_title
+    from ..core.data.chunking import passage_text
     from ..core.evaluation.metrics import evaluate_run, mean_metrics
+    from ..core.manifests import DenseIndexManifest, read_manifest
     from ..core.retrieval.dense_index import DenseIndex, build_index, open_with_encoder
     from ..core.retrieval.document_ranking import aggregate_max
     from ..core.retrieval.encoder import encode, load_encoder
@@ -48,12 +48,12 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
 
     refs = Path(args.refs)
     base_index_dir = artifact_dir(refs, "base_faiss_index")
-    manifest = read_json(base_index_dir / "manifest.json")
+    manifest = read_manifest(base_index_dir, DenseIndexManifest)
     labels, chunks = labels_and_chunks(refs)
-    texts = [passage_text(c, recorded_with_title(manifest)) for c in chunks]
+    texts = [passage_text(c, manifest.with_title) for c in chunks]
     chunk_ids = [c.chunk_id for c in chunks]
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
-    path, max_len = manifest["encoder_path"], manifest["max_seq_length"]
+    path, max_len = manifest.encoder_path, manifest.max_seq_length
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {len(texts)} chunks, batch {args.batch_size}, "
           f"max_seq_length {max_len}")
@@ -152,7 +152,7 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
             config = ServingConfig("dense", True, args.rerank_candidates, None, rerank_precision=precision,
                                    rerank_max_length=length)
             pipeline = SearchPipeline(chunks, index, encoder, config, reranker=reranker,
-                                      with_title=recorded_with_title(manifest))
+                                      with_title=manifest.with_title)
             pipeline.search(queries[:1])
             stages = time_pipeline(pipeline, queries)
             r, t = stages["rerank"], stages["total"]

@@ -32,14 +32,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     labels, chunks = labels_and_chunks(refs)
     base_ref = latest_ref(refs, "base_faiss_index")
     index, encoder, base_manifest = open_with_encoder(Path(base_ref.path))
-    base = DenseSystem("dense_base", index, encoder, base_manifest["encoder"], base_manifest["index_type"])
+    base = DenseSystem("dense_base", index, encoder, base_manifest.encoder, base_manifest.index_type)
     if args.tuned_model:
         tuned = _system_from_checkpoint("dense_tuned", args.tuned_model, chunks, base, base_manifest)
         tuned_label = f"checkpoint {args.tuned_model}"
     else:
         tuned_ref = latest_ref(refs, "faiss_index")
         index, encoder, manifest = open_with_encoder(Path(tuned_ref.path))
-        tuned = DenseSystem("dense_tuned", index, encoder, manifest["encoder"], manifest["index_type"])
+        tuned = DenseSystem("dense_tuned", index, encoder, manifest.encoder, manifest.index_type)
         tuned_label = f"faiss_index: {tuned_ref.sha256[:16]}"
     report, _, _ = evaluate_retrieval(labels, args.split, chunks, [base, tuned],
                                       BM25Index.load(artifact_dir(refs, "bm25_index")), (10, 100), args.latency_queries)
@@ -53,14 +53,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _system_from_checkpoint(name, path, chunks, base, base_manifest):
     """The tuned side indexed with the base index's text (title or not), token limit and
     index type, read from its manifest, so only the encoder differs."""
-    from ..core.data.chunking import passage_text, recorded_with_title
+    from ..core.data.chunking import passage_text
     from ..core.evaluation.retrievers import DenseSystem
     from ..core.retrieval.dense_index import DenseIndex, build_index
     from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
 
-    encoder = load_encoder(path, base_manifest["max_seq_length"])
+    encoder = load_encoder(path, base_manifest.max_seq_length)
     started = time.perf_counter()
-    with_title = recorded_with_title(base_manifest)
+    with_title = base_manifest.with_title
     vectors = encode(encoder, [passage_text(c, with_title) for c in chunks])
     print(f"encoded {len(chunks)} chunks with {path} in {time.perf_counter() - started:.0f} s "
           f"(weights sha256 {model_fingerprint(path)[:16]})", file=sys.stderr)

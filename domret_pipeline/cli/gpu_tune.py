@@ -40,7 +40,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file, save_file
 
     from ..config import FineTuneConfig, MiningConfig
-    from ..core.data.chunking import recorded_with_title
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
 
@@ -55,14 +54,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for name, variant in config["mining"].items():
         settings = MiningConfig(**variant, fill_random=True).settings()
         mined = split.mine(settings)
-        rows = build_training_rows(mined, labels.queries, by_id, recorded_with_title(manifest))
+        rows = build_training_rows(mined, labels.queries, by_id, manifest.with_title)
         variants[name] = {"num_negatives": settings.num_negatives, "settings": settings.__dict__,
                           "removed": dict(mined.removed), "rows": rows}
         print(f"mining {name}: {len(rows)} rows, removed {dict(mined.removed)}")
-    dev = dev_set_from_index(labels, chunks, index, encoder, **config["dev"], with_title=recorded_with_title(manifest))
+    dev = dev_set_from_index(labels, chunks, index, encoder, **config["dev"], with_title=manifest.with_title)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    payload = {"created": gpu_trials.now(), "base_encoder": manifest["encoder"], "base_faiss_index": index_dir.name,
+    payload = {"created": gpu_trials.now(), "base_encoder": manifest.encoder, "base_faiss_index": index_dir.name,
                "dev": {"queries": dev.queries, "corpus": dev.corpus, "relevant": {q: sorted(r) for q, r in dev.relevant.items()}},
                "variants": variants,
                # The graph's training defaults travel with the data: the GPU machine has no
@@ -73,8 +72,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     base = work / "base"
     if base.exists():
         shutil.rmtree(base)
-    shutil.copytree(manifest["encoder_path"], base, ignore=shutil.ignore_patterns(WEIGHTS, "*.bin", "__pycache__", "README.md"))
-    weights = load_file(str(Path(manifest["encoder_path"]) / WEIGHTS))
+    shutil.copytree(manifest.encoder_path, base, ignore=shutil.ignore_patterns(WEIGHTS, "*.bin", "__pycache__", "README.md"))
+    weights = load_file(str(Path(manifest.encoder_path) / WEIGHTS))
     save_file({k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}, str(base / BASE_FP16))
     print(f"wrote {work}: {sum(f.stat().st_size for f in work.rglob('*') if f.is_file()) / 2**20:.1f} MiB")
     return 0

@@ -26,7 +26,6 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
     core/training/bi_encoder_data.py) of the base and the tuned model."""
     offline()
     from ..config import FineTuneConfig, MiningConfig
-    from ..core.data.chunking import recorded_with_title
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.training.bi_encoder import train_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
@@ -39,7 +38,7 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
     settings = MiningConfig(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
                             num_negatives=args.num_negatives, fill_random=args.fill_random).settings()
     mined = train_split(labels, chunks, index, encoder).mine(settings)
-    with_title = recorded_with_title(manifest)
+    with_title = manifest.with_title
     rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
     dev = dev_set_from_index(labels, chunks, index, encoder, args.dev_candidates, FineTuneConfig().dev_random_chunks,
                              with_title=with_title)
@@ -49,7 +48,7 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
                               early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
                               train_precision=args.train_precision, seed=args.seed).settings()
     with tempfile.TemporaryDirectory() as work:
-        outcome = train_encoder(manifest["encoder_path"], rows, args.num_negatives, dev, training, Path(work))
+        outcome = train_encoder(manifest.encoder_path, rows, settings.num_negatives, dev, training, Path(work))
     losses = outcome.loss_history
     print(json.dumps({
         **stamp(args),
@@ -72,7 +71,6 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     and print what would serve."""
     offline()
     from ..config import RerankerConfig
-    from ..core.data.chunking import recorded_with_title
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.serving.dev_choice import select_on_dev
@@ -82,7 +80,7 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     refs = Path(args.refs)
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(artifact_dir(refs, "faiss_index"))
-    with_title = recorded_with_title(manifest)
+    with_title = manifest.with_title
     examples, dev, mined = prepare(labels, chunks, index, encoder, args.candidates, args.num_negatives, None, with_title)
     settings = RerankerConfig(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
                               in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,

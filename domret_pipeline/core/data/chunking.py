@@ -118,12 +118,3 @@ def passage_text(chunk: Chunk, with_title: bool = True) -> str:
     """The text a retriever sees for a chunk: title and chunk, as BEIR encodes documents."""
     return f"{chunk.title}\n{chunk.text}" if with_title and chunk.title else chunk.text
 
-
-def recorded_with_title(manifest: dict) -> bool:
-    """Whether an artifact's passages were rendered with their title, as its manifest (or the
-    serving bundle) records it. The value is set once, by ``base_faiss_index``'s
-    ``with_title``, and carried on by every artifact downstream. Read strictly: a reader that
-    fell back to a default of its own could render passages unlike the index it serves."""
-    if "with_title" not in manifest:
-        raise KeyError("the manifest does not record with_title: it predates the setting; rebuild the artifact")
-    return bool(manifest["with_title"])

@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..manifests import DenseIndexManifest
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "chunk_ids.json"
@@ -67,18 +71,18 @@ class DenseIndex:
         ]
 
 
-def open_with_encoder(folder: Path):
+def open_with_encoder(folder: Path) -> tuple[DenseIndex, object, DenseIndexManifest]:
     """Load an index artifact with the encoder that built it, at the precision it was built
     with, checking the encoder's content hash against the manifest: queries must be encoded by
-    the very model (and arithmetic) that built the index."""
-    from ..artifacts import read_json
+    the very model (and arithmetic) that built the index. Returns the index, the encoder and
+    the index's manifest (its ``with_title`` says how to render passages for it)."""
+    from ..manifests import DenseIndexManifest, read_manifest
     from .encoder import load_encoder, model_fingerprint
 
-    manifest = read_json(Path(folder) / "manifest.json")
-    if model_fingerprint(manifest["encoder_path"]) != manifest["encoder_sha256"]:
-        raise ValueError(f"the encoder at {manifest['encoder_path']} changed since the index in {folder} was built")
-    encoder = load_encoder(manifest["encoder_path"], manifest["max_seq_length"],
-                           precision=manifest.get("precision", "fp32"))
+    manifest = read_manifest(folder, DenseIndexManifest)
+    if model_fingerprint(manifest.encoder_path) != manifest.encoder_sha256:
+        raise ValueError(f"the encoder at {manifest.encoder_path} changed since the index in {folder} was built")
+    encoder = load_encoder(manifest.encoder_path, manifest.max_seq_length, precision=manifest.precision)
     return DenseIndex.load(Path(folder)), encoder, manifest
 
 

@@ -68,7 +68,7 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
         config.reasons = config.reasons + [f"rerank {'forced on' if rerank else 'switched off'} by the caller"]
     if top_n:
         config.top_n = top_n
-    index, encoder, _ = open_with_encoder(refs["faiss_index"].verify())
+    index, encoder, index_manifest = open_with_encoder(refs["faiss_index"].verify())
     bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
     reranker = None
     if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
@@ -82,6 +82,8 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     documents = None
     if "corpus_documents" in refs:
         documents = {d.doc_id: d for d in read_documents(refs["corpus_documents"].verify() / "documents.jsonl")}
+    # Passages as the served index rendered them: its manifest is the one record of with_title
+    # (serving.json repeats it for people).
     pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker if config.rerank else None,
-                              bundle["with_title"])
+                              index_manifest.with_title)
     return OpenBundle(folder, bundle, pipeline, index, encoder, bm25, reranker, chunks, documents)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,13 +58,6 @@ class MiningSettings:
     cross_encoder_candidates: int
     cross_encoder_margin: float
     seed: int = 0
-
-    @classmethod
-    def from_manifest(cls, manifest: dict) -> "MiningSettings":
-        """The settings a ``hard_negatives`` artifact was mined with, read back from its
-        manifest (which records its config): the one source of e.g. ``num_negatives``, the
-        width of the training rows."""
-        return cls(**{f.name: manifest[f.name] for f in fields(cls) if f.default is MISSING})
 
 
 @dataclass
