@@ -24,10 +24,10 @@ UPSTREAM = ("corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_
 
 @pytest.mark.parametrize("argv, func, expected", [
     (["tune", "embedding", "--epochs", "4", "--lr", "2e-4", "--range", "10", "60", "--fill-random", "--train-precision", "bf16"],
-     tune.cmd_tune_embedding, {"epochs": 4, "lr": 2e-4, "range": [10, 60], "fill_random": True, "num_negatives": 1,
+     tune.cmd_tune_embedding, {"epochs": 4, "lr": 2e-4, "range": [10, 60], "fill_random": True, "num_negatives": None,
                                "train_precision": "bf16", "index_ref": ".domret/scifact/refs/base_faiss_index.json"}),
     (["tune", "reranker", "--loss", "lambda", "--grid-candidates", "20", "50", "100"], tune.cmd_tune_reranker,
-     {"loss": "lambda", "grid_candidates": [20, 50, 100], "epochs": 2, "refs": ".domret/scifact/refs"}),
+     {"loss": "lambda", "grid_candidates": [20, 50, 100], "epochs": None, "refs": ".domret/scifact/refs"}),
     (["eval", "--tuned-model", "m", "--latency-queries", "5"], evaluate.cmd_eval,
      {"tuned_model": "m", "latency_queries": 5, "split": "test", "refs": ".domret/scifact/refs"}),
     (["bench", "graph", "--config", "configs/scifact.yaml", "--select", "reranker_adapter+"], bench.cmd_bench_graph,
@@ -47,6 +47,23 @@ def test_subcommands_take_the_scripts_options(argv, func, expected):
     if func is not None:
         assert args.func is func
     assert args.verbose is False
+
+
+def test_tune_options_left_out_take_the_graph_config_defaults():
+    """`domret tune` once carried its own defaults (epochs 2 for the reranker where the graph
+    trains 1; one negative where it mines 3): a trial then measured another recipe."""
+    from domret_pipeline.config import FineTuneConfig, MiningConfig, RerankerConfig
+
+    args = build_parser().parse_args(["tune", "embedding", "--epochs", "7", "--range", "5", "50"])
+    training = tune.given(args, epochs="epochs", lr="learning_rate", batch_size="batch_size")
+    assert training == {"epochs": 7}
+    assert FineTuneConfig(**training).learning_rate == FineTuneConfig().learning_rate
+    mining = tune.given(args, num_negatives="num_negatives", range_min="range_min", range_max="range_max")
+    assert mining == {"range_min": 5, "range_max": 50}
+    assert MiningConfig(**mining).num_negatives == MiningConfig().num_negatives
+    args = build_parser().parse_args(["tune", "reranker"])
+    assert tune.given(args, epochs="epochs", lr="learning_rate", base_model="base_model") == {}
+    assert RerankerConfig().epochs == RerankerConfig(**tune.given(args, epochs="epochs")).epochs
 
 
 def test_a_tool_without_its_required_option_is_refused(capsys):
@@ -116,6 +133,12 @@ def test_tune_embedding_mines_and_trains_like_the_graph(published, capsys):
     assert result["train_rows"] > 0 and result["dev_queries"] > 0
     assert result["dev_history"][0]["epoch"] == 0.0 and len(result["dev_history"]) == 2
     assert result["command"] == "domret " + " ".join(argv)
+    from domret_pipeline.config import FineTuneConfig, MiningConfig
+
+    # what the command line left out, the trial took from the graph's config
+    assert result["settings"]["training"]["learning_rate"] == FineTuneConfig().learning_rate
+    assert result["settings"]["mining"]["num_negatives"] == MiningConfig().num_negatives
+    assert result["settings"]["mining"]["range_max"] == 20
 
 
 # Run as the GPU machine runs it: modules it does not have there cannot be imported.

@@ -4,6 +4,9 @@ artifacts of a finished run (by default the SciFact run of ``make scifact``).
     domret tune embedding --epochs 1 --lr 2e-5 --num-negatives 1 --range 10 60
     domret tune reranker --loss mnrl --lr 5e-4 --epochs 2 --candidates 20
 
+An option left out takes the graph's default (the config classes define them), so a trial
+differs from the graph's recipe only in what its command line says.
+
 Both mine, train and evaluate through the same core entry points as the graph's assets, and
 print one JSON line of dev figures. They never look at the test split: use them to choose
 hyper-parameters.
@@ -12,12 +15,22 @@ hyper-parameters.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
 from .common import artifact_dir, labels_and_chunks, offline, stamp
+
+
+def given(args: argparse.Namespace, **fields: str) -> dict:
+    """The config fields the user set on the command line (argument name -> config field).
+    Every option defaults to None, "the graph's default": the config classes are the one
+    source of each default, so a trial and the graph run the same recipe unless told not to."""
+    if getattr(args, "range", None) is not None:
+        args.range_min, args.range_max = args.range
+    return {field: getattr(args, name) for name, field in fields.items() if getattr(args, name, None) is not None}
 
 
 def cmd_tune_embedding(args: argparse.Namespace) -> int:
@@ -35,23 +48,25 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(index_dir)
     started = time.perf_counter()
-    settings = MiningConfig(range_min=args.range[0], range_max=args.range[1], max_positive_ratio=args.ratio,
-                            num_negatives=args.num_negatives, fill_random=args.fill_random).settings()
+    settings = MiningConfig(**given(args, num_negatives="num_negatives", fill_random="fill_random", ratio="max_positive_ratio",
+                                    range_min="range_min", range_max="range_max")).settings()
     mined = train_split(labels, chunks, index, encoder).mine(settings)
     with_title = manifest.with_title
     rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
-    dev = dev_set_from_index(labels, chunks, index, encoder, args.dev_candidates, FineTuneConfig().dev_random_chunks,
-                             with_title=with_title)
+    dev_config = FineTuneConfig(**given(args, dev_candidates="dev_candidates_per_query"))
+    dev = dev_set_from_index(labels, chunks, index, encoder, dev_config.dev_candidates_per_query,
+                             dev_config.dev_random_chunks, with_title=with_title)
     mining_s = time.perf_counter() - started
-    training = FineTuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
-                              lora=args.lora, lora_r=args.lora_r, max_seq_length=args.max_seq_length,
-                              early_stopping_patience=args.patience, cached_mini_batch_size=args.cached_mini_batch,
-                              train_precision=args.train_precision, seed=args.seed).settings()
+    training = FineTuneConfig(**given(args, epochs="epochs", lr="learning_rate", batch_size="batch_size", loss="loss",
+                                      lora="lora", lora_r="lora_r", max_seq_length="max_seq_length",
+                                      patience="early_stopping_patience", cached_mini_batch="cached_mini_batch_size",
+                                      train_precision="train_precision", seed="seed")).settings()
     with tempfile.TemporaryDirectory() as work:
         outcome = train_encoder(manifest.encoder_path, rows, settings.num_negatives, dev, training, Path(work))
     losses = outcome.loss_history
     print(json.dumps({
         **stamp(args),
+        "settings": {"mining": dataclasses.asdict(settings), "training": training.as_dict()},
         "train_rows": len(rows), "dev_queries": len(dev.queries), "dev_corpus": len(dev.corpus),
         "mining_removed": dict(mined.removed), "queries_without_negatives": len(mined.queries_without_negatives),
         "dev_ndcg@10_base": round(outcome.base_dev_score, 4), "dev_ndcg@10_tuned": round(outcome.dev_score, 4),
@@ -81,13 +96,15 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(artifact_dir(refs, "faiss_index"))
     with_title = manifest.with_title
-    examples, dev, mined = prepare(labels, chunks, index, encoder, args.candidates, args.num_negatives, None, with_title)
-    settings = RerankerConfig(max_length=args.max_length, loss=args.loss, num_negatives=args.num_negatives,
-                              in_batch_negatives=args.in_batch_negatives, epochs=args.epochs, learning_rate=args.lr,
-                              batch_size=args.batch_size, early_stopping_patience=args.patience, lora_r=args.lora_r,
-                              lora_alpha=2 * args.lora_r).settings()
+    config = RerankerConfig(**given(args, base_model="base_model", max_length="max_length", loss="loss",
+                                    candidates="candidates", num_negatives="num_negatives",
+                                    in_batch_negatives="in_batch_negatives", epochs="epochs", lr="learning_rate",
+                                    batch_size="batch_size", patience="early_stopping_patience", lora_r="lora_r"),
+                            **({"lora_alpha": 2 * args.lora_r} if args.lora_r is not None else {}))
+    settings = config.settings()
+    examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives, None, with_title)
     with tempfile.TemporaryDirectory() as work:
-        outcome = train_reranker(args.base_model, examples, dev, settings, Path(work))
+        outcome = train_reranker(config.base_model, examples, dev, settings, Path(work))
     if args.save:
         save_adapter_and_merged(outcome.model, Path(args.save) / "adapter", Path(args.save) / "merged")
     else:
@@ -116,39 +133,42 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
 def add_parsers(commands) -> list[argparse.ArgumentParser]:
     tune = commands.add_parser("tune", help="one fine-tuning trial on the dev split, from a finished run's artifacts")
     kinds = tune.add_subparsers(dest="kind", required=True)
-    e = kinds.add_parser("embedding", help="mine, fine-tune the encoder, print dev nDCG@10 of base and tuned")
+    # The knobs' defaults are None: "as the graph's config" (see given()).
+    e = kinds.add_parser("embedding", help="mine, fine-tune the encoder, print dev nDCG@10 of base and tuned",
+                         epilog="Unset options take the defaults of MiningConfig and FineTuneConfig (README, Configuration).")
     e.add_argument("--index-ref", default=".domret/scifact/refs/base_faiss_index.json",
                    help="reference of a base FAISS index; corpus_chunks.json and labeled_queries.json sit beside it")
-    e.add_argument("--epochs", type=int, default=1)
-    e.add_argument("--lr", type=float, default=2e-5)
-    e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--num-negatives", type=int, default=1)
-    e.add_argument("--range", type=int, nargs=2, default=(10, 100))
-    e.add_argument("--ratio", type=float, default=0.95)
-    e.add_argument("--loss", default="mnrl")
-    e.add_argument("--fill-random", action="store_true")
-    e.add_argument("--lora", action="store_true")
-    e.add_argument("--lora-r", type=int, default=16)
-    e.add_argument("--max-seq-length", type=int, default=256)
-    e.add_argument("--dev-candidates", type=int, default=10)
-    e.add_argument("--patience", type=int, default=1)
-    e.add_argument("--cached-mini-batch", type=int, default=16)
-    e.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
-    e.add_argument("--seed", type=int, default=42)
+    e.add_argument("--epochs", type=int, default=None)
+    e.add_argument("--lr", type=float, default=None)
+    e.add_argument("--batch-size", type=int, default=None)
+    e.add_argument("--num-negatives", type=int, default=None)
+    e.add_argument("--range", type=int, nargs=2, default=None, help="range_min range_max of the mining window")
+    e.add_argument("--ratio", type=float, default=None)
+    e.add_argument("--loss", default=None)
+    e.add_argument("--fill-random", action="store_true", default=None)
+    e.add_argument("--lora", action="store_true", default=None)
+    e.add_argument("--lora-r", type=int, default=None)
+    e.add_argument("--max-seq-length", type=int, default=None)
+    e.add_argument("--dev-candidates", type=int, default=None)
+    e.add_argument("--patience", type=int, default=None)
+    e.add_argument("--cached-mini-batch", type=int, default=None)
+    e.add_argument("--train-precision", default=None, help="fp32, bf16 or auto (TrainingSettings.train_precision)")
+    e.add_argument("--seed", type=int, default=None)
     e.set_defaults(func=cmd_tune_embedding)
-    r = kinds.add_parser("reranker", help="train a LoRA reranker, score the serving grid on dev, print what would serve")
+    r = kinds.add_parser("reranker", help="train a LoRA reranker, score the serving grid on dev, print what would serve",
+                         epilog="Unset options take the defaults of RerankerConfig (README, Configuration).")
     r.add_argument("--refs", default=".domret/scifact/refs", help="folder of a finished run's references")
-    r.add_argument("--base-model", default="packaged:all-MiniLM-L6-v2")
-    r.add_argument("--loss", default="mnrl", choices=["mnrl", "lambda", "listnet", "bce"])
-    r.add_argument("--epochs", type=int, default=2)
-    r.add_argument("--lr", type=float, default=5e-4)
-    r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--candidates", type=int, default=20)
-    r.add_argument("--num-negatives", type=int, default=3)
-    r.add_argument("--in-batch-negatives", type=int, default=3)
-    r.add_argument("--max-length", type=int, default=256)
-    r.add_argument("--lora-r", type=int, default=16)
-    r.add_argument("--patience", type=int, default=1)
+    r.add_argument("--base-model", default=None)
+    r.add_argument("--loss", default=None, choices=["mnrl", "lambda", "listnet", "bce"])
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--lr", type=float, default=None)
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--candidates", type=int, default=None)
+    r.add_argument("--num-negatives", type=int, default=None)
+    r.add_argument("--in-batch-negatives", type=int, default=None)
+    r.add_argument("--max-length", type=int, default=None)
+    r.add_argument("--lora-r", type=int, default=None)
+    r.add_argument("--patience", type=int, default=None)
     r.add_argument("--grid-candidates", type=int, nargs="+", default=[20, 50])
     r.add_argument("--save", help="keep the trained adapter and merged model in this folder")
     r.set_defaults(func=cmd_tune_reranker)
