@@ -42,10 +42,6 @@ OUTCOME = "_outcome.json"  # inside runs/<run id>/: published or refused, and wh
 KEEP_PUBLICATIONS = 20  # older publication folders are pruned (each is a few small JSON files)
 
 
-class PublicationRefused(RuntimeError):
-    """The run succeeded but its outputs cannot be published consistently."""
-
-
 @dataclass
 class Outcome:
     run_id: str
