@@ -74,3 +74,24 @@ def test_abstention_metrics_over_queries():
     assert summary["citation_precision"] == pytest.approx((1.0 + 0.0) / 2)  # answers that cite
     assert summary["answered_rate"] == 0.5
     assert math.isnan(aggregate({})["abstention_accuracy"])
+
+
+def test_span_coverage_counts_gold_sentences_inside_the_chunks_handed_to_the_answer_step():
+    from types import SimpleNamespace
+
+    from domret_pipeline.core.data.documents import Document
+    from domret_pipeline.core.evaluation.answers import span_coverage
+
+    text = "The SLO is 99.9%. Exceptions need the SRE lead. Freezes start at 75%."
+    doc = Document("d1", text, title="SLO", sentences=[(0, 17), (18, 47), (48, 70)])
+    assert doc.sentence_text(2) == "Freezes start at 75%."
+    documents = {"d1": doc, "d2": Document("d2", "Forklifts drive at 8 km/h.", sentences=[(0, 26)])}
+    chunks = {"d1#0": SimpleNamespace(doc_id="d1", start=0, end=47),  # sentences 0 and 1
+              "d1#1": SimpleNamespace(doc_id="d1", start=18, end=70),  # sentences 1 and 2
+              "d2#0": SimpleNamespace(doc_id="d2", start=0, end=26)}
+    gold = {("d1", 0), ("d1", 2)}
+    assert span_coverage(["d1#0"], gold, chunks, documents) == 0.5  # sentence 2 lies outside
+    assert span_coverage(["d2#0", "d1#1"], gold, chunks, documents) == 0.5  # sentence 0 lies outside
+    assert span_coverage(["d1#1", "d1#0"], gold, chunks, documents) == 1.0
+    assert span_coverage(["d2#0"], gold, chunks, documents) == 0.0  # right topic, wrong document
+    assert span_coverage(["d1#0"], set(), chunks, documents) is None  # nothing to cover: an abstention case

@@ -24,6 +24,33 @@ def gold_spans(labels: LabeledQueries, qids: list[str]) -> dict[str, set[Span]]:
     return gold
 
 
+def span_coverage(retrieved: list[str], gold: set[Span], chunks: dict, documents: dict[str, Document]) -> float | None:
+    """The share of a query's gold evidence sentences that lie inside one of its retrieved
+    chunks (``chunks``: chunk id -> an object with ``doc_id``, ``start``, ``end``). The
+    answer step can only cite what retrieval handed it, so this bounds citation recall and
+    tells a retrieval miss from a citation miss. None for a query without evidence."""
+    if not gold:
+        return None
+    held = [chunks[c] for c in retrieved if c in chunks]
+    covered = 0
+    for doc_id, index in gold:
+        doc = documents[doc_id]
+        start, end = doc.sentences[index] if doc.sentences else (0, len(doc.text))
+        covered += any(c.doc_id == doc_id and c.start <= start and end <= c.end for c in held)
+    return covered / len(gold)
+
+
+def span_text_of(documents: dict[str, Document]):
+    """``span -> text`` for the citation checks: the sentence, or the whole text of a document
+    without a sentence split."""
+
+    def span_text(span: Span) -> str:
+        doc = documents[span[0]]
+        return doc.sentence_text(span[1]) if doc.sentences else doc.text
+
+    return span_text
+
+
 def with_threshold(answer: Answer, threshold: float) -> Answer:
     """The answer the threshold would have given: an abstention below it."""
     if answer.abstained or answer.evidence_score is None or answer.evidence_score >= threshold:
@@ -64,12 +91,10 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
         raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
         answers = {q: with_threshold(a, settings.threshold) for q, a in raw.items()}
     qrels = labels.qrels_for(split)
-
-    def span_text(span: Span) -> str:
-        doc = documents[span[0]]
-        return doc.sentence_text(span[1]) if doc.sentences else doc.text
-
+    span_text = span_text_of(documents)
     rows = {q: score_answer(answers[q], gold[q], {d for d, r in qrels[q].items() if r > 0}, span_text) for q in qids}
+    for q in qids:  # the chunks the answer step reads: the same with or without a threshold
+        rows[q]["span_coverage"] = span_coverage(raw[q].retrieved[: settings.passages], gold[q], pipeline.chunks, documents)
     grid, accuracy, answered = threshold_curve(*answer_scores(raw, gold)) if generator is None else ([], [], [])
     return {
         "summary": {**aggregate(rows), "threshold": settings.threshold if generator is None else float("nan"),
@@ -93,13 +118,8 @@ def calibrate_and_score(pipeline, labels: LabeledQueries, split: str, documents:
     raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
     threshold, _ = calibrate_threshold(*answer_scores(raw, gold))
     qrels = labels.qrels_for(split)
-
-    def span_text(span: Span) -> str:
-        doc = documents[span[0]]
-        return doc.sentence_text(span[1]) if doc.sentences else doc.text
-
-    rows = {q: score_answer(with_threshold(raw[q], threshold), gold[q], {d for d, r in qrels[q].items() if r > 0}, span_text)
-            for q in qids}
+    rows = {q: score_answer(with_threshold(raw[q], threshold), gold[q], {d for d, r in qrels[q].items() if r > 0},
+                            span_text_of(documents)) for q in qids}
     return threshold, aggregate(rows)
 
 

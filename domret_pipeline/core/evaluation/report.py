@@ -110,18 +110,19 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                            ["setup", "configuration", "stage", "p50 ms", "p95 ms", "p99 ms", "mean ms", "share"], rows))
     if report.get("release"):
         release = report["release"]
-        columns = ["ndcg@10", "citation_precision", "citation_precision_doc", "citation_recall", "citation_recall_doc",
-                   "faithfulness", "abstention_accuracy", "abstention_precision", "abstention_recall", "answered_rate",
+        columns = ["ndcg@10", "span_coverage", "citation_precision", "citation_precision_doc", "citation_recall",
+                   "citation_recall_doc", "faithfulness", "abstention_accuracy", "abstention_precision", "abstention_recall", "answered_rate",
                    "threshold"]
         rows = [[name, s["label"], *(s["metrics"].get(c, float("nan")) for c in columns)] for name, s in release["systems"].items()]
         tables.append(("End to end: base, champion and challenger",
                        "Each system searches, answers with sentence citations (extractive; abstains below its dev-calibrated "
-                       "threshold) and is scored per query, then averaged. Citation precision: cited sentences that are gold "
+                       "threshold) and is scored per query, then averaged. Span coverage: gold evidence sentences inside the top "
+                       "chunks the answer step reads (its `passages`; the ceiling of citation recall). Citation precision: cited sentences that are gold "
                        "evidence (`_doc`: cited documents that are relevant); recall: gold evidence sentences (documents) "
                        "cited; faithfulness: answer sentences supported by their own citation; abstention: on queries whose "
                        "relevant documents hold no evidence." + ("" if release.get("has_evidence") else
                        " These labels carry no evidence, so only retrieval is compared."),
-                       ["system", "configuration", "nDCG@10", "cit. precision", "cit. precision doc", "cit. recall",
+                       ["system", "configuration", "nDCG@10", "span coverage", "cit. precision", "cit. precision doc", "cit. recall",
                         "cit. recall doc", "faithfulness", "abstention acc.", "abstention prec.", "abstention rec.",
                         "answered", "threshold"], rows))
         gate_rows = [[r["metric"], r["reference"], r["challenger"], r.get("delta", ""), r["tolerance"],
