@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:
-    from .core.answers.extractive import AnswerSettings
+    from .core.answers.extractive import AbstentionSettings, AnswerSettings
     from .core.training.bi_encoder import TrainingSettings
     from .core.training.mining import MiningSettings
     from .core.training.reranker import RerankerSettings
@@ -318,11 +318,23 @@ class ServingSelectionConfig(dg.Config):
     )
     answer_passages: int = Field(default=3, description="Top passages whose sentences the answer step reads.")
     answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")
+    abstention_target: Literal["accuracy", "citation_precision"] = Field(
+        default="accuracy", description="What the dev-calibrated abstention threshold aims for: the best abstention accuracy, "
+        "or the lowest threshold whose answered queries cite with at least abstention_min_citation_precision.",
+    )
+    abstention_min_citation_precision: float = Field(
+        default=0.5, description="With abstention_target citation_precision: the dev citation precision to reach."
+    )
 
     def answer_settings(self, **core_only) -> AnswerSettings:
         from .core.answers.extractive import AnswerSettings
 
         return derive(self, AnswerSettings, "answer_", **core_only)
+
+    def abstention_settings(self) -> AbstentionSettings:
+        from .core.answers.extractive import AbstentionSettings
+
+        return derive(self, AbstentionSettings, "abstention_")
 
 
 # Every core settings dataclass and the config that defines its knobs (with the prefix of their
@@ -332,4 +344,5 @@ SETTINGS_SOURCES = [
     (RerankerConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (MiningConfig, "domret_pipeline.core.training.mining:MiningSettings", ""),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AnswerSettings", "answer_"),
+    (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AbstentionSettings", "abstention_"),
 ]

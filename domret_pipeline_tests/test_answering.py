@@ -57,3 +57,48 @@ def test_calibration_maximises_dev_accuracy():
     assert calibrate_threshold([0.5], []) == (float("-inf"), 1.0)
     grid, acc, answered = threshold_curve([0.9, 0.8, 0.3], [0.2, 0.4], points=5)
     assert len(grid) == 5 and answered[0] == 1.0 and acc.max() <= accuracy
+
+
+def test_the_abstention_threshold_reaches_a_citation_precision_target_answering_as_much_as_it_allows():
+    """A synthetic dev set: a query's best evidence score, and whether its answer cites gold
+    evidence. Higher scores cite better; the target is met by the lowest threshold that gets
+    there, and a target nothing reaches is reported as missed, with the best threshold."""
+    import random
+
+    from domret_pipeline.core.answers.extractive import lowest_threshold_reaching
+
+    rng = random.Random(3)
+    dev = [(s, rng.random() < s) for s in (rng.random() for _ in range(400))]  # P(correct) = score
+
+    def precision_at(t):
+        answered = [correct for s, correct in dev if s >= t]
+        return sum(answered) / len(answered) if answered else float("nan")
+
+    scores = [s for s, _ in dev]
+    for target in (0.6, 0.75, 0.9):
+        t, value, reached = lowest_threshold_reaching(scores, precision_at, target)
+        assert reached and value >= target and precision_at(t) == value
+        below = [s for s in scores if s < t]
+        assert not below or precision_at(max(below)) < target  # no lower threshold reaches it
+    t, value, reached = lowest_threshold_reaching(scores, precision_at, 1.01)
+    assert not reached and value == max(precision_at(s) for s in scores)
+
+
+def test_choose_threshold_calibrates_answers_for_the_users_target():
+    from domret_pipeline.core.answers.citation_metrics import Answer, AnswerSentence
+    from domret_pipeline.core.answers.extractive import AbstentionSettings
+    from domret_pipeline.core.evaluation.answers import choose_threshold
+
+    # four answerable queries cite gold at high scores and a wrong sentence at low ones; two
+    # unanswerable queries score low
+    cites = {"a": (0.9, ("d", 0)), "b": (0.8, ("d", 0)), "c": (0.4, ("d", 1)), "d": (0.3, ("d", 1)),
+             "u1": (0.35, ("d", 1)), "u2": (0.2, ("d", 1))}
+    raw = {q: Answer(q, False, [AnswerSentence("x", [span])], [], score) for q, (score, span) in cites.items()}
+    gold = {q: ({("d", 0)} if q in "abcd" else set()) for q in cites}
+    relevant = {q: {"d"} for q in cites}
+    span_text = lambda span: "x"  # noqa: E731
+    t, reached = choose_threshold(raw, gold, relevant, span_text, AbstentionSettings("citation_precision", 0.9))
+    assert t == 0.8 and reached == {"target": "citation_precision >= 0.9", "dev_citation_precision": 1.0, "reached": True}
+    t, reached = choose_threshold(raw, gold, relevant, span_text, AbstentionSettings("accuracy", 0.0))
+    # 0.3 and 0.4 both get 5 of 6 right; ties go to the lower threshold (answer more)
+    assert reached["target"] == "accuracy" and t == 0.3

@@ -43,7 +43,7 @@ def evaluation_report(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answers.extractive import AnswerSettings, encoder_scorer
+    from ..core.answers.extractive import AbstentionSettings, AnswerSettings, encoder_scorer
     from ..core.artifacts import read_json
     from ..core.data.serialization import read_documents
     from ..core.evaluation.answers import calibrate
@@ -125,7 +125,9 @@ def evaluation_report(
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
                                        bm25, None, with_title[BASE])
         base_scorer = encoder_scorer(systems[0].encoder)
-        base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings)
+        # the base model's threshold is calibrated for the same target as the challenger's
+        base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings,
+                                      AbstentionSettings.from_bundle(serving))
         e2e = {
             "base": EndToEndSystem("base", base_pipeline, documents, base_scorer,
                                    AnswerSettings(settings.passages, settings.max_sentences, base_threshold),

@@ -197,7 +197,8 @@ def serving_config(
                   **{k: s["latency"].get(k) for k in ("p50_ms", "p95_ms", "p99_ms") if s.get("latency")},
                   "ruled_out": s.get("ruled_out")} for label, s in scored.items()]
         # The answer step of this configuration: its sentence scorer and abstention threshold,
-        # both chosen on dev. The threshold maximises dev abstention accuracy; the scorer (the
+        # both chosen on dev. The threshold meets the abstention target (by default the best dev
+        # abstention accuracy; or a dev citation precision, answering as much as it allows); the scorer (the
         # bi-encoder, or the reranker when it is trained) maximises the dev answer quality:
         # the mean of citation precision, citation recall and abstention accuracy.
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
@@ -208,14 +209,19 @@ def serving_config(
             options["reranker"] = reranker_scorer(reranker)
         if config.answer_scorer == "reranker" and reranker is not None:
             options.pop("encoder")
+        target = config.abstention_settings()
         tried = {}
         for name, fn in options.items():
-            threshold_for, summary = calibrate_and_score(pipeline, labels, "dev", documents, fn, answer_settings)
-            tried[name] = {"threshold": threshold_for, "dev": summary, "quality": answer_quality(summary)}
+            threshold_for, summary, reached = calibrate_and_score(pipeline, labels, "dev", documents, fn, answer_settings,
+                                                                  target)
+            tried[name] = {"threshold": threshold_for, "dev": summary, "quality": answer_quality(summary),
+                           "calibration": reached}
         scorer = max(tried, key=lambda n: (tried[n]["quality"], n == "encoder"))  # ties: the cheaper bi-encoder
         threshold = tried[scorer]["threshold"]
         dev_accuracy = tried[scorer]["dev"].get("abstention_accuracy", float("nan"))
         answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
+                  "abstention_target": {"target": target.target, "min_citation_precision": target.min_citation_precision},
+                  "calibration": tried[scorer]["calibration"],
                   "passages": answer_settings.passages, "max_sentences": answer_settings.max_sentences,
                   "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}

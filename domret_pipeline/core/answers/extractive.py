@@ -87,6 +87,43 @@ def calibrate_threshold(answerable_scores: Sequence[float], unanswerable_scores:
     return best_t, float(best_acc)
 
 
+@dataclass
+class AbstentionSettings:
+    """What the dev calibration of the abstention threshold aims for. ``target`` is
+    ``accuracy`` (the threshold with the best abstention accuracy) or ``citation_precision``
+    (the lowest threshold at which the answered queries' mean citation precision reaches
+    ``min_citation_precision``: answer as much as that precision allows). Both knobs are
+    defined by ``config.ServingSelectionConfig`` (``abstention_*``)."""
+
+    target: str
+    min_citation_precision: float
+
+    @classmethod
+    def from_bundle(cls, bundle: dict) -> "AbstentionSettings":
+        """The target a serving bundle's threshold was calibrated for; bundles written before
+        targets existed were calibrated for accuracy."""
+        recorded = bundle["answer"].get("abstention_target") or {"target": "accuracy", "min_citation_precision": 0.0}
+        return cls(recorded["target"], float(recorded["min_citation_precision"]))
+
+
+def lowest_threshold_reaching(candidates: Sequence[float], metric_at: Callable[[float], float], minimum: float
+                              ) -> tuple[float, float, bool]:
+    """The lowest candidate threshold whose dev ``metric_at(threshold)`` is at least
+    ``minimum``: ``(threshold, metric there, True)``. When none reaches it, the threshold
+    with the best metric (the lowest among ties) and ``False``, so the caller can say the
+    target was missed rather than silently serving something else."""
+    best = (float("-inf"), float("-inf"))
+    for t in sorted(set(float(c) for c in candidates) | {float("-inf")}):
+        value = metric_at(t)
+        if value != value:  # nan: nothing answered at this threshold
+            continue
+        if value >= minimum:
+            return t, value, True
+        if value > best[1]:
+            best = (t, value)
+    return best[0], best[1], False
+
+
 def threshold_curve(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float], points: int = 50):
     """(thresholds, abstention accuracy, answered share) for the report's threshold plot."""
     answerable = np.asarray(answerable_scores, dtype=np.float64)

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
-from ..answers.extractive import ABSTENTION_TEXT, AnswerSettings, answer_split, calibrate_threshold, threshold_curve
+from ..answers.extractive import (
+    ABSTENTION_TEXT, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold, lowest_threshold_reaching,
+    threshold_curve,
+)
 from ..data.documents import Document
 from ..data.labels import LabeledQueries
 
@@ -64,15 +67,41 @@ def answer_scores(answers: dict[str, Answer], gold: dict[str, set[Span]]) -> tup
     return answerable, unanswerable
 
 
-def calibrate(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
-              settings: AnswerSettings) -> tuple[float, float]:
-    """(threshold, dev abstention accuracy) for one system on one (dev) split. Needs evidence
-    labels: without any, the threshold is -inf (never abstain)."""
-    if not labels.evidence:
-        return float("-inf"), float("nan")
+def choose_threshold(raw: dict[str, Answer], gold: dict[str, set[Span]], relevant: dict[str, set[str]], span_text,
+                     target: AbstentionSettings | None = None) -> tuple[float, dict]:
+    """The abstention threshold for ``target`` from unthresholded (dev) answers, and what it
+    reached there: ``{"target", "dev_abstention_accuracy" | "dev_citation_precision", "reached"}``."""
+    if target is None or target.target == "accuracy":
+        threshold, accuracy = calibrate_threshold(*answer_scores(raw, gold))
+        return threshold, {"target": "accuracy", "dev_abstention_accuracy": accuracy, "reached": True}
+
+    def precision_at(threshold: float) -> float:
+        rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in raw.items()}
+        return aggregate(rows)["citation_precision"]
+
+    scores = [a.evidence_score for a in raw.values() if a.evidence_score is not None]
+    threshold, value, reached = lowest_threshold_reaching(scores, precision_at, target.min_citation_precision)
+    return threshold, {"target": f"citation_precision >= {target.min_citation_precision:g}",
+                       "dev_citation_precision": value, "reached": reached}
+
+
+def _dev_answers(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+                 settings: AnswerSettings):
     qids = sorted(labels.qrels_for(split))
-    answers = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
-    return calibrate_threshold(*answer_scores(answers, gold_spans(labels, qids)))
+    qrels = labels.qrels_for(split)
+    raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
+    relevant = {q: {d for d, r in qrels[q].items() if r > 0} for q in qids}
+    return raw, gold_spans(labels, qids), relevant
+
+
+def calibrate(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+              settings: AnswerSettings, target: AbstentionSettings | None = None) -> tuple[float, dict]:
+    """(threshold, what it reached) for one system on one (dev) split. Needs evidence labels:
+    without any, the threshold is -inf (never abstain)."""
+    if not labels.evidence:
+        return float("-inf"), {}
+    raw, gold, relevant = _dev_answers(pipeline, labels, split, documents, score, settings)
+    return choose_threshold(raw, gold, relevant, span_text_of(documents), target)
 
 
 def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
@@ -107,20 +136,17 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
 
 
 def calibrate_and_score(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
-                        settings: AnswerSettings) -> tuple[float, dict]:
-    """One pass over a (dev) split: the abstention threshold that maximises accuracy there,
-    and the answer metrics with that threshold applied. Without evidence labels the
-    threshold is -inf and the metrics are empty."""
+                        settings: AnswerSettings, target: AbstentionSettings | None = None) -> tuple[float, dict, dict]:
+    """One pass over a (dev) split: the abstention threshold for ``target`` (default: the best
+    accuracy), the answer metrics with it applied, and what the calibration reached. Without
+    evidence labels the threshold is -inf and the metrics are empty."""
     if not labels.evidence:
-        return float("-inf"), {}
-    qids = sorted(labels.qrels_for(split))
-    gold = gold_spans(labels, qids)
-    raw = answer_split(pipeline, qids, labels.queries, documents, score, replace(settings, threshold=float("-inf")))
-    threshold, _ = calibrate_threshold(*answer_scores(raw, gold))
-    qrels = labels.qrels_for(split)
-    rows = {q: score_answer(with_threshold(raw[q], threshold), gold[q], {d for d, r in qrels[q].items() if r > 0},
-                            span_text_of(documents)) for q in qids}
-    return threshold, aggregate(rows)
+        return float("-inf"), {}, {}
+    raw, gold, relevant = _dev_answers(pipeline, labels, split, documents, score, settings)
+    span_text = span_text_of(documents)
+    threshold, reached = choose_threshold(raw, gold, relevant, span_text, target)
+    rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in raw.items()}
+    return threshold, aggregate(rows), reached
 
 
 ANSWER_SELECTION = ("citation_precision", "citation_recall", "abstention_accuracy")
