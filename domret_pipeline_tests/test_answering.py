@@ -102,3 +102,13 @@ def test_choose_threshold_calibrates_answers_for_the_users_target():
     t, reached = choose_threshold(raw, gold, relevant, span_text, AbstentionSettings("accuracy", 0.0))
     # 0.3 and 0.4 both get 5 of 6 right; ties go to the lower threshold (answer more)
     assert reached["target"] == "accuracy" and t == 0.3
+
+
+def test_the_reliability_curve_rises_when_the_score_separates_answerable_queries():
+    from domret_pipeline.core.answers.extractive import reliability_bins
+
+    curve = reliability_bins([0.6, 0.7, 0.8, 0.9], [0.1, 0.2, 0.3, 0.65], bins=4)
+    assert curve["count"] == [2.0, 2.0, 2.0, 2.0]
+    assert curve["answerable_share"] == [0.0, 0.5, 0.5, 1.0]  # the middle bins mix (0.3, 0.6) and (0.65, 0.7)
+    assert curve["score"] == sorted(curve["score"])
+    assert reliability_bins([], []) == {"score": [], "answerable_share": [], "count": []}

@@ -41,7 +41,7 @@ def assert_ui_metadata(events: dict, report: dict, markdown: str) -> None:
         assert_plot(checkpoint, key)
     assert "| learning rate | 0.001 |" in checkpoint["model_card"].value  # test_pipeline's 1e-3, as configured
     assert re.search(r"\| dev nDCG@10 base → tuned \| \d\.\d{4} → \d\.\d{4} \|", checkpoint["model_card"].value)
-    for key in ("similarity_dense_base", "similarity_dense_tuned", "norms", "abstention_curve"):
+    for key in ("similarity_dense_base", "similarity_dense_tuned", "norms", "abstention_curve", "abstention_reliability"):
         assert_plot(events["evaluation_report"].metadata, key)
     tuned = report["systems"]["dense_tuned"]["metrics"]
     assert f"| dense_tuned | {format_number(tuned['ndcg@10'])} | {format_number(tuned['mrr@10'])} |" in markdown
@@ -102,15 +102,16 @@ def test_report_plots_title_the_norms_by_the_chunks_sampled(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     arrays = {name: {"positive": rng.random(5), "negative": rng.random(7), "norms": rng.random(211)}
               for name in ("dense_base", "dense_tuned")}
-    curves = {"challenger": {"threshold": [0.1, 0.2, 0.3], "accuracy": [0.5, 0.7, 0.6]}}
+    curves = {"challenger": {"threshold": [0.1, 0.2, 0.3], "accuracy": [0.5, 0.7, 0.6],
+                             "reliability": {"score": [0.2, 0.5], "answerable_share": [0.25, 0.75], "count": [4, 4]}}}
     plots = diagnostics.report_plots(tmp_path, arrays, curves, "test")
     assert {p.name for p in plots.values()} == {"similarity_dense_base.png", "similarity_dense_tuned.png",
-                                                "abstention_curve.png", "norms.png"}
+                                                "abstention_curve.png", "abstention_reliability.png", "norms.png"}
     title, legend = titles["norms.png"]
     assert "211 sampled chunks" in title and set(legend.values()) == {211}
     page = to_html({"info": {"split": "test", "n_queries": 0, "n_documents": 0, "n_chunks": 0, "encoders": {}},
                     "systems": {}}, plots)
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
 
 
 def test_full_job_description_names_every_asset():

@@ -138,6 +138,23 @@ def threshold_curve(answerable_scores: Sequence[float], unanswerable_scores: Seq
     return grid, accuracy, answered
 
 
+def reliability_bins(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float], bins: int = 8
+                     ) -> dict[str, list[float]]:
+    """The abstention reliability curve: queries grouped by their best evidence score into
+    equal-count bins; per bin the mean score, the share of queries that are answerable (what
+    answering bets on) and the count. A score that separates the two rises across bins; a
+    flat curve means no threshold on it abstains well."""
+    scores = np.concatenate([np.asarray(answerable_scores, dtype=np.float64), np.asarray(unanswerable_scores, dtype=np.float64)])
+    answerable = np.concatenate([np.ones(len(answerable_scores)), np.zeros(len(unanswerable_scores))])
+    if len(scores) == 0:
+        return {"score": [], "answerable_share": [], "count": []}
+    order = np.argsort(scores, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, len(scores))) if len(g)]
+    return {"score": [float(scores[g].mean()) for g in groups],
+            "answerable_share": [float(answerable[g].mean()) for g in groups],
+            "count": [float(len(g)) for g in groups]}
+
+
 def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], np.ndarray]:
     """Cosine similarity of the query and each sentence under a bi-encoder."""
     from ..retrieval.encoder import encode

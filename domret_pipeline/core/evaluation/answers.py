@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
 from ..answers.extractive import (
     ABSTENTION_TEXT, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold, lowest_threshold_reaching,
-    threshold_curve,
+    reliability_bins, threshold_curve,
 )
 from ..data.documents import Document
 from ..data.labels import LabeledQueries
@@ -131,7 +131,8 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
                     "n_unanswerable": sum(1 for q in qids if not gold[q])},
         "rows": rows, "answers": answers,
         "curve": {"threshold": list(map(float, grid)), "accuracy": list(map(float, accuracy)),
-                  "answered": list(map(float, answered))},
+                  "answered": list(map(float, answered)),
+                  "reliability": reliability_bins(*answer_scores(raw, gold)) if generator is None else {}},
     }
 
 

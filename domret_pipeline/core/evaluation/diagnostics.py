@@ -115,6 +115,12 @@ def report_plots(directory: Path, arrays: dict[str, dict[str, np.ndarray]], curv
         plots["Abstention threshold curve"] = line_plot(
             directory / "abstention_curve.png", f"Abstention accuracy by threshold ({split} split)", lines,
             "evidence score threshold (answer at or above)", "abstention accuracy")
+    reliability = {name: (c["reliability"]["score"], c["reliability"]["answerable_share"])
+                   for name, c in curves.items() if c.get("reliability", {}).get("score")}
+    if reliability:
+        plots["Abstention reliability"] = line_plot(
+            directory / "abstention_reliability.png", f"Share answerable by evidence score ({split} split, equal-count bins)",
+            reliability, "best evidence score (bin mean)", "share of queries answerable")
     # The sample is at most a fixed size: the title says how many chunks it really held.
     sampled = max((len(a["norms"]) for a in arrays.values()), default=0)
     plots["Pooled embedding norms"] = histogram_plot(
