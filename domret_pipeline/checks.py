@@ -192,9 +192,10 @@ def served_not_below_first_stage_on_dev(serving_config: ArtifactRef) -> dg.Asset
     asset=evaluation_report,
     blocking=True,
     description=(
-        "The release gate: fails when the challenger is worse than the champion (the base model when "
-        "there is no champion yet) beyond the configured tolerance on nDCG@10, citation precision, "
-        "citation recall, faithfulness or abstention accuracy. champion_release runs only after it passes."
+        "The release gate: fails when the paired bootstrap interval of challenger minus champion (the base "
+        "model when there is no champion yet) over the frozen queries does not rule out a loss beyond the "
+        "non-inferiority margin on nDCG@10, citation precision, citation recall, faithfulness or abstention "
+        "accuracy, on the whole split or on a blocking slice. champion_release runs only after it passes."
     ),
 )
 def release_gate(evaluation_report: ArtifactRef) -> dg.AssetCheckResult:
@@ -205,7 +206,9 @@ def release_gate(evaluation_report: ArtifactRef) -> dg.AssetCheckResult:
         metadata={
             "reference": release["gate"]["reference"],
             "failed_metrics": ", ".join(r["metric"] for r in failed) or "none",
+            "failures": "; ".join(release["gate"].get("failures", [])) or "none",
             **{f"{r['metric']}_delta": float(r["delta"]) for r in release["gate"]["rows"] if r.get("delta") is not None},
+            **{f"{r['metric']}_ci_low": float(r["ci_low"]) for r in release["gate"]["rows"] if r.get("ci_low") is not None},
         },
     )
 

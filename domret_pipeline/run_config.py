@@ -121,9 +121,13 @@ def _describe(error, root, lines, path) -> str:
         known = sorted(getattr(_type_at(root, keys), "fields", {}) or {})
         what = "op" if keys == ["ops"] else "resource" if keys == ["resources"] else "key"
         out = []
+        from .config import RENAMED_KEYS
+
         for name in names:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"{'keys here' if what == 'key' else 'known'}: {', '.join(known)}"
+            if RENAMED_KEYS.get(name) in known:  # a setting renamed: say so, not "did you mean"
+                hint = f"renamed to {RENAMED_KEYS[name]}; see the README's release gate section"
             out.append(f"{_where(path, lines, keys + [name])}: {_dotted(keys + [name])}: unknown {what} ({hint})")
         return "\n".join(out)
     if isinstance(data, RuntimeMismatchErrorData):

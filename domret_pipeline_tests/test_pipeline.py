@@ -36,11 +36,11 @@ def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
                                         "candidates": 6, "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
         "serving_config": {"config": {"candidates": [4], "fusion_weights": [1.0], "depth": 20, "top_n": 3}},
         # Random tiny models: gate loosely here; test_release_gate_blocks_a_worse_challenger gates strictly.
-        "evaluation_report": {"config": {"latency_queries": 3, **{f"tolerance_{m}": 1.0 for m in TOLERANCES}}},
+        "evaluation_report": {"config": {"latency_queries": 3, **{f"margin_{m}": 1.0 for m in MARGINS}}},
     }}
 
 
-TOLERANCES = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "abstention_accuracy"]
+MARGINS = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "abstention_accuracy"]
 
 
 def resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, rows: list[dict]) -> dict:
@@ -147,6 +147,10 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         # compared the challenger with the base model, passed, and the bundle became champion v1
         release = report["release"]
         assert set(release["systems"]) == {"base", "challenger"} and release["gate"]["reference"] == "base"
+        # the gate decided on per-query intervals over the frozen queries, shown in the report
+        ndcg = next(r for r in release["gate"]["rows"] if r["metric"] == "ndcg@10")
+        assert ndcg["n_queries"] == report["info"]["n_queries"] and ndcg["ci_low"] <= ndcg["delta"] <= ndcg["ci_high"]
+        assert "Release gate by slice" in events["evaluation_report"].metadata["report"].value or not release["gate"]["slices"]
         for system in release["systems"].values():
             assert {"citation_precision", "citation_recall", "faithfulness", "abstention_accuracy",
                     "threshold"} <= set(system["metrics"])
@@ -201,7 +205,7 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
         # ... and check candidates with the champion's reranker (a margin that keeps them all: the
         # tiny reranker is noise; what it removes is tested in test_mining)
         strict["ops"]["hard_negatives"]["config"].update({"cross_encoder": "champion", "cross_encoder_margin": -1000.0})
-        strict["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
+        strict["ops"]["evaluation_report"]["config"].update({f"margin_{m}": -1.0 for m in MARGINS})
         result = materialize(tmp_path, tiny_encoder, mlflow_uri, strict, instance, raise_on_error=False)
         gate = next(c for c in result.get_asset_check_evaluations() if c.check_name == "release_gate")
         assert not gate.passed and gate.metadata["reference"].text == "champion"
@@ -333,7 +337,7 @@ def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_da
     assert again.returncode == 1 and "no previous champion" in again.stderr
     # a challenger the gate rejects: the CLI says why, and the champion stays
     config["ops"]["serving_config"]["config"]["top_n"] = 4
-    config["ops"]["evaluation_report"]["config"].update({f"tolerance_{m}": -1.0 for m in TOLERANCES})
+    config["ops"]["evaluation_report"]["config"].update({f"margin_{m}": -1.0 for m in MARGINS})
     config_path.write_text(yaml.safe_dump(config))
     blocked = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
     assert blocked.returncode == 1 and "Release gate against the champion: FAILED" in blocked.stderr, blocked.stderr[-2000:]

@@ -2,22 +2,32 @@
 
 import math
 
+from domret_pipeline.config import EvaluationConfig
 from domret_pipeline.core.release.gate import gate
 from domret_pipeline.registry import Registry
 
 CHAMPION = {"ndcg@10": 0.70, "citation_precision": 0.50, "citation_recall": 0.40, "faithfulness": 1.0,
             "abstention_accuracy": 0.60}
-TOLERANCE = {m: 0.01 for m in CHAMPION}
+SETTINGS = EvaluationConfig(**{f"margin_{m}": 0.01 for m in ("ndcg", "citation_precision", "citation_recall",
+                                                             "faithfulness", "abstention_accuracy")}).gate_settings()
+
+
+def per_query(means: dict[str, float], n: int = 100) -> dict[str, dict]:
+    """Rows whose per-query values are the means themselves: no spread, so each interval is the
+    difference of the means (what the summary-based gate compared before the intervals)."""
+    keys = {"abstention_accuracy": "abstention_correct"}
+    return {f"q{i}": {keys.get(m, m): (None if v != v else v) for m, v in means.items()} for i in range(n)}
 
 
 def test_gate_blocks_a_degraded_challenger_and_passes_a_better_one():
     degraded = {**CHAMPION, "citation_recall": 0.35}
-    passed, rows = gate(degraded, CHAMPION, TOLERANCE)
-    assert not passed and [r["metric"] for r in rows if not r["passed"]] == ["citation_recall"]
-    better = {**CHAMPION, "ndcg@10": 0.72, "faithfulness": 0.995}  # within tolerance on faithfulness
-    assert gate(better, CHAMPION, TOLERANCE)[0]
-    assert not gate({**CHAMPION, "faithfulness": math.nan}, CHAMPION, TOLERANCE)[0]  # lost a metric
-    assert gate({**CHAMPION, "faithfulness": math.nan}, {**CHAMPION, "faithfulness": math.nan}, TOLERANCE)[0]
+    result = gate(per_query(CHAMPION), per_query(degraded), SETTINGS)
+    assert not result["passed"] and [r["metric"] for r in result["rows"] if not r["passed"]] == ["citation_recall"]
+    better = {**CHAMPION, "ndcg@10": 0.72, "faithfulness": 0.995}  # within the margin on faithfulness
+    assert gate(per_query(CHAMPION), per_query(better), SETTINGS)["passed"]
+    lost = {**CHAMPION, "faithfulness": math.nan}
+    assert not gate(per_query(CHAMPION), per_query(lost), SETTINGS)["passed"]  # lost a metric
+    assert gate(per_query(lost), per_query(lost), SETTINGS)["passed"]  # the reference has none: not gated
 
 
 def test_promote_and_rollback_move_the_champion_alias(tmp_path):

@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "5"
+REPORT_VERSION = "6"  # 6: the release gate decides on bootstrap intervals, per slice too
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -50,6 +50,7 @@ def evaluation_report(
     from ..core.evaluation.diagnostics import report_plots
     from ..core.evaluation.retrievers import DenseSystem, evaluate_retrieval
     from ..core.release.comparison import EndToEndSystem, evaluate_release, gate_summary
+    from ..core.release.gate import missing_blocking_slices
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
@@ -58,6 +59,7 @@ def evaluation_report(
     from ..core.serving.search import SearchPipeline, ServingConfig
 
     set_offline(True)
+    gate_settings = config.gate_settings()  # a bad level or resample count fails here, not after the evaluation
     with mlflow.run(context, REPORT_VERSION) as tracked:
         inputs = {"base_faiss_index": base_faiss_index.sha256, "faiss_index": faiss_index.sha256,
                   "bm25_index": bm25_index.sha256, "labeled_queries": labeled_queries.sha256,
@@ -81,6 +83,11 @@ def evaluation_report(
             systems.append(DenseSystem(name, index, encoder, manifest.encoder, manifest.index_type))
             with_title[name] = manifest.with_title  # passages as each index rendered them
         labels = LabeledQueries.load(labeled_queries.path)
+        in_split = {labels.slices[q] for q in labels.qrels_for(config.split) if q in labels.slices}
+        missing = missing_blocking_slices(gate_settings, in_split)
+        if missing:  # a misspelt slice would block nothing: refuse before the long evaluation
+            raise ValueError(f"blocking_slices {missing} name no slice of the {config.split} split "
+                             f"(its slices: {', '.join(sorted(in_split)) or 'none'})")
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         bm25 = BM25Index.load(Path(bm25_index.path))
         report, per_query, arrays = evaluate_retrieval(
@@ -143,7 +150,7 @@ def evaluation_report(
                                          f"v{champion.version}: {opened.pipeline.config.label()}")
             inputs["champion_version"] = champion.version
             inputs["champion_serving_config"] = champion.serving_config["sha256"]
-        report["release"], release_per_query = evaluate_release(labels, config.split, e2e, config.tolerances(),
+        report["release"], release_per_query = evaluate_release(labels, config.split, e2e, gate_settings,
                                                                 {"challenger": serving_per_query["served"]})
         per_query.update({f"release:{name}": rows for name, rows in release_per_query.items()})
         inputs["corpus_documents"] = corpus_documents.sha256
@@ -163,6 +170,8 @@ def evaluation_report(
         final = Path(pending.ref.path)
         for system, values in report["systems"].items():
             tracked.log_metrics({f"{system}.{k}": v for k, v in values["metrics"].items()})
+        for row in report["release"]["gate"]["rows"]:  # the gate's bounds, to follow them across runs
+            tracked.log_metrics({f"gate.{row['metric']}.{k}": row[k] for k in ("delta", "ci_low", "ci_high") if k in row})
         for system, values in report["latency"].items():
             tracked.log_metrics({f"{system}.latency_{k}": v for k, v in values.items() if k != "n"})
         for name, row in report["serving"]["rows"].items():

@@ -11,7 +11,7 @@ from ..core.manifests import LabeledQueriesManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
-RELEASE_VERSION = "1"
+RELEASE_VERSION = "2"  # 2: the gate it records carries intervals and slice verdicts
 
 
 @dg.asset(
@@ -79,9 +79,13 @@ def champion_release(
                 "evaluation_report": {"path": evaluation_report.path, "sha256": evaluation_report.sha256},
                 "gate": release["gate"],
             })
-        rows = [[r["metric"], r["reference"], r["challenger"], "pass" if r["passed"] else "FAIL"] for r in release["gate"]["rows"]]
+        from ..core.release.comparison import interval_text  # here: loading the definitions stays light
+
+        rows = [[r["metric"], r["reference"], r["challenger"], interval_text(r), r["margin"], "pass" if r["passed"] else "FAIL"]
+                for r in release["gate"]["rows"]]
         return artifact_output(pending.ref, tracked, {
             "action": action,
             "champion_version": version.version,
-            "gate": dg.MetadataValue.md(markdown_table(["metric", release["gate"]["reference"], "challenger", "verdict"], rows)),
+            "gate": dg.MetadataValue.md(markdown_table(["metric", release["gate"]["reference"], "challenger",
+                                                          "difference [interval]", "margin", "verdict"], rows)),
         })

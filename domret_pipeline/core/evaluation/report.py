@@ -125,19 +125,48 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                        ["system", "configuration", "nDCG@10", "span coverage", "cit. precision", "cit. precision doc", "cit. recall",
                         "cit. recall doc", "faithfulness", "abstention acc.", "abstention prec.", "abstention rec.",
                         "answered", "threshold"], rows))
-        gate_rows = [[r["metric"], r["reference"], r["challenger"], r.get("delta", ""), r["tolerance"],
-                      "pass" if r["passed"] else "FAIL", r["why"]] for r in release["gate"]["rows"]]
-        tables.append((f"Release gate: challenger vs {release['gate']['reference']}",
-                       "PASSED: the challenger may become the champion." if release["gate"]["passed"] else
-                       "FAILED: the challenger is not promoted.",
-                       ["metric", release["gate"]["reference"], "challenger", "difference", "tolerance", "verdict", "why"],
-                       gate_rows))
+        tables += _gate_tables(release["gate"])
         for metric, table in release.get("shadow", {}).items():
             rows = [[r["query_id"], r["query"], r["champion"], r["challenger"]] for r in table["largest"]]
             tables.append((f"Shadow comparison on {metric}",
                            f"Same frozen queries, challenger vs {release['gate']['reference']}: {table['wins']} wins, "
                            f"{table['losses']} losses, {table['ties']} ties. Largest differences:",
                            ["query id", "query", release["gate"]["reference"], "challenger"], rows))
+    return tables
+
+
+def _interval(row: dict) -> str:
+    return "n/a" if row.get("ci_low") is None else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+
+
+def _gate_tables(gate: dict) -> list[tuple[str, str, list[str], list[list[object]]]]:
+    """The release gate: one row per metric with its interval and margin, then one row per
+    slice with each metric's difference and interval (blocking slices first)."""
+    reference, settings = gate["reference"], gate["settings"]
+    level = f"{settings['confidence_level']:.0%}"
+    verdict = ("PASSED: the challenger may become the champion." if gate["passed"] else
+               "FAILED: the challenger is not promoted (" + "; ".join(gate["failures"]) + ").")
+    rows = [[r["metric"], r["reference"], r["challenger"], r.get("delta", ""), _interval(r), r["margin"], r["n_queries"],
+             "pass" if r["passed"] else "FAIL", r["why"]] for r in gate["rows"]]
+    tables = [(f"Release gate: challenger vs {reference}",
+               f"{verdict} Difference: challenger − {reference}, with its {level} paired bootstrap interval over the "
+               f"frozen queries ({settings['resamples']:,} resamples, seed {settings['seed']}). A metric fails when the "
+               "interval's lower bound is below −margin: the data must rule out a loss larger than the margin.",
+               ["metric", reference, "challenger", "difference", f"{level} interval", "margin", "queries", "verdict", "why"],
+               rows)]
+    if gate.get("slices"):
+        order = sorted(gate["slices"].items(), key=lambda item: (not item[1]["blocking"], item[0]))
+        rows = [[name, v["n_queries"], "yes" if v["blocking"] else "no",
+                 *(f"{r['delta']:+.4f} {_interval(r)}" if r.get("ci_low") is not None else "n/a" for r in v["rows"]),
+                 ("pass" if v["passed"] else "FAIL") if v["blocking"] else ("ok" if v["passed"] else "below margin")]
+                for name, v in order]
+        metrics = [r["metric"] for r in next(iter(gate["slices"].values()))["rows"]]
+        blocking = ", ".join(settings["blocking_slices"]) or "none"
+        tables.append(("Release gate by slice",
+                       f"The same intervals on each slice's own queries (blocking slices: {blocking}). Only a blocking "
+                       "slice can fail the gate; with a handful of queries an interval is wide, so read the others as "
+                       "where to look, not as verdicts.",
+                       ["slice", "queries", "blocking", *metrics, "verdict"], rows))
     return tables
 
 

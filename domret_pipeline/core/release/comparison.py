@@ -15,7 +15,7 @@ from ..evaluation.answers import evaluate_answers
 from ..evaluation.significance import paired_test
 from ..serving.dev_choice import pipeline_metrics
 from ..serving.search import SearchPipeline
-from .gate import gate
+from .gate import GateSettings, gate
 
 
 @dataclass
@@ -47,12 +47,13 @@ def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: s
 
 
 def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndToEndSystem],
-                     tolerances: dict[str, float], retrieval: dict[str, dict] | None = None) -> tuple[dict, dict]:
+                     settings: GateSettings, retrieval: dict[str, dict] | None = None) -> tuple[dict, dict]:
     """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. Retrieval
     metrics are those of each system's served pipeline; ``retrieval`` gives some already
     computed by the same pipeline (the challenger's, from the serving section), so a reranker
-    does not score the same candidates twice. Returns the
-    report section and the per-query rows (for the per-query file)."""
+    does not score the same candidates twice. The gate reads the per-query rows (not the
+    means): its intervals resample queries. Returns the report section and the per-query rows
+    (for the per-query file)."""
     qrels = labels.qrels_for(split)
     with_evidence = bool(labels.evidence)
     section: dict = {"systems": {}, "shadow": {}, "has_evidence": with_evidence}
@@ -78,8 +79,8 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
         section["systems"][name] = {"label": system.label or system.pipeline.config.label(), "metrics": summary}
         per_query[name] = rows
     reference = "champion" if "champion" in systems else "base"
-    passed, rows = gate(section["systems"]["challenger"]["metrics"], section["systems"][reference]["metrics"], tolerances)
-    section["gate"] = {"reference": reference, "passed": passed, "rows": rows, "tolerances": tolerances}
+    section["gate"] = {"reference": reference, **gate(per_query[reference], per_query["challenger"], settings,
+                                                     {q: s for q, s in labels.slices.items() if q in qrels})}
     for metric in ("ndcg@10", "citation_recall"):
         if all(metric in r for r in per_query[reference].values()):
             section["shadow"][metric] = shadow(per_query[reference], per_query["challenger"], metric, labels.queries)
@@ -92,11 +93,49 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
     return section, per_query
 
 
-def gate_summary(section: dict) -> str:
-    lines = [f"Release gate against the {section['gate']['reference']}: {'PASSED' if section['gate']['passed'] else 'FAILED'}"]
-    for row in section["gate"]["rows"]:
-        ref, new = row["reference"], row["challenger"]
-        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"  # noqa: E731
-        lines.append(f"- {row['metric']}: {fmt(ref)} → {fmt(new)} (tolerance {row['tolerance']:g}): {row['why']}")
-    return "\n".join(lines)
+def _number(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
+
+def interval_text(row: dict) -> str:
+    """``+0.0123 [-0.0101, +0.0350]``: the mean difference and its interval; ``n/a`` for a metric
+    that was not compared (the row's ``why`` says why)."""
+    if row.get("ci_low") is None:
+        return "n/a"
+    return f"{row['delta']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+
+
+def gate_summary(section: dict) -> str:
+    """The gate's verdict in a few lines (Dagster metadata, and what ``domret run`` prints when
+    the gate blocks): per metric the means, the difference with its interval, the margin and
+    the number of queries; then the slices that block, and the informational ones whose
+    interval crossed the margin."""
+    gate_ = section["gate"]
+    settings = gate_.get("settings", {})
+    level = f"{settings.get('confidence_level', 0.95):.0%}"
+    reference = gate_["reference"]
+    lines = [f"Release gate against the {reference}: {'PASSED' if gate_['passed'] else 'FAILED'} "
+             f"({level} paired bootstrap intervals of challenger − {reference} over {gate_.get('n_queries', '?')} "
+             f"queries, {settings.get('resamples', '?')} resamples; a metric fails when its lower bound is "
+             "below −margin)"]
+    for row in gate_["rows"]:
+        # .get: `domret run` may fall back to a report written before the gate had intervals
+        margin = row.get("margin", row.get("tolerance", math.nan))
+        lines.append(f"- {row['metric']}: {_number(row['reference'])} → {_number(row['challenger'])}, "
+                     f"difference {interval_text(row)}, margin {margin:g}, n={row.get('n_queries', '?')}: "
+                     f"{'pass' if row['passed'] else 'FAIL'} ({row['why']})")
+    slices = gate_.get("slices", {})
+    for name, verdict in slices.items():
+        if verdict["blocking"]:
+            failed = [r for r in verdict["rows"] if not r["passed"]]
+            lines.append(f"- slice {name} (blocking, n={verdict['n_queries']}): "
+                         + ("pass" if not failed else "FAIL on " + ", ".join(
+                             f"{r['metric']} {interval_text(r)}" for r in failed)))
+    informational = [name for name, v in slices.items() if not v["blocking"] and not v["passed"]]
+    if informational:
+        lines.append(f"- informational: {len(informational)} of {len(slices)} slices have an interval below the "
+                     f"margin ({', '.join(informational)}); they do not block")
+    for failure in gate_.get("failures", []):
+        if "no compared query carries it" in failure:
+            lines.append(f"- {failure}")
+    return "\n".join(lines)
