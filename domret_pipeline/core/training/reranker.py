@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..retrieval.cross_encoder import load_cross_encoder, merge_adapter
 from .early_stopping import keep_best_callback, training_arguments
+from .outcome import TrainerOutcome, count_parameters, loss_history
 
 DEV_METRIC = "dev_ndcg@10"
 LOSSES = ("mnrl", "lambda", "listnet", "bce")
@@ -90,19 +91,12 @@ class DevSample:
     relevant: list[str]
 
 
-@dataclass
-class RerankerOutcome:
-    model: object  # CrossEncoder with the LoRA adapter still attached (best state restored)
+@dataclass(kw_only=True)
+class RerankerOutcome(TrainerOutcome):
+    """``model`` is the CrossEncoder with the LoRA adapter still attached (best state restored)."""
+
     start_dev_score: float
     first_stage_dev_score: float
-    dev_score: float
-    best_epoch: float
-    dev_history: list[dict]
-    loss_history: list[dict]
-    trainable_parameters: int
-    total_parameters: int
-    seconds: float
-    train_precision: str = "fp32"
 
 
 def attach_lora(model, settings: RerankerSettings):
@@ -180,11 +174,6 @@ def dev_evaluator(samples: list[DevSample], batch_size: int = 32):
                                           batch_size=batch_size, write_csv=False)
 
 
-def count_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
-
-
 def train_reranker(
     base_model: str,
     examples: list[RerankExample],
@@ -225,13 +214,9 @@ def train_reranker(
     seconds = time.perf_counter() - started
     dev_score, best_epoch = keep_best.restore()
     model.eval()
-    loss_history = [
-        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
-        for e in trainer.state.log_history if "loss" in e
-    ]
     return RerankerOutcome(
         model=model, start_dev_score=start_score, first_stage_dev_score=first_stage_score, dev_score=dev_score,
-        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
+        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history(trainer),
         trainable_parameters=trainable, total_parameters=total, seconds=seconds, train_precision=train_precision,
     )
 
