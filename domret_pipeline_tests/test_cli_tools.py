@@ -16,7 +16,7 @@ from domret_pipeline.cli import bench, evaluate, gpu_tune, tune
 from domret_pipeline.definitions import ASSETS
 
 from .conftest import make_resources, make_small_dataset, publish
-from .test_pipeline import run_config
+from .graph_helpers import run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ("corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index")

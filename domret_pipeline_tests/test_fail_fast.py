@@ -11,7 +11,7 @@ from domret_pipeline.checks import ALL_CHECKS, frozen_split_is_clean
 from domret_pipeline.definitions import ASSETS
 
 from .conftest import make_resources
-from .test_pipeline import run_config
+from .graph_helpers import run_config
 
 
 def leaky_frozen_set(small_dataset, tiny_encoder, **labels_overrides):

@@ -38,7 +38,7 @@ from domret_pipeline.run_transactions import prepare_run, stores_from_resources
 
 from . import fault_injection
 from .conftest import make_resources, make_small_dataset, publish, write_jsonl
-from .test_pipeline import ASSET_NAMES, run_config
+from .graph_helpers import ASSET_NAMES, run_config
 
 KILLED_IN = ["corpus_chunks", "base_faiss_index", "embedding_checkpoint", "champion_release"]
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from domret_pipeline.core.feedback import store as feedback_store
 from domret_pipeline.core.feedback.store import FeedbackLabel, FeedbackStore
 
 from .conftest import make_resources, publish
-from .test_pipeline import run_config
+from .graph_helpers import run_config
 
 GOOD = [{"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant"},
         {"query": "Lyon batteries", "chunk_id": "fl-b#0", "label": "not_relevant", "created_at": "2026-11-01T00:00:00Z"},

@@ -1,7 +1,9 @@
-"""The asset graph, materialized in process on a small corpus with a tiny random encoder."""
+"""The asset graph, materialized in process on a small corpus with a tiny random encoder: the
+definitions, the whole graph with its lineage and MLflow runs, the release gate, an external
+frozen test set, the feedback loop and the embedding cache on a rebuild. Failed and
+quarantined runs are in test_pipeline_failures, the `domret` command in test_pipeline_cli."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,69 +16,8 @@ from domret_pipeline.core.manifests import DenseIndexManifest, HardNegativesMani
 from domret_pipeline.definitions import ASSETS, defs
 
 from .conftest import make_resources, publish
+from .graph_helpers import ASSET_NAMES, MARGINS, materialize, resources_with_feedback, run_config
 from .test_ui import assert_ui_metadata
-
-ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
-               "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
-               "evaluation_report", "champion_release", "labeling_queue"]
-
-
-def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
-    # split_salt "t1" puts q3, q4 in train, q5 in dev and q1, q2, q6 in test
-    labels = {"queries_path": str(data["queries"]), "qrels_path": str(data["qrels"]), "split_salt": "t1",
-              "evidence_path": str(data["evidence"]), "dev_fraction": 0.3, "test_fraction": 0.3, **labels_overrides}
-    return {"ops": {
-        "corpus_documents": {"config": {"path": str(data["corpus"])}},
-        "labeled_queries": {"config": labels},
-        "corpus_chunks": {"config": {"chunk_tokens": 16, "overlap_tokens": 4}},
-        "hard_negatives": {"config": {"range_min": 0, "range_max": 20, "num_negatives": 2, "max_positive_ratio": 1.0}},
-        "embedding_checkpoint": {"config": {"epochs": 1, "batch_size": 2, "max_seq_length": 64, "learning_rate": 1e-3,
-                                            "dev_random_chunks": 5}},
-        "reranker_adapter": {"config": {"base_model": str(reranker_base), "max_length": 64, "epochs": 1, "batch_size": 2,
-                                        "candidates": 6, "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
-        "serving_config": {"config": {"candidates": [4], "fusion_weights": [1.0], "depth": 20, "top_n": 3}},
-        # Random tiny models: gate loosely here; test_release_gate_blocks_a_worse_challenger gates strictly.
-        "evaluation_report": {"config": {"latency_queries": 3, **{f"margin_{m}": 1.0 for m in MARGINS}}},
-    }}
-
-
-MARGINS = ["ndcg", "citation_precision", "citation_recall", "faithfulness", "abstention_accuracy"]
-
-
-def resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset, rows: list[dict]) -> dict:
-    """Test resources whose feedback store holds ``rows`` (imported from a JSONL file) and whose
-    retrain requests carry the tiny graph's run config, as a deployment's DOMRET_RETRAIN_CONFIG does."""
-    import yaml
-
-    from domret_pipeline.core.feedback.files import read_feedback_file
-    from domret_pipeline.resources import FeedbackStoreResource
-
-    feedback_file = tmp_path / "feedback.jsonl"
-    feedback_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    deployment = tmp_path / "retrain.yaml"
-    deployment.write_text(yaml.safe_dump(run_config(small_dataset, tiny_encoder)))
-    resources = make_resources(tmp_path, tiny_encoder, mlflow_uri)
-    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db", retrain_min_labels=3,
-                                                  retrain_run_config=str(deployment))
-    store = resources["feedback"].store()
-    store.migrate()
-    assert store.add(read_feedback_file(feedback_file)).inserted == len(rows)
-    return resources
-
-
-def materialize(home, tiny_encoder, mlflow_uri, config, instance=None, raise_on_error=True):
-    """Materialize the graph and, when the run succeeded, publish it (as `domret run` does)."""
-    result = dg.materialize(
-        [*ASSETS, *ALL_CHECKS], resources=make_resources(home, tiny_encoder, mlflow_uri), run_config=config,
-        instance=instance, raise_on_error=raise_on_error,
-    )
-    if result.success:
-        assert publish(home, result.run_id, mlflow_uri).published
-    return result
-
-
-def refs(home: Path) -> dict[str, str]:
-    return {p.stem: p.read_text() for p in sorted((home / "refs").glob("*.json"))}
 
 
 def test_definitions_load_and_validate():
@@ -225,44 +166,6 @@ def test_release_gate_blocks_a_worse_challenger(tmp_path, tiny_encoder, mlflow_u
                    for n in json.loads(line)["negatives"] if n["source"] != "random")
 
 
-def test_failed_run_leaves_last_good_artifacts(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
-    with dg.instance_for_test() as instance:
-        assert materialize(tmp_path, tiny_encoder, mlflow_uri, run_config(small_dataset, tiny_encoder), instance).success
-        before = refs(tmp_path)
-        bad = small_dataset["root"] / "bad.jsonl"
-        bad.write_text(small_dataset["corpus"].read_text() + '{"_id": "x", "text": "broken\n')
-        config = run_config(small_dataset, tiny_encoder)
-        config["ops"]["corpus_documents"]["config"]["path"] = str(bad)
-        result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance, raise_on_error=False)
-        assert not result.success
-        failure = next(e for e in result.all_events if e.is_step_failure)
-        assert f"{bad}:7" in str(failure.event_specific_data.error.to_string())
-    assert refs(tmp_path) == before
-    for text in before.values():
-        ArtifactRef.from_json(text).verify()
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_uri)
-    runs = client.search_runs([client.get_experiment_by_name(f"test-{tmp_path.name}").experiment_id])
-    assert [r.info.status for r in runs if r.data.tags["dagster.run_id"] == result.run_id] == ["FAILED"]
-
-
-def test_quarantine_is_reported_in_metadata(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
-    corpus = small_dataset["corpus"]
-    corpus.write_text(corpus.read_text() + '{"_id": "slo-a", "text": "duplicate id"}\n{"_id": "e", "text": ""}\n')
-    config = run_config(small_dataset, tiny_encoder)
-    config["ops"]["corpus_documents"]["config"]["on_bad_rows"] = "quarantine"
-    result = dg.materialize(
-        [a for a in ASSETS if next(iter(a.specs)).key.to_user_string() == "corpus_documents"],
-        resources=make_resources(tmp_path, tiny_encoder, mlflow_uri),
-        run_config={"ops": {"corpus_documents": config["ops"]["corpus_documents"]}},
-    )
-    meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
-    assert meta["documents"].value == 6 and meta["quarantined_rows"].value == 2
-    table = meta["quarantine"].value
-    assert f"{corpus}" in table and "| 7 |" in table and "| 8 |" in table and "empty text" in table
-
-
 def test_external_frozen_test_set_replaces_hashed_split(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     root = small_dataset["root"]
     (root / "frozen_queries.jsonl").write_text(json.dumps({"_id": "f1", "text": "Lyon forklift speed"}) + "\n")
@@ -273,88 +176,6 @@ def test_external_frozen_test_set_replaces_hashed_split(tmp_path, tiny_encoder, 
     report_ref = ArtifactRef.from_json((tmp_path / "refs" / "evaluation_report.json").read_text())
     report = json.loads(Path(report_ref.path, "report.json").read_text())
     assert result.success and report["info"]["n_queries"] == 1
-
-
-def test_cli_runs_the_job_and_prints_the_report(tmp_path, tiny_encoder, small_dataset):
-    import yaml
-
-    config = run_config(small_dataset, tiny_encoder)
-    config["resources"] = {"embedding_model": {"config": {"model_name_or_path": str(tiny_encoder), "max_seq_length": 128}}}
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "DOMRET_HOME": str(tmp_path / "domret")}
-    (tmp_path / "dagster").mkdir()
-    cli = [sys.executable, "-m", "domret_pipeline.cli"]
-    run = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "| dense_tuned |" in run.stdout and "| bm25 |" in run.stdout
-    report = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(report.stdout)["info"]["split"] == "test"
-    # domret search serves the latest bundle, and the bundle of a named run
-    found = subprocess.run([*cli, "search", "Leeds forklift speed", "who approves exceptions", "--json", "--top-n", "2"],
-                           capture_output=True, text=True, env=env, timeout=300)
-    assert found.returncode == 0, found.stderr[-3000:]
-    results = json.loads(found.stdout)["results"]
-    assert [r["query"] for r in results] == ["Leeds forklift speed", "who approves exceptions"]
-    hit = results[0]["hits"][0]
-    assert hit["rank"] == 1 and hit["doc_id"] and hit["end"] > hit["start"] and "final" in hit["scores"]
-    assert "total" in results[0]["timings"]
-    run_id = run.stdout.split()[1]
-    named = subprocess.run([*cli, "search", "Leeds forklift speed", "--run", run_id], capture_output=True, text=True, env=env,
-                           timeout=300)
-    assert named.returncode == 0 and "1. " in named.stdout, named.stderr[-3000:]
-    missing = subprocess.run([*cli, "search", "x", "--run", "no-such-run"], capture_output=True, text=True, env=env)
-    assert missing.returncode == 1 and "no-such-run" in missing.stderr
-
-    # a bad corpus makes the CLI fail with the file and line, and the old report stays
-    config["ops"]["corpus_documents"]["config"]["path"] = str(tmp_path / "missing.jsonl")
-    config_path.write_text(yaml.safe_dump(config))
-    failed = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert failed.returncode == 1 and "corpus not found" in failed.stderr
-    again = subprocess.run([*cli, "report", "--json"], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(again.stdout) == json.loads(report.stdout)
-
-    # a second run with another bundle becomes champion v2; search follows the champion, and
-    # one rollback brings v1 back
-    def served_top_n():
-        out = subprocess.run([*cli, "search", "forklift", "--json"], capture_output=True, text=True, env=env, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout)["serving"]["top_n"]
-
-    assert served_top_n() == 3
-    config["ops"]["corpus_documents"]["config"]["path"] = str(small_dataset["corpus"])
-    config["ops"]["serving_config"]["config"]["top_n"] = 2
-    config_path.write_text(yaml.safe_dump(config))
-    second = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert served_top_n() == 2
-    listing = subprocess.run([*cli, "promote"], capture_output=True, text=True, env=env, check=True).stdout
-    assert "v1" in listing and "v2" in listing and "champion: v2" in listing
-    back = subprocess.run([*cli, "rollback"], capture_output=True, text=True, env=env)
-    assert back.returncode == 0 and "champion: v1" in back.stdout
-    assert served_top_n() == 3
-    again = subprocess.run([*cli, "rollback"], capture_output=True, text=True, env=env)
-    assert again.returncode == 1 and "no previous champion" in again.stderr
-    # a challenger the gate rejects: the CLI says why, and the champion stays
-    config["ops"]["serving_config"]["config"]["top_n"] = 4
-    config["ops"]["evaluation_report"]["config"].update({f"margin_{m}": -1.0 for m in MARGINS})
-    config_path.write_text(yaml.safe_dump(config))
-    blocked = subprocess.run([*cli, "run", "--config", str(config_path)], capture_output=True, text=True, env=env, timeout=600)
-    assert blocked.returncode == 1 and "Release gate against the champion: FAILED" in blocked.stderr, blocked.stderr[-2000:]
-    assert served_top_n() == 3
-
-
-def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
-    import pytest
-
-    from domret_pipeline.cli.common import asset_selection
-
-    names = lambda spec: sorted(k.to_user_string() for k in asset_selection(defs, spec))  # noqa: E731
-    assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "labeling_queue", "reranker_adapter",
-                                          "serving_config"]
-    assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
-    with pytest.raises(SystemExit, match="unknown asset 'nope'"):
-        asset_selection(defs, "nope+")
 
 
 def test_feedback_loop_end_to_end(tmp_path, tiny_encoder, mlflow_uri, small_dataset):

@@ -31,7 +31,7 @@ def test_each_precision_path_encodes_close_to_fp32(tiny_encoder, precision):
 def test_each_precision_path_scores_pairs_close_to_fp32(tiny_reranker_base, precision, tmp_path):
     if unavailable_reason(precision):
         pytest.skip(unavailable_reason(precision))
-    from domret_pipeline.core.training.reranker import load_cross_encoder, load_reranker, score_pairs
+    from domret_pipeline.core.retrieval.cross_encoder import load_cross_encoder, load_reranker, score_pairs
 
     model = load_cross_encoder(str(tiny_reranker_base), 64)
     model.save(str(tmp_path / "ce"))

@@ -106,7 +106,7 @@ def test_tiny_real_models_rank_the_same_in_the_report_and_in_search(tiny_encoder
     from domret_pipeline.core.retrieval.bm25 import BM25Index
     from domret_pipeline.core.retrieval.dense_index import DenseIndex, build_index
     from domret_pipeline.core.retrieval.encoder import encode, load_encoder
-    from domret_pipeline.core.training.reranker import load_cross_encoder
+    from domret_pipeline.core.retrieval.cross_encoder import load_cross_encoder
     from domret_pipeline_tests.conftest import make_small_dataset
 
     data = make_small_dataset(tmp_path / "data")

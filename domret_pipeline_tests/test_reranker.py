@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from domret_pipeline.config import RerankerConfig
+from domret_pipeline.core.retrieval.cross_encoder import load_adapter, load_cross_encoder, load_reranker, score_pairs
+from domret_pipeline.core.training.outcome import count_parameters
 from domret_pipeline.core.training.reranker import (
-    DevSample, RerankExample, RerankerSettings, attach_lora, count_parameters, load_adapter, load_cross_encoder,
-    load_reranker, save_adapter_and_merged, score_pairs, train_reranker,
+    DevSample, RerankExample, RerankerSettings, attach_lora, save_adapter_and_merged, train_reranker,
 )
 
 from .settings_helpers import settings_for

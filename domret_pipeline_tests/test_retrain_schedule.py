@@ -13,7 +13,7 @@ from domret_pipeline.definitions import ASSETS
 from domret_pipeline.jobs import retrain_job
 from domret_pipeline.sensors import weekly_retrain
 
-from .test_pipeline import resources_with_feedback, run_config
+from .graph_helpers import resources_with_feedback, run_config
 
 FEEDBACK = [
     {"query": "Leeds forklift speed", "doc_id": "fl-a", "label": "relevant", "user": "ana"},

@@ -39,7 +39,7 @@ def assert_ui_metadata(events: dict, report: dict, markdown: str) -> None:
     checkpoint = events["embedding_checkpoint"].metadata
     for key in ("loss_curve", "dev_curve"):
         assert_plot(checkpoint, key)
-    assert "| learning rate | 0.001 |" in checkpoint["model_card"].value  # test_pipeline's 1e-3, as configured
+    assert "| learning rate | 0.001 |" in checkpoint["model_card"].value  # graph_helpers.run_config's 1e-3, as configured
     assert re.search(r"\| dev nDCG@10 base → tuned \| \d\.\d{4} → \d\.\d{4} \|", checkpoint["model_card"].value)
     for key in ("similarity_dense_base", "similarity_dense_tuned", "norms", "abstention_curve", "abstention_reliability"):
         assert_plot(events["evaluation_report"].metadata, key)

@@ -116,7 +116,7 @@ def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
     """The parity check of the reranker's inference precisions on its dev reranking task; the
     precisions that pass are the ones serving_config may serve (within its latency budget)."""
     from ..core.retrieval.precision_choice import PrecisionChoice, choose_precision, reranker_trial, score_correlation
-    from ..core.training.reranker import load_reranker
+    from ..core.retrieval.cross_encoder import load_reranker
 
     if config.precision == "fp32":
         return choose_precision("fp32", None, score_correlation)
@@ -158,7 +158,7 @@ def serving_config(
     from ..core.retrieval.encoder import set_offline
     from ..core.serving.dev_choice import dev_order, select_on_dev
     from ..core.serving.search import SearchPipeline, variant_key
-    from ..core.training.reranker import load_reranker
+    from ..core.retrieval.cross_encoder import load_reranker
 
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
@@ -264,7 +264,7 @@ def _reranker_variants(config: ServingSelectionConfig, card: dict, merged: Path)
     that passed the reranker's parity check, times the token limits tried."""
     from ..core.retrieval.precision_choice import PrecisionChoice
     from ..core.serving.search import variant_key
-    from ..core.training.reranker import load_reranker
+    from ..core.retrieval.cross_encoder import load_reranker
 
     precisions = PrecisionChoice.from_dict(card["precision_choice"]).passed() if "precision_choice" in card else ["fp32"]
     lengths = list(config.rerank_max_lengths) or [None]

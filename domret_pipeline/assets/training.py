@@ -170,8 +170,8 @@ def _cross_scorer(config: MiningConfig, champion_and_bundle, chunks, queries: di
     champion's reranker reads passages as its bundle rendered them; a given cross-encoder as
     the mining index did (``with_title``)."""
     from ..core.data.chunking import passage_text
+    from ..core.retrieval.cross_encoder import load_cross_encoder, load_reranker, score_pairs
     from ..core.retrieval.encoder import model_fingerprint, resolve_model_path
-    from ..core.training.reranker import load_cross_encoder, load_reranker, score_pairs
 
     if config.cross_encoder == "champion":
         champion, bundle = champion_and_bundle

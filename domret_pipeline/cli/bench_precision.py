@@ -44,7 +44,7 @@ def cmd_bench_precision(args: argparse.Namespace) -> int:
     from ..core.retrieval.precision_choice import cosine_rows
     from ..core.serving.latency import time_pipeline
     from ..core.serving.search import SearchPipeline, ServingConfig
-    from ..core.training.reranker import load_cross_encoder, load_reranker
+    from ..core.retrieval.cross_encoder import load_cross_encoder, load_reranker
 
     refs = Path(args.refs)
     base_index_dir = artifact_dir(refs, "base_faiss_index")

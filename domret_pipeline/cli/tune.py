@@ -87,9 +87,10 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     offline()
     from ..config import RerankerConfig
     from ..core.retrieval.bm25 import BM25Index
+    from ..core.retrieval.cross_encoder import merge_adapter
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.serving.dev_choice import select_on_dev
-    from ..core.training.reranker import merge_adapter, save_adapter_and_merged, train_reranker
+    from ..core.training.reranker import save_adapter_and_merged, train_reranker
     from ..core.training.reranker_data import prepare
 
     refs = Path(args.refs)

@@ -168,7 +168,7 @@ def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], 
 
 def reranker_scorer(reranker, batch_size: int = 32) -> Callable[[str, list[str]], np.ndarray]:
     """The cross-encoder's logit for (query, sentence)."""
-    from ..training.reranker import score_pairs
+    from ..retrieval.cross_encoder import score_pairs
 
     return lambda query, sentences: score_pairs(reranker, query, sentences, batch_size)
 

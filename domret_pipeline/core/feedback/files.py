@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..data.loaders import iter_jsonl
 from ..errors import InputDataError, RowIssue
 from .store import LABELS, FeedbackLabel
 
@@ -74,24 +74,12 @@ def _truthy(value) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "y")
 
 
-def _rows(path: Path, text: str, issues: list[RowIssue]) -> list[tuple[int, dict]]:
+def _rows(path: Path, issues: list[RowIssue]) -> list[tuple[int, dict]]:
+    text = read_utf8(path)  # the whole file is UTF-8, or one issue naming the first bad line
     if path.suffix.lower() == ".csv":
         # Line numbers assume one physical line per record (header on line 1).
         return list(enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2))
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            issues.append(RowIssue(str(path), number, f"malformed JSON: {error.msg} (column {error.colno})"))
-            continue
-        if isinstance(row, dict):
-            rows.append((number, row))
-        else:
-            issues.append(RowIssue(str(path), number, "expected a JSON object"))
-    return rows
+    return list(iter_jsonl(path, issues))  # the corpus and labels' JSONL reader: bad lines as file:line issues
 
 
 def check_label(label: FeedbackLabel, known: KnownIds | None) -> str | None:
@@ -132,7 +120,7 @@ def read_feedback(path: str | Path, known: KnownIds | None = None, on_bad_rows: 
         raise FileNotFoundError(f"feedback file not found: {path}")
     issues: list[RowIssue] = []
     labels: list[FeedbackLabel] = []
-    for number, row in _rows(path, read_utf8(path), issues):
+    for number, row in _rows(path, issues):
         created = str(row.get("created_at") or row.get("timestamp") or "").strip()
         label = FeedbackLabel(
             query=str(row.get("query") or "").strip(),

@@ -182,7 +182,7 @@ def reranker_trial(samples, load: Callable[[str], object], batch_size: int = 32)
     """A trial function over the reranker's dev samples (query, first-stage candidates,
     relevant passages): reranking nDCG@10 at chunk level, the scores compared with fp32's."""
     from ..evaluation.metrics import evaluate_run, mean_metrics
-    from ..training.reranker import score_pairs
+    from .cross_encoder import score_pairs
 
     rows = [s for s in samples if s.relevant]
     if not rows:

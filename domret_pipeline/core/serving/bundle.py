@@ -27,7 +27,7 @@ class OpenBundle:
     def rerankers(self, variants: set[str]) -> dict:
         """The reranker at each variant (precision/token limit) named, loaded from the bundle's
         verified merged model; the one already open is reused for its own variant."""
-        from ..training.reranker import load_reranker
+        from ..retrieval.cross_encoder import load_reranker
 
         out = {}
         served = self.pipeline.config.variant()
@@ -72,7 +72,7 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
     reranker = None
     if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
-        from ..training.reranker import load_reranker
+        from ..retrieval.cross_encoder import load_reranker
 
         # The served variant's precision and token limit (fp32 at the trained length when the
         # served configuration does not rerank).

@@ -294,7 +294,7 @@ class SearchPipeline:
         return stages
 
     def _score_heads(self, model, queries: list[str], heads: list[list[str]], progress) -> list[dict[str, float]]:
-        from ..training.reranker import score_pair_list
+        from ..retrieval.cross_encoder import score_pair_list
 
         widest = max((len(h) for h in heads), default=1) or 1
         step = max(1, PAIRS_PER_CALL // widest) if progress is not None else max(len(queries), 1)

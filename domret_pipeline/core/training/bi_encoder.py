@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .early_stopping import keep_best_callback, training_arguments
+from .outcome import TrainerOutcome, count_parameters, loss_history
 
 DEV_METRIC = "dev_cosine_ndcg@10"
 LOSS_DIRECTIONS = ("query_to_doc", "doc_to_query", "query_to_query", "doc_to_doc")
@@ -73,19 +74,12 @@ class DevSet:
     relevant: dict[str, set[str]]
 
 
-@dataclass
-class TrainingOutcome:
-    model: object  # SentenceTransformer, best state restored (LoRA merged)
+@dataclass(kw_only=True)
+class TrainingOutcome(TrainerOutcome):
+    """``model`` is the SentenceTransformer, best state restored (LoRA merged)."""
+
     base_dev_score: float
-    dev_score: float  # of the returned model: the best epoch, or the last when none beat the base
-    best_epoch: float
-    dev_history: list[dict]
-    loss_history: list[dict]
-    trainable_parameters: int
-    total_parameters: int
-    seconds: float
     adapter_dir: str | None = None
-    train_precision: str = "fp32"  # what training ran in, after resolving auto
 
 
 def training_rows(rows: list[tuple[str, str, list[str]]], num_negatives: int):
@@ -205,8 +199,7 @@ def train_encoder(
     if settings.freeze_layers and settings.lora:
         raise ValueError("freeze_layers and lora both limit what trains: choose one")
     freeze_lower_layers(model, settings.freeze_layers)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable, total = count_parameters(model)
 
     directions = tuple(settings.loss_directions)
     if settings.loss == "cached_mnrl":
@@ -232,10 +225,6 @@ def train_encoder(
     # When no epoch beat the base model on dev, what training produced is returned and said so
     # (the embedding_checkpoint asset check warns; the release gate will not promote it).
     dev_score, best_epoch = keep_best.restore()
-    loss_history = [
-        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
-        for e in trainer.state.log_history if "loss" in e
-    ]
     adapter_dir = None
     if peft_model is not None:
         adapter_dir = str(work_dir / "lora_adapter")
@@ -243,7 +232,7 @@ def train_encoder(
         model[0].model = peft_model.merge_and_unload()  # merged weights for serving
     return TrainingOutcome(
         model=model, base_dev_score=base_dev_score, dev_score=dev_score,
-        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
+        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history(trainer),
         trainable_parameters=trainable, total_parameters=total, seconds=seconds, adapter_dir=adapter_dir,
         train_precision=train_precision,
     )

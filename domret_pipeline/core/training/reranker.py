@@ -21,7 +21,8 @@ Losses (``RerankerSettings.loss``):
   issue tried first and that learned only the base rate on SciFact.
 
 Training keeps the best state on the dev reranking nDCG@10 (early stopping), then writes the
-adapter (small) and a merged model for serving.
+adapter (small) and a merged model for serving. Loading a trained reranker and scoring with it
+is query-time code: :mod:`..retrieval.cross_encoder`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..retrieval.encoder import resolve_model_path
+from ..retrieval.cross_encoder import load_cross_encoder, merge_adapter
 from .early_stopping import keep_best_callback, training_arguments
+from .outcome import TrainerOutcome, count_parameters, loss_history
 
 DEV_METRIC = "dev_ndcg@10"
 LOSSES = ("mnrl", "lambda", "listnet", "bce")
@@ -89,30 +91,12 @@ class DevSample:
     relevant: list[str]
 
 
-@dataclass
-class RerankerOutcome:
-    model: object  # CrossEncoder with the LoRA adapter still attached (best state restored)
+@dataclass(kw_only=True)
+class RerankerOutcome(TrainerOutcome):
+    """``model`` is the CrossEncoder with the LoRA adapter still attached (best state restored)."""
+
     start_dev_score: float
     first_stage_dev_score: float
-    dev_score: float
-    best_epoch: float
-    dev_history: list[dict]
-    loss_history: list[dict]
-    trainable_parameters: int
-    total_parameters: int
-    seconds: float
-    train_precision: str = "fp32"
-
-
-def load_cross_encoder(name_or_path: str, max_length: int, seed: int = 42):
-    """A one-logit CrossEncoder; a bi-encoder folder gets a fresh head (seeded, so a run is
-    repeatable)."""
-    import torch
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    torch.manual_seed(seed)
-    path = resolve_model_path(name_or_path)
-    return CrossEncoder(path, num_labels=1, max_length=max_length, device="cpu", local_files_only=Path(path).is_dir())
 
 
 def attach_lora(model, settings: RerankerSettings):
@@ -126,51 +110,6 @@ def attach_lora(model, settings: RerankerSettings):
     )
     model[0].model = get_peft_model(model[0].model, config)
     return model[0].model
-
-
-def load_adapter(base_model: str, adapter_dir: str | Path, max_length: int):
-    """The base cross-encoder with a saved adapter (and its head) attached, for inference."""
-    from peft import PeftModel
-
-    model = load_cross_encoder(base_model, max_length)
-    model[0].model = PeftModel.from_pretrained(model[0].model, str(adapter_dir))
-    model.eval()
-    return model
-
-
-def merge_adapter(model) -> None:
-    """Fold the LoRA weights into the base weights in place (plain transformer for serving)."""
-    model[0].model = model[0].model.merge_and_unload()
-
-
-def load_reranker(folder: str | Path, max_length: int | None = None, precision: str = "fp32"):
-    """A merged reranker saved by :func:`save_adapter_and_merged` (a plain CrossEncoder
-    folder), running at ``precision`` (see :mod:`.retrieval.precision`)."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    from ..retrieval.precision import apply_precision
-
-    model = CrossEncoder(str(folder), device="cpu", local_files_only=True, max_length=max_length)
-    model.eval()
-    return apply_precision(model, precision, "cross_encoder")
-
-
-def score_pairs(model, query: str, passages: list[str], batch_size: int = 32):
-    """Raw relevance logits (no sigmoid), one per passage: fusion z-scores them per query."""
-    return score_pair_list(model, [(query, p) for p in passages], batch_size)
-
-
-def score_pair_list(model, pairs: list[tuple[str, str]], batch_size: int = 32):
-    """Raw logits of (query, passage) pairs, of any number of queries, in one call: the
-    cross-encoder sorts a call's pairs by length, so one large call pads less than many small ones."""
-    import numpy as np
-    import torch
-
-    if not pairs:
-        return np.zeros(0, dtype=np.float32)
-    scores = model.predict(pairs, batch_size=batch_size, activation_fn=torch.nn.Identity(),
-                           show_progress_bar=False, convert_to_numpy=True)
-    return np.asarray(scores, dtype=np.float32).reshape(-1)
 
 
 def _training_dataset(examples: list[RerankExample], settings: RerankerSettings):
@@ -235,11 +174,6 @@ def dev_evaluator(samples: list[DevSample], batch_size: int = 32):
                                           batch_size=batch_size, write_csv=False)
 
 
-def count_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
-
-
 def train_reranker(
     base_model: str,
     examples: list[RerankExample],
@@ -280,13 +214,9 @@ def train_reranker(
     seconds = time.perf_counter() - started
     dev_score, best_epoch = keep_best.restore()
     model.eval()
-    loss_history = [
-        {"step": int(e["step"]), "epoch": float(e.get("epoch", 0.0)), "loss": float(e["loss"])}
-        for e in trainer.state.log_history if "loss" in e
-    ]
     return RerankerOutcome(
         model=model, start_dev_score=start_score, first_stage_dev_score=first_stage_score, dev_score=dev_score,
-        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history,
+        best_epoch=best_epoch, dev_history=keep_best.history, loss_history=loss_history(trainer),
         trainable_parameters=trainable, total_parameters=total, seconds=seconds, train_precision=train_precision,
     )
 
