@@ -95,6 +95,8 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         for system in release["systems"].values():
             assert {"citation_precision", "citation_recall", "faithfulness", "abstention_accuracy",
                     "threshold"} <= set(system["metrics"])
+            # the answer step cites only sentences of the chunks it read: coverage bounds recall
+            assert system["metrics"]["citation_recall"] <= system["metrics"]["span_coverage"] <= 1.0
         assert (report_dir / "answers_challenger.jsonl").is_file() and (report_dir / "abstention_curve.png").is_file()
         assert "Release gate" in events["evaluation_report"].metadata["report"].value
         assert events["champion_release"].metadata["champion_version"].text == "1"
