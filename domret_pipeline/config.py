@@ -161,6 +161,11 @@ class EvaluationConfig(dg.Config):
         default=[], description="Release gate: query slices (the labels' `slice` field) whose own intervals may fail "
         "the gate; every other slice's verdict is informational.",
     )
+    first_release_rule: Literal["not_worse", "non_inferiority"] = Field(
+        default="not_worse", description="Release gate with no champion yet (the base model is the reference): "
+        "not_worse fails a metric only when its interval lies wholly below -margin (the challenger is shown worse "
+        "than the base); non_inferiority applies the champion rule (the lower bound must clear -margin).",
+    )
 
     def gate_settings(self, **core_only) -> GateSettings:
         from .core.release.gate import GateSettings

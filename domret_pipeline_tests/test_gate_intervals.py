@@ -200,3 +200,26 @@ def test_a_run_config_with_the_old_tolerance_keys_is_told_their_new_names(tmp_pa
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"domret: {config}:4: ops.evaluation_report.config.tolerance_ndcg: unknown key "
                       "(renamed to margin_ndcg; see the README's release gate section)")
+
+
+def test_a_first_release_is_blocked_only_when_shown_worse_than_the_base():
+    """With no champion the reference is the base model. A challenger whose citation recall is
+    noisy around an equal mean on 40 queries cannot be shown non-inferior (its interval is far
+    wider than the margin) but is not shown worse either: the first-release rule passes it,
+    the champion rule does not. A challenger clearly worse than the base fails both."""
+    rng = np.random.default_rng(5)
+    reference = rows_from(rng, 40)
+    noisy = {q: dict(r) for q, r in reference.items()}
+    flips = sorted(noisy)[:8]
+    for i, q in enumerate(flips):  # four queries lose their recall, four gain it: equal means
+        noisy[q]["citation_recall"] = 0.0 if i % 2 == 0 else 1.0
+        reference[q]["citation_recall"] = 1.0 if i % 2 == 0 else 0.0
+    first = gate(reference, noisy, settings(), first_release=True)
+    strict = gate(reference, noisy, settings(), first_release=False)
+    recall_first, recall_strict = by_metric(first)["citation_recall"], by_metric(strict)["citation_recall"]
+    assert recall_first["ci_low"] < -0.05 < recall_first["ci_high"]  # the data rule out neither
+    assert recall_first["passed"] and not recall_strict["passed"]
+    assert first["rule"] == "not_worse" and strict["rule"] == "non_inferiority"
+    worse = {q: {**r, "ndcg@10": 0.0} for q, r in reference.items()}  # every relevant document lost
+    assert not gate(reference, worse, settings(), first_release=True)["passed"]
+    assert not gate(reference, noisy, settings(first_release_rule="non_inferiority"), first_release=True)["passed"]

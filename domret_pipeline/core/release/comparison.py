@@ -80,7 +80,8 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
         per_query[name] = rows
     reference = "champion" if "champion" in systems else "base"
     section["gate"] = {"reference": reference, **gate(per_query[reference], per_query["challenger"], settings,
-                                                     {q: s for q, s in labels.slices.items() if q in qrels})}
+                                                     {q: s for q, s in labels.slices.items() if q in qrels},
+                                                     first_release=reference == "base")}
     for metric in ("ndcg@10", "citation_recall"):
         if all(metric in r for r in per_query[reference].values()):
             section["shadow"][metric] = shadow(per_query[reference], per_query["challenger"], metric, labels.queries)
@@ -116,8 +117,9 @@ def gate_summary(section: dict) -> str:
     reference = gate_["reference"]
     lines = [f"Release gate against the {reference}: {'PASSED' if gate_['passed'] else 'FAILED'} "
              f"({level} paired bootstrap intervals of challenger − {reference} over {gate_.get('n_queries', '?')} "
-             f"queries, {settings.get('resamples', '?')} resamples; a metric fails when its lower bound is "
-             "below −margin)"]
+             f"queries, {settings.get('resamples', '?')} resamples; "
+             + ("first release: a metric fails only when its upper bound is below −margin)"
+                if gate_.get("rule") == "not_worse" else "a metric fails when its lower bound is below −margin)")]
     for row in gate_["rows"]:
         # .get: `domret run` may fall back to a report written before the gate had intervals
         margin = row.get("margin", row.get("tolerance", math.nan))

@@ -50,6 +50,10 @@ class GateSettings:
     confidence_level: float
     bootstrap_seed: int
     blocking_slices: list[str]
+    # With no champion the reference is the base model, which serves no one: nothing can
+    # regress, so by default the first release is blocked only when it is shown worse than the
+    # base ("not_worse"); against a champion the data must rule out a loss ("non_inferiority").
+    first_release_rule: str
 
     def __post_init__(self):
         # checked here, when the config is read, rather than after the whole evaluation ran
@@ -66,7 +70,7 @@ class GateSettings:
     def describe(self) -> dict:
         return {"method": "paired bootstrap over queries, percentile interval", "resamples": self.bootstrap_resamples,
                 "confidence_level": self.confidence_level, "seed": self.bootstrap_seed, "margins": self.margins(),
-                "blocking_slices": list(self.blocking_slices)}
+                "blocking_slices": list(self.blocking_slices), "first_release_rule": self.first_release_rule}
 
 
 def missing_blocking_slices(settings: GateSettings, slices_in_split: set[str]) -> list[str]:
@@ -81,9 +85,10 @@ def _values(rows: dict[str, dict], qids: list[str], metric: str) -> np.ndarray:
 
 
 def _verdicts(reference: dict[str, dict], challenger: dict[str, dict], qids: list[str],
-              settings: GateSettings, whole: bool = True) -> list[dict]:
+              settings: GateSettings, whole: bool = True, rule: str = "non_inferiority") -> list[dict]:
     """One row per gated metric on the queries ``qids`` (``whole``: the whole split, else a
-    slice)."""
+    slice). ``rule``: ``non_inferiority`` (the lower bound must clear -margin) or ``not_worse``
+    (fail only when the upper bound is below -margin)."""
     margins = settings.margins()
     pairs = {m: (_values(reference, qids, m), _values(challenger, qids, m)) for m in GATED}
     intervals = paired_bootstrap(pairs, settings.bootstrap_resamples, settings.confidence_level, settings.bootstrap_seed)
@@ -106,27 +111,33 @@ def _verdicts(reference: dict[str, dict], challenger: dict[str, dict], qids: lis
             # faithfulness exist only for answers): abstention accuracy and recall judge that.
             row.update(passed=True, why="not comparable: the challenger answered none of these queries")
         else:
-            passed = interval.low >= -margin - _EPS
+            if rule == "not_worse":
+                passed = interval.high >= -margin - _EPS
+                why = (f"upper bound {interval.high:+.4f} ≥ -{margin:g}: not shown worse than the reference" if passed
+                       else f"upper bound {interval.high:+.4f} < -{margin:g}: worse than the reference by more than the margin")
+            else:
+                passed = interval.low >= -margin - _EPS
+                why = (f"lower bound {interval.low:+.4f} ≥ -{margin:g}" if passed else
+                       f"lower bound {interval.low:+.4f} < -{margin:g}: a loss larger than the margin is not ruled out")
             row.update(delta=interval.mean_difference, ci_low=interval.low, ci_high=interval.high,
                        n_reference=interval.n_reference, n_challenger=interval.n_challenger,
-                       undefined_resamples=interval.undefined_resamples, passed=passed,
-                       why=(f"lower bound {interval.low:+.4f} ≥ -{margin:g}" if passed else
-                            f"lower bound {interval.low:+.4f} < -{margin:g}: a loss larger than the margin "
-                            "is not ruled out"))
+                       undefined_resamples=interval.undefined_resamples, passed=passed, why=why)
         rows.append(row)
     return rows
 
 
 def gate(reference: dict[str, dict], challenger: dict[str, dict], settings: GateSettings,
-         slices: dict[str, str] | None = None) -> dict:
+         slices: dict[str, str] | None = None, first_release: bool = False) -> dict:
     """The verdict of challenger against reference from their per-query rows (query id ->
     metric -> value, None where the metric does not apply to that query), on the queries both
     were scored on. ``slices``: query id -> slice for the queries that carry one.
 
     Returns ``passed``, the per-metric ``rows``, the per-slice verdicts (``slices``) and
-    ``failures`` (one line per reason the gate failed)."""
+    ``failures`` (one line per reason the gate failed). ``first_release``: the reference is
+    the base model (no champion yet), judged by ``settings.first_release_rule``."""
+    rule = settings.first_release_rule if first_release else "non_inferiority"
     qids = sorted(set(reference) & set(challenger))
-    rows = _verdicts(reference, challenger, qids, settings)
+    rows = _verdicts(reference, challenger, qids, settings, rule=rule)
     failures = [f"{r['metric']}: {r['why']}" for r in rows if not r["passed"]]
     members: dict[str, list[str]] = {}
     for q in qids:
@@ -134,7 +145,7 @@ def gate(reference: dict[str, dict], challenger: dict[str, dict], settings: Gate
             members.setdefault(slices[q], []).append(q)
     by_slice = {}
     for name in sorted(members):
-        slice_rows = _verdicts(reference, challenger, members[name], settings, whole=False)
+        slice_rows = _verdicts(reference, challenger, members[name], settings, whole=False, rule=rule)
         blocking = name in settings.blocking_slices
         passed = all(r["passed"] for r in slice_rows)
         by_slice[name] = {"n_queries": len(members[name]), "blocking": blocking, "passed": passed, "rows": slice_rows}
@@ -143,4 +154,4 @@ def gate(reference: dict[str, dict], challenger: dict[str, dict], settings: Gate
     for name in missing_blocking_slices(settings, set(members)):
         failures.append(f"slice {name}: blocking, but no compared query carries it")
     return {"passed": not failures, "rows": rows, "slices": by_slice, "failures": failures, "n_queries": len(qids),
-            "settings": settings.describe()}
+            "rule": rule, "settings": settings.describe()}
