@@ -223,3 +223,13 @@ def test_a_first_release_is_blocked_only_when_shown_worse_than_the_base():
     worse = {q: {**r, "ndcg@10": 0.0} for q, r in reference.items()}  # every relevant document lost
     assert not gate(reference, worse, settings(), first_release=True)["passed"]
     assert not gate(reference, noisy, settings(first_release_rule="non_inferiority"), first_release=True)["passed"]
+
+
+def test_the_report_says_which_rule_decided():
+    reference = rows_from(np.random.default_rng(7), 30)
+    for first_release, words in ((True, "upper bound is below −margin"), (False, "lower bound is below −margin")):
+        result = {"reference": "base", **gate(reference, reference, settings(), first_release=first_release)}
+        release = {"systems": {}, "gate": result}
+        assert words in to_markdown({"info": {"split": "test", "n_queries": 30, "n_documents": 1, "n_chunks": 1,
+                                              "encoders": {}}, "systems": {}, "release": release})
+        assert ("first release" in gate_summary({"gate": result})) == first_release

@@ -150,8 +150,11 @@ def _gate_tables(gate: dict) -> list[tuple[str, str, list[str], list[list[object
              "pass" if r["passed"] else "FAIL", r["why"]] for r in gate["rows"]]
     tables = [(f"Release gate: challenger vs {reference}",
                f"{verdict} Difference: challenger − {reference}, with its {level} paired bootstrap interval over the "
-               f"frozen queries ({settings['resamples']:,} resamples, seed {settings['seed']}). A metric fails when the "
-               "interval's lower bound is below −margin: the data must rule out a loss larger than the margin.",
+               f"frozen queries ({settings['resamples']:,} resamples, seed {settings['seed']}). "
+               + ("First release (no champion yet): a metric fails only when the interval's upper bound is below "
+                  "−margin, the challenger shown worse than the base." if gate.get("rule") == "not_worse" else
+                  "A metric fails when the interval's lower bound is below −margin: the data must rule out a loss "
+                  "larger than the margin."),
                ["metric", reference, "challenger", "difference", f"{level} interval", "margin", "queries", "verdict", "why"],
                rows)]
     if gate.get("slices"):
