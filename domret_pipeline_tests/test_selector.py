@@ -1,0 +1,72 @@
+"""The evidence-trained sentence selector: its examples come from sentence evidence (never the
+frozen test split), a tiny model learns a toy evidence task, and its per-sentence threshold is
+chosen on dev."""
+
+import numpy as np
+
+from domret_pipeline.config import RerankerConfig
+from domret_pipeline.core.answers.selector import choose_sentence_threshold, selector_examples
+from domret_pipeline.core.data.documents import Document, Evidence, split_sentences
+from domret_pipeline.core.data.labels import LabeledQueries
+from domret_pipeline.core.retrieval.cross_encoder import score_pairs
+from domret_pipeline.core.training.reranker import train_reranker
+
+from .settings_helpers import settings_for
+
+SITES = ["Leeds", "Lyon", "Porto", "Memphis", "Durban", "Calgary"]
+
+
+def toy_handbook():
+    """Per site one page: the speed limit (evidence for the speed question), then two sentences
+    on the same topic that do not answer it."""
+    documents, queries, splits, qrels, evidence = {}, {}, {}, {}, []
+    for i, site in enumerate(SITES):
+        text = (f"Forklifts at {site} drive at most {5 + i} km/h in the aisles. "
+                f"The {site} forklift fleet is serviced every quarter. "
+                f"Operators at {site} renew their certificate every year.")
+        doc_id = f"fl-{site.lower()}"
+        documents[doc_id] = Document(doc_id, text, title=f"Forklifts at {site}", sentences=split_sentences(text))
+        qid = f"q-{site.lower()}"
+        queries[qid] = f"how fast may forklifts drive at {site}"
+        splits[qid] = "train" if i < 4 else ("dev" if i == 4 else "test")
+        qrels[qid] = {doc_id: 1}
+        evidence.append(Evidence(qid, doc_id, "SUPPORT", (0,)))
+    return LabeledQueries(queries, splits, qrels, evidence), documents
+
+
+def test_examples_come_from_evidence_and_never_from_the_test_split():
+    labels, documents = toy_handbook()
+    examples = selector_examples(labels, documents)
+    assert sorted(e.query for e in examples.train) == sorted(f"how fast may forklifts drive at {s}" for s in SITES[:4])
+    first = next(e for e in examples.train if "Leeds" in e.query)
+    assert first.positives == ["Forklifts at Leeds drive at most 5 km/h in the aisles."]
+    assert first.negatives == ["The Leeds forklift fleet is serviced every quarter.",
+                               "Operators at Leeds renew their certificate every year."]
+    assert len(examples.dev) == 1 and examples.dev[0].relevant == [documents["fl-durban"].sentence_text(0)]
+    assert all("Calgary" not in e.query for e in examples.train + examples.dev)  # Calgary is the test query
+    no_evidence = LabeledQueries(labels.queries, labels.splits, labels.qrels, [])
+    assert selector_examples(no_evidence, documents).train == [] and "no sentence evidence" in \
+        selector_examples(no_evidence, documents).reason
+
+
+def test_a_tiny_selector_learns_the_toy_evidence_task(tiny_reranker_base, tmp_path):
+    labels, documents = toy_handbook()
+    examples = selector_examples(labels, documents)
+    settings = settings_for(RerankerConfig, max_length=48, lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=30,
+                            batch_size=4, logging_steps=1, warmup_ratio=0.0, learning_rate=3e-3, num_negatives=2,
+                            in_batch_negatives=2, early_stopping_patience=100)
+    outcome = train_reranker(str(tiny_reranker_base), examples.train, examples.dev, settings, tmp_path / "work")
+    assert outcome.dev_score > outcome.first_stage_dev_score  # evidence listed last: it learned to lift it
+    # held out: the test site's evidence sentence now outscores its on-topic neighbours
+    calgary = documents["fl-calgary"]
+    scores = score_pairs(outcome.model, labels.queries["q-calgary"], [calgary.sentence_text(i) for i in range(3)])
+    assert int(np.argmax(scores)) == 0, scores
+
+
+def test_the_sentence_threshold_maximises_dev_f1():
+    scores = [0.9, 0.8, 0.7, 0.4, 0.35, 0.1]
+    truth = [True, True, False, True, False, False]
+    t, f1 = choose_sentence_threshold(scores, truth)
+    # >= 0.8 cites two of three (F1 0.8); >= 0.4 cites all three and one wrong (F1 0.857)
+    assert (t, round(f1, 3)) == (0.4, 0.857)
+    assert choose_sentence_threshold([0.2, 0.1], [False, False]) == (float("inf"), 0.0)
