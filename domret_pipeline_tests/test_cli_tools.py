@@ -188,3 +188,12 @@ def test_gpu_tune_prepare_bare_run_restore_and_training_step(published, tiny_enc
                  "--model", str(tiny_encoder), "--max-seq-length", "64"]) == 0
     step = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert step["rows"] == 2 and step["texts_per_row"] == 3 and step["step_seconds"] >= 0
+
+
+def test_tune_selector_refuses_labels_whose_only_evidence_is_in_the_frozen_split(published, tiny_reranker_base, capsys):
+    """The small data set's one evidence row belongs to a test query: the selector must not
+    train or tune on it, and says why in one line (its training is tested in test_selector)."""
+    argv = ["tune", "selector", "--refs", str(published), "--base-model", str(tiny_reranker_base), "--epochs", "1"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        "domret: tune selector: no training query has sentence evidence and another sentence of its documents to contrast")

@@ -7,7 +7,7 @@
     domret rollback                         restore the previous champion
     domret feedback import|add|migrate|queue  the feedback store and the labeling queue
 
-    domret tune embedding|reranker          one fine-tuning trial on dev, from a run's artifacts
+    domret tune embedding|reranker|selector one fine-tuning trial on dev, from a run's artifacts
     domret eval                             base vs tuned retrieval on the frozen split
     domret bench graph|precision|training-step  the figures BENCHMARKS.md records
     domret gpu-tune prepare|run|restore|report  the embedding recipe search on a borrowed GPU

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -131,6 +132,48 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_selector(args: argparse.Namespace) -> int:
+    """Train the evidence-trained sentence selector (core/answers/selector.py) on a finished
+    run's labels and documents, as the reranker trainer trains, and print its dev figures:
+    the ranking of each dev query's candidate sentences (evidence first) before and after,
+    and the per-sentence threshold with its dev F1."""
+    offline()
+    from ..config import RerankerConfig
+    from ..core.answers.selector import choose_sentence_threshold, selector_examples
+    from ..core.data.serialization import read_documents
+    from ..core.retrieval.cross_encoder import score_pairs
+    from ..core.training.reranker import train_reranker
+
+    refs = Path(args.refs)
+    labels, _ = labels_and_chunks(refs)
+    documents = {d.doc_id: d for d in read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")}
+    examples = selector_examples(labels, documents, args.max_negatives)
+    if not examples.train or not examples.dev:
+        print(f"domret: tune selector: {examples.reason or 'no dev query with evidence'}", file=sys.stderr)
+        return 1
+    config = RerankerConfig(**given(args, base_model="base_model", max_length="max_length", loss="loss",
+                                    num_negatives="num_negatives", in_batch_negatives="in_batch_negatives",
+                                    epochs="epochs", lr="learning_rate", batch_size="batch_size",
+                                    patience="early_stopping_patience"))
+    settings = config.settings()
+    with tempfile.TemporaryDirectory() as work:
+        outcome = train_reranker(config.base_model, examples.train, examples.dev, settings, Path(work))
+    scores, truth = [], []
+    for sample in examples.dev:
+        scores.extend(map(float, score_pairs(outcome.model, sample.query, sample.candidates)))
+        truth.extend(c in sample.relevant for c in sample.candidates)
+    threshold, f1 = choose_sentence_threshold(scores, truth)
+    print(json.dumps({
+        **stamp(args), "settings": settings.as_dict(),
+        "train_queries": len(examples.train), "dev_queries": len(examples.dev), "dev_sentences": len(scores),
+        "dev_sentence_ndcg@10_listed_order": round(outcome.first_stage_dev_score, 4),
+        "dev_sentence_ndcg@10_start": round(outcome.start_dev_score, 4),
+        "dev_sentence_ndcg@10": round(outcome.dev_score, 4), "best_epoch": outcome.best_epoch,
+        "threshold": threshold, "dev_sentence_f1": round(f1, 4), "train_seconds": round(outcome.seconds, 1),
+    }))
+    return 0
+
+
 def add_parsers(commands) -> list[argparse.ArgumentParser]:
     tune = commands.add_parser("tune", help="one fine-tuning trial on the dev split, from a finished run's artifacts")
     kinds = tune.add_subparsers(dest="kind", required=True)
@@ -173,4 +216,12 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     r.add_argument("--grid-candidates", type=int, nargs="+", default=[20, 50])
     r.add_argument("--save", help="keep the trained adapter and merged model in this folder")
     r.set_defaults(func=cmd_tune_reranker)
-    return [e, r]
+    s = kinds.add_parser("selector", help="train the evidence-trained sentence selector, print its dev figures",
+                         epilog="Unset options take the defaults of RerankerConfig (the selector trains as the reranker does).")
+    s.add_argument("--refs", default=".domret/scifact/refs", help="folder of a finished run's references")
+    s.add_argument("--max-negatives", type=int, default=8, help="non-evidence sentences per training query")
+    for flag, kind in (("--base-model", str), ("--loss", str), ("--epochs", int), ("--lr", float), ("--batch-size", int),
+                       ("--num-negatives", int), ("--in-batch-negatives", int), ("--max-length", int), ("--patience", int)):
+        s.add_argument(flag, type=kind, default=None)
+    s.set_defaults(func=cmd_tune_selector)
+    return [e, r, s]

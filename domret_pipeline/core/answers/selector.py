@@ -20,8 +20,8 @@ Labels without any evidence give no examples: :func:`selector_examples` says so 
 and the answer step keeps its current scorer.
 
 Not yet in the graph (issue 14, item 1): this module and its tests exist; the asset that
-trains it, the answer step that uses it (a scorer option chosen on dev) and a ``domret tune``
-command to measure it on SciFact are next.
+trains it and the answer step that uses it (a scorer option chosen on dev) are next;
+``domret tune selector`` trains it on a finished run's labels and prints its dev figures.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def selector_examples(labels: LabeledQueries, documents: dict[str, Document], ma
         elif split == "dev":
             out.dev.append(DevSample(query, negatives + positives, positives))  # evidence listed last
     if not out.train:
-        out.reason = "no training query has both evidence and another sentence of its documents"
+        out.reason = "no training query has sentence evidence and another sentence of its documents to contrast"
     return out
 
 
