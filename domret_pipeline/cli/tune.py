@@ -144,8 +144,10 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
     from ..core.retrieval.cross_encoder import score_pairs
     from ..core.training.reranker import train_reranker
 
+    from ..core.data.labels import LabeledQueries
+
     refs = Path(args.refs)
-    labels, _ = labels_and_chunks(refs)
+    labels = LabeledQueries.load(artifact_dir(refs, "labeled_queries"))  # sentences come from documents, not chunks
     documents = {d.doc_id: d for d in read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")}
     examples = selector_examples(labels, documents, args.max_negatives)
     if not examples.train or not examples.dev:
