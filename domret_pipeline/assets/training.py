@@ -9,7 +9,7 @@ import dagster as dg
 from ..config import FineTuneConfig, MiningConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_json
 from ..core.data.labels import LabeledQueries
-from ..core.data.serialization import read_chunks, read_jsonl, write_jsonl
+from ..core.data.serialization import read_chunks
 from ..core.evaluation.report import markdown_table
 from ..core.manifests import DenseIndexManifest, HardNegativesManifest, read_manifest, write_manifest
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
@@ -51,6 +51,7 @@ def hard_negatives(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.training.bi_encoder_data import train_split
+    from ..core.training.mining import write_mined
 
     set_offline(True)
     with mlflow.run(context, MINING_VERSION) as tracked:
@@ -105,10 +106,7 @@ def hard_negatives(
         pos_scores = np.array([s for q in result.queries for _, s, _ in q.positives])
         neg_scores = np.array([n["score"] for q in result.queries for n in q.negatives])
         with atomic_artifact_dir(artifacts.path(), "hard_negatives") as pending:
-            write_jsonl(pending.path / "mined.jsonl", (
-                {"query_id": q.query_id, "positives": [{"chunk_id": c, "score": s, "rule": r} for c, s, r in q.positives],
-                 "negatives": q.negatives} for q in result.queries
-            ))
+            write_mined(pending.path, result.queries)
             write_manifest(pending.path, HardNegativesManifest(
                 settings=settings, labeled_queries=labeled_queries.sha256, corpus_chunks=corpus_chunks.sha256,
                 base_faiss_index=base_faiss_index.sha256, encoder=manifest.encoder, mined_with=mined_with,
@@ -225,7 +223,7 @@ def embedding_checkpoint(
     from ..core.retrieval.encoder import set_offline
     from ..core.training.bi_encoder import train_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index
-    from ..core.training.mining import MinedQuery, MiningResult
+    from ..core.training.mining import MiningResult, read_mined
 
     set_offline(True)
     with mlflow.run(context, CHECKPOINT_VERSION) as tracked:
@@ -235,11 +233,7 @@ def embedding_checkpoint(
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         mining = read_manifest(hard_negatives.path, HardNegativesManifest)
-        mined = MiningResult(
-            [MinedQuery(r["query_id"], [(p["chunk_id"], p["score"], p["rule"]) for p in r["positives"]], r["negatives"])
-             for r in read_jsonl(Path(hard_negatives.path) / "mined.jsonl")],
-            Counter(mining.removed), mining.queries_without_negatives,
-        )
+        mined = MiningResult(read_mined(hard_negatives.path), Counter(mining.removed), mining.queries_without_negatives)
         index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
         # Passages as the base index rendered them: the tuned index renders them the same way.
         with_title = base_manifest.with_title

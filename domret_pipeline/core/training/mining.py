@@ -184,3 +184,29 @@ def _cross_check(qid: str, positive_ids: list[str], kept: list[dict], cross_scor
         else:
             survivors.append({**negative, "cross_score": score})
     return survivors
+
+
+MINED_FILE = "mined.jsonl"
+
+
+def write_mined(folder, queries: list[MinedQuery]) -> None:
+    """``mined.jsonl`` of a hard_negatives artifact: one row per query (its positives with the
+    rule that chose them, its negatives with source and rank)."""
+    from pathlib import Path
+
+    from ..data.serialization import write_jsonl
+
+    write_jsonl(Path(folder) / MINED_FILE, (
+        {"query_id": q.query_id, "positives": [{"chunk_id": c, "score": s, "rule": r} for c, s, r in q.positives],
+         "negatives": q.negatives} for q in queries
+    ))
+
+
+def read_mined(folder) -> list[MinedQuery]:
+    """The rows :func:`write_mined` wrote."""
+    from pathlib import Path
+
+    from ..data.serialization import read_jsonl
+
+    return [MinedQuery(r["query_id"], [(p["chunk_id"], p["score"], p["rule"]) for p in r["positives"]], r["negatives"])
+            for r in read_jsonl(Path(folder) / MINED_FILE)]
