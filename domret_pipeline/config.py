@@ -269,7 +269,11 @@ class FineTuneConfig(dg.Config):
         return derive(self, TrainingSettings, **core_only)
 
 
-class RerankerConfig(dg.Config):
+class CrossEncoderTrainingConfig(dg.Config):
+    """The cross-encoder trainer's knobs (``RerankerSettings``), shared by the two models it
+    trains: the passage reranker (:class:`RerankerConfig`) and the sentence selector
+    (:class:`SelectorConfig`, which changes some defaults)."""
+
     base_model: str = Field(
         default="packaged:all-MiniLM-L6-v2",
         description="Where the cross-encoder starts: the packaged MiniLM backbone (a fresh scoring head), "
@@ -281,12 +285,8 @@ class RerankerConfig(dg.Config):
         description="mnrl: softmax over positive, mined and in-batch negatives; lambda: LambdaLoss; "
         "listnet: ListNet; bce: pointwise binary cross-entropy.",
     )
-    candidates: int = Field(default=20, description="The tuned retriever's top-k chunks per training query.")
     num_negatives: int = Field(default=3, description="Mined negatives per training row (or per list).")
     in_batch_negatives: int = Field(default=3, description="mnrl: positives of other queries scored as negatives.")
-    max_positive_ratio: Optional[float] = Field(
-        default=None, description="Drop candidates scoring above this fraction of the weakest positive (None: keep all)."
-    )
     epochs: int = Field(default=1, description="Epochs of reranker training (one keeps the demo short; raise it for real corpora).")
     learning_rate: float = 5e-4
     batch_size: int = Field(
@@ -306,18 +306,49 @@ class RerankerConfig(dg.Config):
     train_precision: Literal["auto", "fp32", "bf16"] = Field(
         default="fp32", description="Mixed precision of training: bf16 where the device supports it natively (auto), or fp32."
     )
-    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        default="auto",
-        description="Inference precisions to check against fp32 on the dev reranking task (parity check); the ones "
-        "that pass are offered to serving_config, which picks within the latency budget.",
-    )
-    max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the adapter and the merged model to MLflow.")
 
     def settings(self, **core_only) -> RerankerSettings:
         from .core.training.reranker import RerankerSettings
 
         return derive(self, RerankerSettings, **core_only)
+
+
+class RerankerConfig(CrossEncoderTrainingConfig):
+    candidates: int = Field(default=20, description="The tuned retriever's top-k chunks per training query.")
+    max_positive_ratio: Optional[float] = Field(
+        default=None, description="Drop candidates scoring above this fraction of the weakest positive (None: keep all)."
+    )
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto",
+        description="Inference precisions to check against fp32 on the dev reranking task (parity check); the ones "
+        "that pass are offered to serving_config, which picks within the latency budget.",
+    )
+    max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
+
+
+class SelectorConfig(CrossEncoderTrainingConfig):
+    """The evidence-trained sentence selector (``core/answers/selector.py``): the reranker's
+    trainer on (query, sentence) pairs. Defaults differ from the reranker's where sentences
+    differ from passages (shorter; more examples per query, so more epochs pay)."""
+
+    start_from: Literal["base_model", "reranker"] = Field(
+        default="reranker",
+        description="reranker: LoRA on the trained passage reranker (its head too); base_model: a fresh scoring head "
+        "on base_model, adapted with LoRA. Chosen on the sample's dev (BENCHMARKS.md): the same dev sentence "
+        "ranking, a higher dev F1 at the chosen threshold.",
+    )
+    max_length: int = Field(default=128, description="Tokens of query + sentence the selector reads.")
+    epochs: int = Field(default=4, description="Epochs of selector training (best dev epoch kept).")
+    early_stopping_patience: int = Field(default=2, description="Epochs without dev sentence-ranking gain before stopping.")
+    max_negatives: int = Field(
+        default=8, description="Non-evidence sentences kept per training query (the trainer draws num_negatives per row)."
+    )
+    mined_negative_sentences: bool = Field(
+        default=True, description="Add sentences of the query's mined negative passages (hard_negatives) to the "
+        "non-evidence sentences of its relevant documents, interleaved.",
+    )
+    log_model_to_mlflow: bool = Field(default=False, description="Log the merged selector model to MLflow.")
 
 
 class ServingSelectionConfig(dg.Config):
@@ -344,11 +375,15 @@ class ServingSelectionConfig(dg.Config):
     rerank_max_lengths: list[int] = Field(
         default=[], description="Reranker token limits tried on dev (empty: the one it was trained with)."
     )
-    answer_scorer: Literal["auto", "reranker", "encoder"] = Field(
-        default="auto", description="What scores answer sentences: auto tries the bi-encoder and the reranker on dev and keeps the better."
+    answer_scorer: Literal["auto", "reranker", "encoder", "selector"] = Field(
+        default="auto", description="What scores answer sentences: auto tries the bi-encoder, the reranker and the "
+        "sentence selector (when it was trained) on dev and keeps the best.",
     )
     answer_passages: int = Field(default=3, description="Top passages whose sentences the answer step reads.")
-    answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer.")
+    answer_max_sentences: int = Field(default=2, description="Sentences (each citing itself) in an answer scored by the "
+                                      "bi-encoder or the reranker (a fixed count).")
+    selector_max_sentences: int = Field(default=4, description="The most sentences an answer scored by the sentence "
+                                        "selector cites; its per-sentence threshold (chosen on dev) decides how many.")
     abstention_target: Literal["accuracy", "citation_precision"] = Field(
         default="accuracy", description="What the dev-calibrated abstention threshold aims for: the best abstention accuracy, "
         "or the lowest threshold whose answered queries cite with at least abstention_min_citation_precision.",
@@ -373,6 +408,7 @@ class ServingSelectionConfig(dg.Config):
 SETTINGS_SOURCES = [
     (FineTuneConfig, "domret_pipeline.core.training.bi_encoder:TrainingSettings", ""),
     (RerankerConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
+    (SelectorConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (MiningConfig, "domret_pipeline.core.training.mining:MiningSettings", ""),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AnswerSettings", "answer_"),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AbstentionSettings", "abstention_"),
