@@ -4,12 +4,14 @@ chosen on dev."""
 
 import numpy as np
 
-from domret_pipeline.config import RerankerConfig
-from domret_pipeline.core.answers.selector import choose_sentence_threshold, selector_examples
+from domret_pipeline.config import SelectorConfig
+from domret_pipeline.core.answers.extractive import AnswerSettings, extractive_answer
+from domret_pipeline.core.answers.selector import choose_sentence_threshold, fit_selector, selector_examples
+from domret_pipeline.core.data.chunking import Chunk
 from domret_pipeline.core.data.documents import Document, Evidence, split_sentences
 from domret_pipeline.core.data.labels import LabeledQueries
+from domret_pipeline.core.evaluation.answers import with_threshold
 from domret_pipeline.core.retrieval.cross_encoder import score_pairs
-from domret_pipeline.core.training.reranker import train_reranker
 
 from .settings_helpers import settings_for
 
@@ -49,18 +51,62 @@ def test_examples_come_from_evidence_and_never_from_the_test_split():
         selector_examples(no_evidence, documents).reason
 
 
-def test_a_tiny_selector_learns_the_toy_evidence_task(tiny_reranker_base, tmp_path):
+def test_mined_passage_sentences_are_interleaved_with_the_documents_own():
+    labels, documents = toy_handbook()
+    mined = {"q-leeds": ["Lyon forklifts are serviced monthly.", "Forklifts at Leeds drive at most 5 km/h in the aisles."]}
+    leeds = next(e for e in selector_examples(labels, documents, 3, mined).train if "Leeds" in e.query)
+    # the trainer reads the first num_negatives: both kinds are among them; a positive is never a negative
+    assert leeds.negatives == ["The Leeds forklift fleet is serviced every quarter.", "Lyon forklifts are serviced monthly.",
+                               "Operators at Leeds renew their certificate every year."]
+
+
+def test_a_tiny_selector_learns_the_toy_evidence_task_and_its_threshold_is_chosen_on_dev(tiny_reranker_base, tmp_path):
     labels, documents = toy_handbook()
     examples = selector_examples(labels, documents)
-    settings = settings_for(RerankerConfig, max_length=48, lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=30,
+    settings = settings_for(SelectorConfig, max_length=48, lora_r=4, lora_alpha=8, lora_dropout=0.0, epochs=30,
                             batch_size=4, logging_steps=1, warmup_ratio=0.0, learning_rate=3e-3, num_negatives=2,
                             in_batch_negatives=2, early_stopping_patience=100)
-    outcome = train_reranker(str(tiny_reranker_base), examples.train, examples.dev, settings, tmp_path / "work")
-    assert outcome.dev_score > outcome.first_stage_dev_score  # evidence listed last: it learned to lift it
+    fit = fit_selector(examples, str(tiny_reranker_base), settings, tmp_path / "work")
+    assert fit.outcome.dev_score > fit.outcome.first_stage_dev_score  # evidence listed last: it learned to lift it
+    # the threshold is dev's: the one that maximises F1 over the dev query's sentences
+    dev = examples.dev[0]
+    dev_scores = score_pairs(fit.model, dev.query, dev.candidates)
+    assert (fit.threshold, fit.dev_f1) == choose_sentence_threshold(dev_scores, [c in dev.relevant for c in dev.candidates])
+    assert fit.dev_sentences == 3 and fit.dev_f1 > 0
     # held out: the test site's evidence sentence now outscores its on-topic neighbours
     calgary = documents["fl-calgary"]
-    scores = score_pairs(outcome.model, labels.queries["q-calgary"], [calgary.sentence_text(i) for i in range(3)])
+    scores = score_pairs(fit.model, labels.queries["q-calgary"], [calgary.sentence_text(i) for i in range(3)])
     assert int(np.argmax(scores)) == 0, scores
+
+
+def test_fit_refuses_labels_without_evidence_and_says_why(tmp_path):
+    labels, documents = toy_handbook()
+    examples = selector_examples(LabeledQueries(labels.queries, labels.splits, labels.qrels, []), documents)
+    import pytest
+
+    with pytest.raises(ValueError, match="no sentence evidence"):
+        fit_selector(examples, "unused", None, tmp_path)
+
+
+def test_the_answer_cites_what_clears_the_sentence_threshold_whenever_the_threshold_is_applied():
+    doc = Document("d", "A. B. C. D.", sentences=[(0, 2), (3, 5), (6, 8), (9, 11)])
+    hits = [Chunk("d#0", "d", 0, 0, 11, 0, 3, 8, "A. B. C. D.")]
+    score = lambda query, sentences: np.array([{"A.": 0.9, "B.": 0.5, "C.": 0.2, "D.": 0.6}[s] for s in sentences])  # noqa: E731
+    per_sentence = AnswerSettings(passages=1, max_sentences=4, sentence_threshold=0.55)
+    answer = extractive_answer("q", "?", hits, {"d": doc}, score, per_sentence)
+    assert [s.citations[0][1] for s in answer.sentences] == [0, 3]  # A and D clear 0.55; B and C do not
+    fixed = extractive_answer("q", "?", hits, {"d": doc}, score, AnswerSettings(1, 2))
+    assert [s.citations[0][1] for s in fixed.sentences] == [0, 3]  # a fixed count: the best two
+    # the best sentence is always cited when answering, even below the per-sentence threshold
+    high = AnswerSettings(1, 4, threshold=0.5, sentence_threshold=0.95)
+    assert [s.citations[0][1] for s in extractive_answer("q", "?", hits, {"d": doc}, score, high).sentences] == [0]
+    # abstaining here or afterwards (evaluation does) gives the same answer
+    for threshold in (0.1, 0.55, 0.95):
+        settings = AnswerSettings(1, 4, threshold=threshold, sentence_threshold=0.55)
+        now = extractive_answer("q", "?", hits, {"d": doc}, score, settings)
+        later = with_threshold(extractive_answer("q", "?", hits, {"d": doc}, score,
+                                                 AnswerSettings(1, 4, sentence_threshold=0.55)), threshold)
+        assert now == later, threshold
 
 
 def test_the_sentence_threshold_maximises_dev_f1():

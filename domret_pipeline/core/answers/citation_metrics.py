@@ -14,6 +14,8 @@ granularities:
 - **citation recall (coverage)**: the share of the gold evidence spans (sentence level) and of
   the gold evidence documents (document level) that the answer cites. An abstention on an
   answerable query covers nothing: recall 0.
+- **citation F1**: the harmonic mean of the mean precision and the mean recall, at each level
+  (ALCE's citation F1); computed from the means, so it has no per-query value.
 - **faithfulness**: the share of answer sentences supported by their own citations. For an
   extractive answer a sentence is supported when it is the text of a span it cites (exact);
   generated answers take a pluggable judge (``supported`` set on each sentence).
@@ -95,6 +97,9 @@ def aggregate(rows: dict[str, dict[str, float | None]]) -> dict[str, float]:
     for name in names:
         values = [r[name] for r in rows.values() if r.get(name) is not None]
         summary[name] = float(np.mean(values)) if values else float("nan")
+    for level in ("", "_doc"):
+        p, r = summary.get(f"citation_precision{level}", float("nan")), summary.get(f"citation_recall{level}", float("nan"))
+        summary[f"citation_f1{level}"] = float(2 * p * r / (p + r)) if p + r > 0 else (0.0 if p + r == 0 else float("nan"))
     should = np.array([r["answerable"] == 0.0 for r in rows.values()])
     did = np.array([r["abstained"] == 1.0 for r in rows.values()])
     summary["abstention_accuracy"] = float(np.mean(should == did)) if len(rows) else float("nan")

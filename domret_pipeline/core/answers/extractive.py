@@ -1,11 +1,15 @@
 """The default answer step: extractive, offline, and willing to abstain.
 
 Given a query and the passages the search pipeline returned, every sentence of the top
-``passages`` chunks is scored against the query (by the reranker or the bi-encoder: any
-``score(query, sentences) -> scores``). The best ``max_sentences`` sentences, in score order,
-become the answer, each citing itself as ``(document id, sentence index)``. When even the
-best sentence scores below ``threshold`` the answer is an abstention ("the corpus holds no
-evidence"). The threshold is calibrated on the dev split (:func:`calibrate_threshold`).
+``passages`` chunks is scored against the query (by the evidence-trained sentence selector, the
+reranker or the bi-encoder: any ``score(query, sentences) -> scores``). When even the best
+sentence scores below ``threshold`` the answer is an abstention ("the corpus holds no
+evidence"; the threshold is calibrated on the dev split). Otherwise the best sentence and, up
+to ``max_sentences`` in score order, those scoring at least ``sentence_threshold`` become the
+answer, each citing itself as ``(document id, sentence index)``: a fixed count for scorers
+without a per-sentence threshold, as many as clear it for the selector. Which sentences are
+cited does not depend on the abstention threshold, so an answer is the same whether the
+threshold is applied here or afterwards (evaluation applies it afterwards).
 
 Every answer records the chunks it was handed (``retrieved``) and the spans it cites, so an
 incident review can tell a retrieval miss from a citation miss.
@@ -31,14 +35,17 @@ class AnswerSettings:
     serving bundle records them, and :meth:`from_bundle` reads them back."""
 
     passages: int  # top chunks whose sentences are candidates
-    max_sentences: int
+    max_sentences: int  # the most sentences cited
     threshold: float = float("-inf")  # abstain when the best sentence scores below it (calibrated on dev)
+    # cite further sentences only at or above it (the selector's, chosen on dev); -inf: a fixed count
+    sentence_threshold: float = float("-inf")
 
     @classmethod
     def from_bundle(cls, bundle: dict) -> "AnswerSettings":
         """The answer step a serving bundle (``serving.json``) was chosen with."""
         answer = bundle["answer"]
-        return cls(answer["passages"], answer["max_sentences"], answer["threshold"])
+        return cls(answer["passages"], answer["max_sentences"], answer["threshold"],
+                   answer.get("sentence_threshold", float("-inf")))
 
 
 def chunk_sentences(hit, documents: dict[str, Document]) -> list[tuple[Span, str]]:
@@ -65,7 +72,8 @@ def extractive_answer(
     best = float(scores[order[0]])
     if best < settings.threshold:
         return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, best)
-    chosen = [spans[i] for i in order[: settings.max_sentences] if scores[i] >= settings.threshold]
+    chosen = [spans[i] for rank, i in enumerate(order[: settings.max_sentences])
+              if rank == 0 or scores[i] >= settings.sentence_threshold]
     return Answer(query_id, False, [AnswerSentence(candidates[s], [s]) for s in chosen], retrieved, best)
 
 
@@ -167,7 +175,8 @@ def encoder_scorer(encoder, batch_size: int = 64) -> Callable[[str, list[str]], 
 
 
 def reranker_scorer(reranker, batch_size: int = 32) -> Callable[[str, list[str]], np.ndarray]:
-    """The cross-encoder's logit for (query, sentence)."""
+    """A cross-encoder's logit for (query, sentence): the passage reranker's, or the sentence
+    selector's (the same kind of model, trained on sentence evidence)."""
     from ..retrieval.cross_encoder import score_pairs
 
     return lambda query, sentences: score_pairs(reranker, query, sentences, batch_size)

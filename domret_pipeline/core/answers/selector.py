@@ -16,24 +16,28 @@ Two choices are made on dev, never on test:
   "this sentence is evidence", so an answer cites as many sentences as clear it rather than a
   fixed count.
 
-Labels without any evidence give no examples: :func:`selector_examples` says so (``reason``)
-and the answer step keeps its current scorer.
+Negatives also come, when asked, from the query's mined negative passages (``hard_negatives``):
+sentences of on-topic but wrong documents, which is what the selector must score low for the
+abstention threshold to read its best score as "the corpus holds evidence".
 
-Not yet in the graph (issue 14, item 1): this module and its tests exist; the asset that
-trains it and the answer step that uses it (a scorer option chosen on dev) are next;
-``domret tune selector`` trains it on a finished run's labels and prints its dev figures.
+Labels without any evidence give no examples: :func:`selector_examples` says so (``reason``)
+and the answer step keeps its current scorer. :func:`fit_selector` is the one training path:
+the ``sentence_selector`` asset and ``domret tune selector`` both call it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from itertools import chain, zip_longest
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..data.documents import Document
 from ..data.labels import LabeledQueries
-from ..training.reranker import DevSample, RerankExample
+from ..training.reranker import DevSample, RerankerSettings, RerankExample
 
 
 @dataclass
@@ -49,10 +53,12 @@ def _sentences(doc: Document) -> list[str]:
     return [doc.sentence_text(i) for i in range(len(doc.sentences))] if doc.sentences else [doc.text]
 
 
-def selector_examples(labels: LabeledQueries, documents: dict[str, Document], max_negatives: int = 8) -> SelectorExamples:
+def selector_examples(labels: LabeledQueries, documents: dict[str, Document], max_negatives: int = 8,
+                      mined_sentences: dict[str, list[str]] | None = None) -> SelectorExamples:
     """Per train query with evidence: its evidence sentences as positives, up to
-    ``max_negatives`` other sentences of its relevant documents as negatives (in document
-    order: deterministic). Per dev query with evidence: every sentence of its relevant
+    ``max_negatives`` other sentences as negatives: those of its relevant documents, interleaved
+    with ``mined_sentences[query id]`` (sentences of its mined negative passages) when given, in
+    document order (deterministic). Per dev query with evidence: every sentence of its relevant
     documents as candidates, the evidence ones relevant."""
     if not labels.evidence:
         return SelectorExamples(reason="the labels carry no sentence evidence: the answer step keeps its scorer")
@@ -74,6 +80,10 @@ def selector_examples(labels: LabeledQueries, documents: dict[str, Document], ma
         if not positives:
             continue
         query = labels.queries[qid]
+        mined = [t for t in (mined_sentences or {}).get(qid, []) if t not in positives]
+        if mined and split == "train":
+            # interleaved: the trainer reads the first num_negatives, so both kinds are seen
+            negatives = [t for t in chain.from_iterable(zip_longest(negatives, mined)) if t is not None]
         if split == "train" and negatives:
             out.train.append(RerankExample(query, positives, negatives[:max_negatives]))
         elif split == "dev":
@@ -81,6 +91,16 @@ def selector_examples(labels: LabeledQueries, documents: dict[str, Document], ma
     if not out.train:
         out.reason = "no training query has sentence evidence and another sentence of its documents to contrast"
     return out
+
+
+def mined_negative_sentences(mined: Sequence, chunks_by_id: dict, documents: dict[str, Document]) -> dict[str, list[str]]:
+    """Query id -> the sentences of its mined negative passages (``MinedQuery`` rows of a
+    hard_negatives artifact), in mining order: the second kind of selector negative."""
+    from .extractive import chunk_sentences
+
+    return {m.query_id: [text for n in m.negatives if n["chunk_id"] in chunks_by_id
+                         for _, text in chunk_sentences(chunks_by_id[n["chunk_id"]], documents)]
+            for m in mined}
 
 
 def choose_sentence_threshold(scores: Sequence[float], is_evidence: Sequence[bool]) -> tuple[float, float]:
@@ -98,4 +118,40 @@ def choose_sentence_threshold(scores: Sequence[float], is_evidence: Sequence[boo
         f1 = 2 * tp / (chosen.sum() + truth.sum()) if tp else 0.0
         if f1 > best_f1 + 1e-12:
             best_t, best_f1 = float(t), f1
-    return best_t, best_f1
+    return best_t, float(best_f1)
+
+
+@dataclass
+class SelectorFit:
+    """A trained selector with what dev said about it."""
+
+    model: object  # the CrossEncoder, LoRA still attached (save with save_adapter_and_merged)
+    outcome: object  # the trainer's RerankerOutcome
+    threshold: float  # per-sentence, chosen on dev F1
+    dev_f1: float
+    dev_sentences: int
+    train_queries: int
+    dev_queries: int
+
+
+def fit_selector(examples: SelectorExamples, start_model: str, settings: RerankerSettings, work_dir: Path,
+                 progress_sink: Callable[[str], None] | None = None) -> SelectorFit:
+    """Train the selector from ``start_model`` (a bi-encoder or cross-encoder folder, or a
+    packaged name) with the reranker trainer, keeping the best dev epoch, then choose its
+    per-sentence threshold on the same dev sentences."""
+    from ..retrieval.cross_encoder import score_pairs
+    from ..training.reranker import train_reranker
+
+    if not examples.train or not examples.dev:
+        raise ValueError(examples.reason or "no dev query with sentence evidence: the selector's threshold cannot be chosen")
+    started = time.perf_counter()
+    outcome = train_reranker(start_model, examples.train, examples.dev, settings, work_dir, progress_sink=progress_sink)
+    scores, truth = [], []
+    for sample in examples.dev:
+        scores.extend(map(float, score_pairs(outcome.model, sample.query, sample.candidates)))
+        truth.extend(c in sample.relevant for c in sample.candidates)
+    threshold, f1 = choose_sentence_threshold(scores, truth)
+    if progress_sink:
+        progress_sink(f"selector: dev sentence F1 {f1:.4f} at threshold {threshold:.4f} "
+                      f"({time.perf_counter() - started:.0f} s)")
+    return SelectorFit(outcome.model, outcome, threshold, f1, len(scores), len(examples.train), len(examples.dev))
