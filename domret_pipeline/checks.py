@@ -5,6 +5,7 @@ from collections import Counter
 
 import dagster as dg
 
+from .assets.answers import sentence_selector
 from .assets.corpus import corpus_chunks
 from .assets.evaluation import evaluation_report
 from .assets.indexes import base_faiss_index, faiss_index
@@ -170,6 +171,22 @@ def reranker_beats_first_stage_on_dev(reranker_adapter: ArtifactRef) -> dg.Asset
 
 
 @dg.asset_check(
+    asset=sentence_selector,
+    description=(
+        "Warns when the trained sentence selector ranks each dev query's sentences (evidence first) no "
+        "better than it did before training; passes, saying why, when the labels had no evidence to train it."
+    ),
+)
+def selector_learned_on_dev(sentence_selector: ArtifactRef) -> dg.AssetCheckResult:
+    card = read_json(f"{sentence_selector.path}/card.json")
+    if not card["trained"]:
+        return dg.AssetCheckResult(passed=True, metadata={"trained": False, "reason": card["reason"]})
+    scores = {key: card[key] for key in ("dev_sentence_ndcg@10_start", "dev_sentence_ndcg@10")}
+    return _warn_when_below(scores, "dev_sentence_ndcg@10", ("dev_sentence_ndcg@10_start",), strictly_above=True,
+                            best_epoch=card["best_epoch"], dev_sentence_f1=card["dev_sentence_f1"])
+
+
+@dg.asset_check(
     asset=serving_config,
     blocking=True,
     description=(
@@ -217,5 +234,5 @@ def release_gate(evaluation_report: ArtifactRef) -> dg.AssetCheckResult:
 ALL_CHECKS = [
     chunk_spans_match_documents, base_index_matches_chunks, tuned_index_matches_chunks, frozen_split_is_clean,
     embedding_space_not_collapsed, tuned_not_below_base_on_dev, tuned_beats_baselines,
-    reranker_beats_first_stage_on_dev, served_not_below_first_stage_on_dev, release_gate,
+    reranker_beats_first_stage_on_dev, selector_learned_on_dev, served_not_below_first_stage_on_dev, release_gate,
 ]

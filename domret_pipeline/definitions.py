@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from . import locations
+from .assets.answers import sentence_selector
 from .assets.common import ARTIFACT_IO
 from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
@@ -30,7 +31,8 @@ from .sensors import feedback_sensor, weekly_retrain
 
 ASSETS = [
     corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
-    hard_negatives, embedding_checkpoint, faiss_index, reranker_adapter, serving_config, evaluation_report,
+    hard_negatives, embedding_checkpoint, faiss_index, reranker_adapter, sentence_selector, serving_config,
+    evaluation_report,
     champion_release, labeling_queue,
 ]
 

@@ -16,7 +16,8 @@ full_pipeline_job = dg.define_asset_job(
     description=(
         "Materialize the whole graph: the corpus (corpus_documents, corpus_chunks) and labeled_queries; "
         "the base_faiss_index and bm25_index; hard_negatives, the fine-tuned embedding_checkpoint and its "
-        "faiss_index; the LoRA reranker_adapter and the serving_config chosen on dev; the evaluation_report "
+        "faiss_index; the LoRA reranker_adapter, the evidence-trained sentence_selector and the serving_config "
+        "chosen on dev; the evaluation_report "
         "with its release gate; champion_release when the gate passes; and the labeling_queue."
     ),
 )

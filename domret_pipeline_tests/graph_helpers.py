@@ -13,7 +13,7 @@ from domret_pipeline.definitions import ASSETS
 from .conftest import make_resources, publish
 
 ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
-               "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "serving_config",
+               "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "sentence_selector", "serving_config",
                "evaluation_report", "champion_release", "labeling_queue"]
 
 
@@ -30,6 +30,8 @@ def run_config(data: dict, reranker_base: Path, **labels_overrides) -> dict:
                                             "dev_random_chunks": 5}},
         "reranker_adapter": {"config": {"base_model": str(reranker_base), "max_length": 64, "epochs": 1, "batch_size": 2,
                                         "candidates": 6, "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
+        "sentence_selector": {"config": {"base_model": str(reranker_base), "max_length": 48, "epochs": 1, "batch_size": 2,
+                                         "num_negatives": 2, "in_batch_negatives": 1, "lora_r": 4}},
         "serving_config": {"config": {"candidates": [4], "fusion_weights": [1.0], "depth": 20, "top_n": 3}},
         # Random tiny models: gate loosely here; test_release_gate_blocks_a_worse_challenger gates strictly.
         "evaluation_report": {"config": {"latency_queries": 3, **{f"margin_{m}": 1.0 for m in MARGINS}}},

@@ -84,6 +84,10 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         bundle = json.loads((Path(events["serving_config"].metadata["artifact_path"].value) / "serving.json").read_text())
         assert bundle["artifacts"]["reranker_adapter"]["sha256"] == events["reranker_adapter"].metadata["content_sha256"].value
         assert report["inputs"]["reranker_adapter"] == bundle["artifacts"]["reranker_adapter"]["sha256"]
+        # the small dataset's only evidence is a test query's: no selector, and the answer step says so
+        assert events["sentence_selector"].metadata["trained"].value is False
+        assert "selector" not in bundle["answer"]["scorers_tried"]
+        assert any(r.startswith("sentence selector not tried: ") for r in bundle["answer"]["reasons"])
         # end to end: base and challenger answered with citations; no champion yet, so the gate
         # compared the challenger with the base model, passed, and the bundle became champion v1
         release = report["release"]

@@ -87,7 +87,7 @@ def test_cli_selection_resolves_downstream_and_rejects_unknown_assets():
 
     names = lambda spec: sorted(k.to_user_string() for k in asset_selection(defs, spec))  # noqa: E731
     assert names("reranker_adapter+") == ["champion_release", "evaluation_report", "labeling_queue", "reranker_adapter",
-                                          "serving_config"]
+                                          "sentence_selector", "serving_config"]
     assert names("hard_negatives, faiss_index") == ["faiss_index", "hard_negatives"]
     with pytest.raises(SystemExit, match="unknown asset 'nope'"):
         asset_selection(defs, "nope+")

@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "6"  # 6: the release gate decides on bootstrap intervals, per slice too
+REPORT_VERSION = "7"  # 7: answers by the sentence selector; the bi-encoder answer step beside it
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -43,6 +43,8 @@ def evaluation_report(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
+    from dataclasses import replace
+
     from ..core.answers.extractive import AbstentionSettings, AnswerSettings, encoder_scorer
     from ..core.artifacts import read_json
     from ..core.data.serialization import read_documents
@@ -125,33 +127,41 @@ def evaluation_report(
             generator = OpenAICompatibleGenerator(config.generator_base_url, config.generator_model,
                                                   os.environ.get(config.generator_api_key_env, ""))
 
-        def end_to_end(name, opened, threshold, label=""):
+        def end_to_end(name, opened, label=""):
             return EndToEndSystem(name, opened.pipeline, opened.documents or documents, opened.scorer(),
-                                  AnswerSettings(settings.passages, settings.max_sentences, threshold), label, generator)
+                                  AnswerSettings.from_bundle(opened.bundle), label, generator)
 
+        # The bi-encoder's answer settings (a fixed count of sentences) as serving_config tried them.
+        encoder_tried = serving["answer"].get("scorers_tried", {}).get("encoder", {})
+        fixed = replace(settings, max_sentences=encoder_tried.get("max_sentences", settings.max_sentences),
+                        sentence_threshold=float("-inf"))
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
                                        bm25, None, with_title[BASE])
         base_scorer = encoder_scorer(systems[0].encoder)
         # the base model's threshold is calibrated for the same target as the challenger's
-        base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, settings,
+        base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, fixed,
                                       AbstentionSettings.from_bundle(serving))
         e2e = {
-            "base": EndToEndSystem("base", base_pipeline, documents, base_scorer,
-                                   AnswerSettings(settings.passages, settings.max_sentences, base_threshold),
+            "base": EndToEndSystem("base", base_pipeline, documents, base_scorer, replace(fixed, threshold=base_threshold),
                                    "dense (base encoder)", generator),
-            "challenger": end_to_end("challenger", challenger, settings.threshold),
+            "challenger": end_to_end("challenger", challenger),
         }
+        if serving["answer"].get("scorer", "encoder") != "encoder" and "threshold" in encoder_tried and generator is None:
+            # the same searches answered with bi-encoder sentence scores: what the served scorer changed
+            e2e["challenger_encoder"] = EndToEndSystem(
+                "challenger_encoder", challenger.pipeline, challenger.documents or documents, challenger.scorer("encoder"),
+                replace(fixed, threshold=encoder_tried["threshold"]), "challenger, bi-encoder sentence scores")
         registry = mlflow.registry()
         champion = registry.champion() if registry else None
         if champion is not None:
             ArtifactRef(champion.serving_config["path"], champion.serving_config["sha256"]).verify()
             opened = open_bundle(champion.serving_config["path"], load_all=True)
-            e2e["champion"] = end_to_end("champion", opened, AnswerSettings.from_bundle(opened.bundle).threshold,
-                                         f"v{champion.version}: {opened.pipeline.config.label()}")
+            e2e["champion"] = end_to_end("champion", opened, f"v{champion.version}: {opened.pipeline.config.label()}")
             inputs["champion_version"] = champion.version
             inputs["champion_serving_config"] = champion.serving_config["sha256"]
         report["release"], release_per_query = evaluate_release(labels, config.split, e2e, gate_settings,
-                                                                {"challenger": serving_per_query["served"]})
+                                                                {"challenger": serving_per_query["served"],
+                                                                 "challenger_encoder": serving_per_query["served"]})
         per_query.update({f"release:{name}": rows for name, rows in release_per_query.items()})
         inputs["corpus_documents"] = corpus_documents.sha256
         report["inputs"] = inputs

@@ -145,6 +145,7 @@ def serving_config(
     faiss_index: ArtifactRef,
     bm25_index: ArtifactRef,
     reranker_adapter: ArtifactRef,
+    sentence_selector: ArtifactRef,
     labeled_queries: ArtifactRef,
     corpus_chunks: ArtifactRef,
     corpus_documents: ArtifactRef,
@@ -163,7 +164,8 @@ def serving_config(
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
         refs = {"faiss_index": faiss_index, "bm25_index": bm25_index, "reranker_adapter": reranker_adapter,
-                "corpus_chunks": corpus_chunks, "labeled_queries": labeled_queries, "corpus_documents": corpus_documents}
+                "sentence_selector": sentence_selector, "corpus_chunks": corpus_chunks, "labeled_queries": labeled_queries,
+                "corpus_documents": corpus_documents}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": r.sha256 for k, r in refs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
@@ -198,32 +200,36 @@ def serving_config(
                   "ruled_out": s.get("ruled_out")} for label, s in scored.items()]
         # The answer step of this configuration: its sentence scorer and abstention threshold,
         # both chosen on dev. The threshold meets the abstention target (by default the best dev
-        # abstention accuracy; or a dev citation precision, answering as much as it allows); the scorer (the
-        # bi-encoder, or the reranker when it is trained) maximises the dev answer quality:
-        # the mean of citation precision, citation recall and abstention accuracy.
+        # abstention accuracy; or a dev citation precision, answering as much as it allows); the
+        # scorer (the bi-encoder, the reranker when it is trained, the sentence selector when the
+        # labels had evidence to train it) maximises the dev answer quality: the mean of citation
+        # precision, citation recall and abstention accuracy.
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
-        answer_settings = config.answer_settings()
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
-        options = {"encoder": encoder_scorer(encoder)}
-        if reranker is not None and config.answer_scorer != "encoder":
-            options["reranker"] = reranker_scorer(reranker)
-        if config.answer_scorer == "reranker" and reranker is not None:
-            options.pop("encoder")
+        options, eligible, answer_reasons = _answer_options(config, encoder, reranker, Path(sentence_selector.path))
         target = config.abstention_settings()
         tried = {}
-        for name, fn in options.items():
-            threshold_for, summary, reached = calibrate_and_score(pipeline, labels, "dev", documents, fn, answer_settings,
+        for name, (fn, settings_for) in options.items():
+            threshold_for, summary, reached = calibrate_and_score(pipeline, labels, "dev", documents, fn, settings_for,
                                                                   target)
             tried[name] = {"threshold": threshold_for, "dev": summary, "quality": answer_quality(summary),
-                           "calibration": reached}
-        scorer = max(tried, key=lambda n: (tried[n]["quality"], n == "encoder"))  # ties: the cheaper bi-encoder
+                           "calibration": reached, "settings": settings_for}
+        # ties: the cheaper bi-encoder
+        scorer = max(eligible, key=lambda n: (tried[n]["quality"], n == "encoder", n))
+        answer_reasons.append(f"answer scorer {scorer}: dev answer quality {tried[scorer]['quality']:.4f}; tried "
+                              + ", ".join(f"{n} {t['quality']:.4f}" + ("" if n in eligible else " (not eligible)")
+                                          for n, t in tried.items()))
         threshold = tried[scorer]["threshold"]
+        answer_settings = tried[scorer]["settings"]
         dev_accuracy = tried[scorer]["dev"].get("abstention_accuracy", float("nan"))
         answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
                   "abstention_target": {"target": target.target, "min_citation_precision": target.min_citation_precision},
                   "calibration": tried[scorer]["calibration"],
                   "passages": answer_settings.passages, "max_sentences": answer_settings.max_sentences,
+                  "sentence_threshold": answer_settings.sentence_threshold, "reasons": answer_reasons,
                   "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
+                                        "max_sentences": t["settings"].max_sentences,
+                                        "sentence_threshold": t["settings"].sentence_threshold,
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {
@@ -247,6 +253,7 @@ def serving_config(
             "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in chosen.reasons)),
             "dev_ndcg@10_served": dg.MetadataValue.float(round(dev_scores[chosen.label()], 4)),
             "answer_scorer": scorer,
+            "answer_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in answer_reasons)),
             "answer_scorers_tried": dg.MetadataValue.md(markdown_table(
                 ["scorer", "dev quality", *ANSWER_SELECTION, "threshold"],
                 [[n, t["quality"], *(t["dev"].get(k, float("nan")) for k in ANSWER_SELECTION), t["threshold"]]
@@ -257,6 +264,42 @@ def serving_config(
                 ["configuration", "nDCG@10", "MRR@10", "Recall@10", "p50 ms", "p95 ms", "p99 ms", "ruled out"], rows)),
             "latency_budget_ms": dg.MetadataValue.float(config.latency_budget_ms or float("nan")),
         })
+
+
+def _answer_options(config: ServingSelectionConfig, encoder, reranker, selector_dir: Path) -> tuple[dict, set, list[str]]:
+    """The answer scorers serving_config calibrates on dev, each with its answer settings: the
+    bi-encoder and the reranker cite a fixed count; the sentence selector cites what clears its
+    dev-chosen per-sentence threshold (at most ``selector_max_sentences``). The bi-encoder is
+    always calibrated (the fallback, and the report's "before" of the answer step); the ones
+    ``answer_scorer`` allows may serve. Returns the options, those eligible to serve, and why
+    any was left out."""
+    from dataclasses import replace
+
+    from ..core.answers.extractive import encoder_scorer, reranker_scorer
+    from ..core.artifacts import read_json
+    from ..core.retrieval.cross_encoder import load_reranker
+
+    fixed = config.answer_settings()
+    wanted = {"auto": {"encoder", "reranker", "selector"}}.get(config.answer_scorer, {config.answer_scorer})
+    options, reasons = {"encoder": (encoder_scorer(encoder), fixed)}, []
+    card = read_json(selector_dir / "card.json")
+    if "selector" in wanted:
+        if card["trained"]:
+            selector = load_reranker(selector_dir / "merged", card["max_length"], "fp32")
+            options["selector"] = (reranker_scorer(selector), replace(fixed, max_sentences=config.selector_max_sentences,
+                                                                      sentence_threshold=card["threshold"]))
+        else:
+            reasons.append(f"sentence selector not tried: {card['reason']}")
+    if "reranker" in wanted:
+        if reranker is not None:
+            options["reranker"] = (reranker_scorer(reranker), fixed)
+        else:
+            reasons.append("reranker not tried as the answer scorer: none loaded (allow_rerank false)")
+    eligible = wanted & set(options)
+    if not eligible:
+        reasons.append(f"answer_scorer {config.answer_scorer} unavailable: the bi-encoder scores answers")
+        eligible = {"encoder"}
+    return options, eligible, reasons
 
 
 def _reranker_variants(config: ServingSelectionConfig, card: dict, merged: Path) -> dict:

@@ -133,45 +133,46 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_selector(args: argparse.Namespace) -> int:
-    """Train the evidence-trained sentence selector (core/answers/selector.py) on a finished
-    run's labels and documents, as the reranker trainer trains, and print its dev figures:
-    the ranking of each dev query's candidate sentences (evidence first) before and after,
-    and the per-sentence threshold with its dev F1."""
+    """Train the evidence-trained sentence selector as the ``sentence_selector`` asset does
+    (:func:`..core.answers.selector.fit_selector`) on a finished run's artifacts, and print its
+    dev figures: the ranking of each dev query's candidate sentences (evidence first) in listed
+    order, at the start and after training, and the per-sentence threshold with its dev F1."""
     offline()
-    from ..config import RerankerConfig
-    from ..core.answers.selector import choose_sentence_threshold, selector_examples
-    from ..core.data.serialization import read_documents
-    from ..core.retrieval.cross_encoder import score_pairs
-    from ..core.training.reranker import train_reranker
-
+    from ..config import SelectorConfig
+    from ..core.answers.selector import fit_selector, mined_negative_sentences, selector_examples
     from ..core.data.labels import LabeledQueries
+    from ..core.data.serialization import read_chunks, read_documents
+    from ..core.training.mining import read_mined
 
     refs = Path(args.refs)
-    labels = LabeledQueries.load(artifact_dir(refs, "labeled_queries"))  # sentences come from documents, not chunks
+    config = SelectorConfig(**given(args, base_model="base_model", max_length="max_length", loss="loss",
+                                    num_negatives="num_negatives", in_batch_negatives="in_batch_negatives",
+                                    epochs="epochs", lr="learning_rate", batch_size="batch_size",
+                                    patience="early_stopping_patience", start_from="start_from",
+                                    max_negatives="max_negatives", mined="mined_negative_sentences"))
+    labels = LabeledQueries.load(artifact_dir(refs, "labeled_queries"))
     documents = {d.doc_id: d for d in read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")}
-    examples = selector_examples(labels, documents, args.max_negatives)
+    mined = None
+    if config.mined_negative_sentences:
+        chunks = {c.chunk_id: c for c in read_chunks(artifact_dir(refs, "corpus_chunks") / "chunks.jsonl")}
+        mined = mined_negative_sentences(read_mined(artifact_dir(refs, "hard_negatives")), chunks, documents)
+    examples = selector_examples(labels, documents, config.max_negatives, mined)
     if not examples.train or not examples.dev:
         print(f"domret: tune selector: {examples.reason or 'no dev query with evidence'}", file=sys.stderr)
         return 1
-    config = RerankerConfig(**given(args, base_model="base_model", max_length="max_length", loss="loss",
-                                    num_negatives="num_negatives", in_batch_negatives="in_batch_negatives",
-                                    epochs="epochs", lr="learning_rate", batch_size="batch_size",
-                                    patience="early_stopping_patience"))
+    start_model = str(artifact_dir(refs, "reranker_adapter") / "merged") if config.start_from == "reranker" else config.base_model
     settings = config.settings()
     with tempfile.TemporaryDirectory() as work:
-        outcome = train_reranker(config.base_model, examples.train, examples.dev, settings, Path(work))
-    scores, truth = [], []
-    for sample in examples.dev:
-        scores.extend(map(float, score_pairs(outcome.model, sample.query, sample.candidates)))
-        truth.extend(c in sample.relevant for c in sample.candidates)
-    threshold, f1 = choose_sentence_threshold(scores, truth)
+        fit = fit_selector(examples, start_model, settings, Path(work))
+    outcome = fit.outcome
     print(json.dumps({
-        **stamp(args), "settings": settings.as_dict(),
-        "train_queries": len(examples.train), "dev_queries": len(examples.dev), "dev_sentences": len(scores),
+        **stamp(args), "start_from": config.start_from, "mined_negative_sentences": config.mined_negative_sentences,
+        "max_negatives": config.max_negatives, "settings": settings.as_dict(),
+        "train_queries": fit.train_queries, "dev_queries": fit.dev_queries, "dev_sentences": fit.dev_sentences,
         "dev_sentence_ndcg@10_listed_order": round(outcome.first_stage_dev_score, 4),
         "dev_sentence_ndcg@10_start": round(outcome.start_dev_score, 4),
         "dev_sentence_ndcg@10": round(outcome.dev_score, 4), "best_epoch": outcome.best_epoch,
-        "threshold": threshold, "dev_sentence_f1": round(f1, 4), "train_seconds": round(outcome.seconds, 1),
+        "threshold": fit.threshold, "dev_sentence_f1": round(fit.dev_f1, 4), "train_seconds": round(outcome.seconds, 1),
     }))
     return 0
 
@@ -219,11 +220,14 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     r.add_argument("--save", help="keep the trained adapter and merged model in this folder")
     r.set_defaults(func=cmd_tune_reranker)
     s = kinds.add_parser("selector", help="train the evidence-trained sentence selector, print its dev figures",
-                         epilog="Unset options take the defaults of RerankerConfig (the selector trains as the reranker does).")
+                         epilog="Unset options take the defaults of SelectorConfig (README, Configuration).")
     s.add_argument("--refs", default=".domret/scifact/refs", help="folder of a finished run's references")
-    s.add_argument("--max-negatives", type=int, default=8, help="non-evidence sentences per training query")
+    s.add_argument("--start-from", choices=["base_model", "reranker"], default=None)
+    s.add_argument("--mined", action=argparse.BooleanOptionalAction, default=None,
+                   help="add sentences of mined negative passages to the negatives (mined_negative_sentences)")
     for flag, kind in (("--base-model", str), ("--loss", str), ("--epochs", int), ("--lr", float), ("--batch-size", int),
-                       ("--num-negatives", int), ("--in-batch-negatives", int), ("--max-length", int), ("--patience", int)):
+                       ("--num-negatives", int), ("--in-batch-negatives", int), ("--max-length", int), ("--patience", int),
+                       ("--max-negatives", int)):
         s.add_argument(flag, type=kind, default=None)
     s.set_defaults(func=cmd_tune_selector)
     return [e, r, s]

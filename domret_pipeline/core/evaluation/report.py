@@ -111,7 +111,7 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
     if report.get("release"):
         release = report["release"]
         columns = ["ndcg@10", "span_coverage", "citation_precision", "citation_precision_doc", "citation_recall",
-                   "citation_recall_doc", "faithfulness", "abstention_accuracy", "abstention_precision", "abstention_recall", "answered_rate",
+                   "citation_recall_doc", "citation_f1", "citation_f1_doc", "faithfulness", "abstention_accuracy", "abstention_precision", "abstention_recall", "answered_rate",
                    "threshold"]
         rows = [[name, s["label"], *(s["metrics"].get(c, float("nan")) for c in columns)] for name, s in release["systems"].items()]
         tables.append(("End to end: base, champion and challenger",
@@ -123,8 +123,17 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                        "relevant documents hold no evidence." + ("" if release.get("has_evidence") else
                        " These labels carry no evidence, so only retrieval is compared."),
                        ["system", "configuration", "nDCG@10", "span coverage", "cit. precision", "cit. precision doc", "cit. recall",
-                        "cit. recall doc", "faithfulness", "abstention acc.", "abstention prec.", "abstention rec.",
+                        "cit. recall doc", "cit. F1", "cit. F1 doc", "faithfulness", "abstention acc.", "abstention prec.", "abstention rec.",
                         "answered", "threshold"], rows))
+        step = release.get("answer_step")
+        if step and step.get("tests"):
+            rows = [[m, t["n_queries"], t["mean_a"], t["mean_b"], t["mean_difference"], t["wins"], t["losses"],
+                     t["p_randomization"]] for m, t in step["tests"].items()]
+            tables.append(("Answer step: bi-encoder sentence scores → the served scorer",
+                           f"The challenger's searches answered twice: by `{step['before']}` (bi-encoder cosine, its own "
+                           f"dev threshold) and by `{step['after']}` (the served scorer). Paired randomization test per "
+                           "metric on the queries where it applies to both (abstention_correct: all queries).",
+                           ["metric", "queries", "before", "after", "difference", "wins", "losses", "p"], rows))
         tables += _gate_tables(release["gate"])
         for metric, table in release.get("shadow", {}).items():
             rows = [[r["query_id"], r["query"], r["champion"], r["challenger"]] for r in table["largest"]]

@@ -46,9 +46,27 @@ def shadow(per_query_a: dict[str, dict], per_query_b: dict[str, dict], metric: s
     }
 
 
+ANSWER_STEP_METRICS = ("citation_precision", "citation_recall", "citation_precision_doc", "citation_recall_doc",
+                       "faithfulness", "abstention_correct")
+
+
+def answer_step_comparison(before: dict[str, dict], after: dict[str, dict]) -> dict:
+    """Paired tests of one answer step against another on the same searches (per-query rows):
+    for each metric, on the queries where it applies to both (an abstention has no precision)."""
+    out = {}
+    for metric in ANSWER_STEP_METRICS:
+        shared = [q for q in before if q in after and before[q].get(metric) is not None and after[q].get(metric) is not None]
+        if shared:
+            out[metric] = paired_test({q: before[q][metric] for q in shared}, {q: after[q][metric] for q in shared})
+    return out
+
+
 def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndToEndSystem],
                      settings: GateSettings, retrieval: dict[str, dict] | None = None) -> tuple[dict, dict]:
-    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``. Retrieval
+    """``systems``: ``base``, ``challenger`` and, when one exists, ``champion``; and
+    ``challenger_encoder`` where the challenger's answers are not scored by the bi-encoder: the
+    same searches answered with bi-encoder sentence scores, the "before" of the answer scorer
+    (``section["answer_step"]``: paired tests, not gated). Retrieval
     metrics are those of each system's served pipeline; ``retrieval`` gives some already
     computed by the same pipeline (the challenger's, from the serving section), so a reranker
     does not score the same candidates twice. The gate reads the per-query rows (not the
@@ -90,6 +108,9 @@ def evaluate_release(labels: LabeledQueries, split: str, systems: dict[str, EndT
         metric: paired_test({q: per_query[reference][q][metric] for q in qids}, {q: per_query["challenger"][q][metric] for q in qids})
         for metric in ("ndcg@10",)
     }
+    if "challenger_encoder" in per_query and with_evidence:
+        section["answer_step"] = {"before": "challenger_encoder", "after": "challenger",
+                                  "tests": answer_step_comparison(per_query["challenger_encoder"], per_query["challenger"])}
     section["curves"] = curves
     return section, per_query
 

@@ -23,6 +23,7 @@ class OpenBundle:
     reranker: object | None
     chunks: list
     documents: dict | None  # doc_id -> Document, when the bundle names its corpus_documents
+    _selector: object | None = None  # the sentence selector, loaded by scorer() when the bundle uses it
 
     def rerankers(self, variants: set[str]) -> dict:
         """The reranker at each variant (precision/token limit) named, loaded from the bundle's
@@ -41,12 +42,24 @@ class OpenBundle:
                                          precision)
         return out
 
-    def scorer(self):
-        """The answer step's sentence scorer recorded in the bundle."""
+    def scorer(self, name: str | None = None):
+        """The answer step's sentence scorer recorded in the bundle (or the one ``name``d: the
+        report also answers with the bi-encoder, to compare). The sentence selector is loaded
+        from the bundle's verified ``sentence_selector`` artifact on first use."""
         from ..answers.extractive import encoder_scorer, reranker_scorer
 
-        answer = self.bundle.get("answer", {})
-        if answer.get("scorer") == "reranker" and self.reranker is not None:
+        name = name or self.bundle.get("answer", {}).get("scorer", "encoder")
+        if name == "selector":
+            if self._selector is None:
+                from ..retrieval.cross_encoder import load_reranker
+
+                ref = self.bundle["artifacts"]["sentence_selector"]
+                folder = ArtifactRef(ref["path"], ref["sha256"]).verify()
+                self._selector = load_reranker(folder / "merged", read_json(folder / "card.json")["max_length"], "fp32")
+            return reranker_scorer(self._selector)
+        if name == "reranker":
+            if self.reranker is None:
+                raise ValueError(f"{self.folder}: the answer scorer is the reranker, but no reranker was loaded")
             return reranker_scorer(self.reranker)
         return encoder_scorer(self.encoder)
 
@@ -71,7 +84,8 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     index, encoder, index_manifest = open_with_encoder(refs["faiss_index"].verify())
     bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
     reranker = None
-    if config.rerank or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
+    answers_with_reranker = bundle.get("answer", {}).get("scorer") == "reranker"
+    if config.rerank or answers_with_reranker or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
         from ..retrieval.cross_encoder import load_reranker
 
         # The served variant's precision and token limit (fp32 at the trained length when the

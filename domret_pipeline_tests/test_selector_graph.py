@@ -1,0 +1,55 @@
+"""The sentence selector in the graph: trained where the labels carry train and dev evidence,
+offered to the answer step, recorded in the serving bundle, and compared in the report with
+the bi-encoder's sentence scores on the same searches."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from domret_pipeline.core.data.serialization import write_jsonl
+from domret_pipeline.core.serving.bundle import open_bundle
+
+from .graph_helpers import materialize, run_config
+
+
+def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    # split_salt t1: q3, q4 train; q5 dev; q1, q2, q6 test. Evidence in every split.
+    evidence = tmp_path / "evidence.jsonl"
+    write_jsonl(evidence, [{"query_id": q, "doc_id": d, "label": "SUPPORT", "sentences": [0]}
+                           for q, d in (("q1", "slo-a"), ("q2", "slo-b"), ("q3", "fl-a"), ("q4", "fl-b"), ("q5", "hl7-a"))])
+    config = run_config(small_dataset, tiny_encoder, evidence_path=str(evidence))
+    config["ops"]["serving_config"]["config"]["answer_scorer"] = "selector"  # serve it, whatever dev says
+    with dg.instance_for_test() as instance:
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance)
+    assert result.success
+    events = {m.asset_key.to_user_string(): m
+              for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+    selector_dir = Path(events["sentence_selector"].metadata["artifact_path"].value)
+    card = json.loads((selector_dir / "card.json").read_text())
+    assert card["trained"] and card["train_queries"] == 2 and card["dev_queries"] == 1
+    assert (selector_dir / "merged").is_dir() and card["threshold"] > float("-inf")
+    assert "per-sentence threshold" in events["sentence_selector"].metadata["card"].value
+
+    serving_dir = Path(events["serving_config"].metadata["artifact_path"].value)
+    bundle = json.loads((serving_dir / "serving.json").read_text())
+    answer = bundle["answer"]
+    # the bi-encoder is calibrated too (the fallback and the report's comparison), not eligible here
+    assert answer["scorer"] == "selector" and set(answer["scorers_tried"]) == {"selector", "encoder"}
+    assert "encoder" in answer["reasons"][-1] and "(not eligible)" in answer["reasons"][-1]
+    assert answer["sentence_threshold"] == card["threshold"] and answer["max_sentences"] == 4  # selector_max_sentences
+    assert bundle["artifacts"]["sentence_selector"]["sha256"] == events["sentence_selector"].metadata["content_sha256"].value
+    # what serving loads for the bundle scores sentences with the selector, verified by hash
+    opened = open_bundle(serving_dir)
+    scores = opened.scorer()("Leeds forklift speed", ["Forklifts at Leeds drive at most 8 km/h in aisles.", "Bay C."])
+    assert len(scores) == 2
+
+    report = json.loads((Path(events["evaluation_report"].metadata["artifact_path"].value) / "report.json").read_text())
+    release = report["release"]
+    assert set(release["systems"]) == {"base", "challenger", "challenger_encoder"}
+    assert release["gate"]["reference"] == "base"  # the bi-encoder variant is compared, never gated
+    step = release["answer_step"]
+    assert (step["before"], step["after"]) == ("challenger_encoder", "challenger")
+    assert step["tests"]["abstention_correct"]["n_queries"] == report["info"]["n_queries"]
+    assert {"citation_f1", "citation_f1_doc"} <= set(release["systems"]["challenger"]["metrics"])
+    assert "Answer step: bi-encoder sentence scores" in events["evaluation_report"].metadata["report"].value
