@@ -145,7 +145,8 @@ def fit_selector(examples: SelectorExamples, start_model: str, settings: Reranke
     if not examples.train or not examples.dev:
         raise ValueError(examples.reason or "no dev query with sentence evidence: the selector's threshold cannot be chosen")
     started = time.perf_counter()
-    outcome = train_reranker(start_model, examples.train, examples.dev, settings, work_dir, progress_sink=progress_sink)
+    outcome = train_reranker(start_model, examples.train, examples.dev, settings, work_dir, progress_sink=progress_sink,
+                             progress_label="training the sentence selector")
     scores, truth = [], []
     for sample in examples.dev:
         scores.extend(map(float, score_pairs(outcome.model, sample.query, sample.candidates)))

@@ -181,6 +181,7 @@ def train_reranker(
     settings: RerankerSettings,
     work_dir: Path,
     progress_sink=None,
+    progress_label: str = "training the reranker",
 ) -> RerankerOutcome:
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
@@ -207,7 +208,7 @@ def train_reranker(
                                                               bf16=train_precision == "bf16"))
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=_loss(model, settings),
                                   evaluator=evaluator,
-                                  callbacks=[keep_best, trainer_progress_callback("training the reranker", progress_sink)])
+                                  callbacks=[keep_best, trainer_progress_callback(progress_label, progress_sink)])
     trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train()
