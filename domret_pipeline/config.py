@@ -384,6 +384,10 @@ class ServingSelectionConfig(dg.Config):
                                       "bi-encoder or the reranker (a fixed count).")
     selector_max_sentences: int = Field(default=4, description="The most sentences an answer scored by the sentence "
                                         "selector cites; its per-sentence threshold (chosen on dev) decides how many.")
+    selector_threshold_candidates: int = Field(
+        default=20, description="Quantiles of the dev answers' sentence scores tried as the selector's per-sentence "
+        "threshold, beside its own (dev F1 on the relevant documents); 0 keeps its own.",
+    )
     abstention_target: Literal["accuracy", "citation_precision"] = Field(
         default="accuracy", description="What the dev-calibrated abstention threshold aims for: the best abstention accuracy, "
         "or the lowest threshold whose answered queries cite with at least abstention_min_citation_precision.",

@@ -112,3 +112,33 @@ def test_the_reliability_curve_rises_when_the_score_separates_answerable_queries
     assert curve["answerable_share"] == [0.0, 0.5, 0.5, 1.0]  # the middle bins mix (0.3, 0.6) and (0.65, 0.7)
     assert curve["score"] == sorted(curve["score"])
     assert reliability_bins([], []) == {"score": [], "answerable_share": [], "count": []}
+
+
+def test_the_selectors_sentence_threshold_is_refined_on_the_dev_answers():
+    from dataclasses import dataclass
+
+    from domret_pipeline.core.data.documents import Evidence
+    from domret_pipeline.core.data.labels import LabeledQueries
+    from domret_pipeline.core.evaluation.answers import calibrate_answer_step
+
+    @dataclass
+    class Result:
+        hits: list
+
+    class OneChunkPipeline:  # every query retrieves the SLO page
+        def search(self, queries):
+            return [Result([_hit()]) for _ in queries]
+
+    labels = LabeledQueries({"q1": "who approves", "q2": "what is the SLO"}, {"q1": "dev", "q2": "dev"},
+                            {"q1": {"slo": 1}, "q2": {"slo": 1}},
+                            [Evidence("q1", "slo", "SUPPORT", (1,)), Evidence("q2", "slo", "SUPPORT", (0,))])
+    by_query = {"who approves": [0.5, 0.9, 0.1], "what is the SLO": [0.8, 0.2, 0.6]}  # per sentence of TEXT
+    sentences = [DOCS["slo"].sentence_text(i) for i in range(3)]
+    score = lambda query, texts: np.array([by_query[query][sentences.index(t)] for t in texts])  # noqa: E731
+    settings = _settings(answer_max_sentences=3, sentence_threshold=0.0)  # the selector's own: cites all three
+    kept = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, score, settings)
+    assert kept.sentence_threshold == 0.0 and round(kept.summary["citation_precision"], 4) == 0.3333
+    refined = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, score, settings, sentence_candidates=5)
+    # only the best sentence of each answer is evidence: the grid finds it, precision and recall 1
+    assert refined.sentence_threshold > 0.6 and refined.sentence_thresholds_tried > 2
+    assert (refined.summary["citation_precision"], refined.summary["citation_recall"]) == (1.0, 1.0)

@@ -152,8 +152,9 @@ def serving_config(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answers.extractive import encoder_scorer, reranker_scorer
-    from ..core.evaluation.answers import ANSWER_SELECTION, answer_quality, calibrate_and_score
+    from dataclasses import replace
+
+    from ..core.evaluation.answers import ANSWER_SELECTION, answer_quality, calibrate_answer_step
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
@@ -210,10 +211,13 @@ def serving_config(
         target = config.abstention_settings()
         tried = {}
         for name, (fn, settings_for) in options.items():
-            threshold_for, summary, reached = calibrate_and_score(pipeline, labels, "dev", documents, fn, settings_for,
-                                                                  target)
-            tried[name] = {"threshold": threshold_for, "dev": summary, "quality": answer_quality(summary),
-                           "calibration": reached, "settings": settings_for}
+            # the selector's per-sentence threshold is refined on the dev answers this pipeline gives
+            grid = config.selector_threshold_candidates if name == "selector" else 0
+            calibrated = calibrate_answer_step(pipeline, labels, "dev", documents, fn, settings_for, target, grid)
+            tried[name] = {"threshold": calibrated.threshold, "dev": calibrated.summary,
+                           "quality": answer_quality(calibrated.summary), "calibration": calibrated.reached,
+                           "settings": replace(settings_for, sentence_threshold=calibrated.sentence_threshold),
+                           "sentence_thresholds_tried": calibrated.sentence_thresholds_tried}
         # ties: the cheaper bi-encoder
         scorer = max(eligible, key=lambda n: (tried[n]["quality"], n == "encoder", n))
         answer_reasons.append(f"answer scorer {scorer}: dev answer quality {tried[scorer]['quality']:.4f}; tried "
@@ -230,6 +234,7 @@ def serving_config(
                   "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
                                         "max_sentences": t["settings"].max_sentences,
                                         "sentence_threshold": t["settings"].sentence_threshold,
+                                        "sentence_thresholds_tried": t["sentence_thresholds_tried"],
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {

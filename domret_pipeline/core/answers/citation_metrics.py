@@ -37,6 +37,7 @@ class AnswerSentence:
     text: str
     citations: list[Span] = field(default_factory=list)
     supported: bool | None = None  # None: decide by exact match (extractive answers)
+    score: float | None = None  # the scorer's score of this sentence (extractive answers)
 
 
 @dataclass

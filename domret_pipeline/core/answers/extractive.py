@@ -72,9 +72,10 @@ def extractive_answer(
     best = float(scores[order[0]])
     if best < settings.threshold:
         return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, best)
-    chosen = [spans[i] for rank, i in enumerate(order[: settings.max_sentences])
+    chosen = [i for rank, i in enumerate(order[: settings.max_sentences])
               if rank == 0 or scores[i] >= settings.sentence_threshold]
-    return Answer(query_id, False, [AnswerSentence(candidates[s], [s]) for s in chosen], retrieved, best)
+    return Answer(query_id, False, [AnswerSentence(candidates[spans[i]], [spans[i]], score=float(scores[i])) for i in chosen],
+                  retrieved, best)
 
 
 def calibrate_threshold(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float]) -> tuple[float, float]:

@@ -14,7 +14,9 @@ Two choices are made on dev, never on test:
   first) is best;
 - :func:`choose_sentence_threshold` sets the per-sentence threshold that maximises dev F1 of
   "this sentence is evidence", so an answer cites as many sentences as clear it rather than a
-  fixed count.
+  fixed count. ``serving_config`` refines it on the dev answers of the served pipeline, whose
+  candidates come from retrieved passages rather than the relevant documents
+  (:func:`..evaluation.answers.calibrate_answer_step`).
 
 Negatives also come, when asked, from the query's mined negative passages (``hard_negatives``):
 sentences of on-topic but wrong documents, which is what the selector must score low for the

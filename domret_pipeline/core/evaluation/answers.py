@@ -7,7 +7,9 @@ and the threshold curve free: no query is searched twice.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
 from ..answers.extractive import (
@@ -136,18 +138,63 @@ def evaluate_answers(pipeline, labels: LabeledQueries, split: str, documents: di
     }
 
 
-def calibrate_and_score(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
-                        settings: AnswerSettings, target: AbstentionSettings | None = None) -> tuple[float, dict, dict]:
-    """One pass over a (dev) split: the abstention threshold for ``target`` (default: the best
-    accuracy), the answer metrics with it applied, and what the calibration reached. Without
-    evidence labels the threshold is -inf and the metrics are empty."""
+def with_sentence_threshold(answer: Answer, sentence_threshold: float) -> Answer:
+    """The answer a higher per-sentence threshold would have given: the best sentence, then
+    only the further ones scoring at least ``sentence_threshold`` (answers keep each sentence's
+    score, so a dev grid of thresholds costs no re-scoring)."""
+    if answer.abstained or sentence_threshold == float("-inf"):
+        return answer
+    kept = [s for rank, s in enumerate(answer.sentences) if rank == 0 or s.score is None or s.score >= sentence_threshold]
+    return replace(answer, sentences=kept)
+
+
+@dataclass
+class AnswerCalibration:
+    """What the dev split chose for one answer scorer: the abstention threshold, the
+    per-sentence threshold (-inf: a fixed count), the dev metrics with both applied, and what
+    the abstention calibration reached."""
+
+    threshold: float
+    sentence_threshold: float
+    summary: dict
+    reached: dict
+    sentence_thresholds_tried: int = 1
+
+
+def calibrate_answer_step(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
+                          settings: AnswerSettings, target: AbstentionSettings | None = None,
+                          sentence_candidates: int = 0) -> AnswerCalibration:
+    """One pass over a (dev) split for one scorer. With ``sentence_candidates`` > 0 (a scorer
+    with a per-sentence threshold, the selector), the per-sentence threshold is chosen jointly
+    with the abstention threshold: ``settings.sentence_threshold`` (the selector's own, from
+    its dev F1 on the relevant documents' sentences) and that many quantiles of the scores of
+    the sentences the served pipeline actually hands the answer step are tried (and +inf, the
+    best sentence alone, and -inf, every sentence up to the cap), and the one
+    with the best :func:`answer_quality` is kept (ties: the earlier, so the selector's own
+    first). For each, the abstention threshold meets ``target`` as :func:`choose_threshold`
+    does. Without evidence labels nothing can be calibrated: -inf thresholds, empty metrics."""
     if not labels.evidence:
-        return float("-inf"), {}, {}
+        return AnswerCalibration(float("-inf"), settings.sentence_threshold, {}, {})
+    grid = [settings.sentence_threshold]
+    if sentence_candidates > 0:
+        settings = replace(settings, sentence_threshold=float("-inf"))  # keep every sentence, re-threshold below
     raw, gold, relevant = _dev_answers(pipeline, labels, split, documents, score, settings)
+    if sentence_candidates > 0:
+        scores = np.array([s.score for a in raw.values() for s in a.sentences[1:] if s.score is not None])
+        if len(scores):
+            grid += [float(q) for q in np.unique(np.quantile(scores, np.linspace(0, 1, sentence_candidates)))]
+        grid += [float("inf"), float("-inf")]  # the best sentence alone; every sentence up to the cap
     span_text = span_text_of(documents)
-    threshold, reached = choose_threshold(raw, gold, relevant, span_text, target)
-    rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in raw.items()}
-    return threshold, aggregate(rows), reached
+    best = None
+    for sentence_threshold in dict.fromkeys(grid):  # in order, without repeats
+        answers = {q: with_sentence_threshold(a, sentence_threshold) for q, a in raw.items()}
+        threshold, reached = choose_threshold(answers, gold, relevant, span_text, target)
+        rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in answers.items()}
+        summary = aggregate(rows)
+        if best is None or answer_quality(summary) > answer_quality(best.summary) + 1e-12:
+            best = AnswerCalibration(threshold, sentence_threshold, summary, reached)
+    best.sentence_thresholds_tried = len(dict.fromkeys(grid))
+    return best
 
 
 ANSWER_SELECTION = ("citation_precision", "citation_recall", "abstention_accuracy")
