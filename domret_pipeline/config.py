@@ -53,6 +53,23 @@ class CorpusConfig(dg.Config):
     on_bad_rows: Literal["fail", "quarantine"] = Field(
         default="fail", description="'fail' stops on the first bad file; 'quarantine' sets bad rows aside and reports them."
     )
+    # Access control (core/data/groups.py): who may read each document, decided here once.
+    groups_field: Optional[str] = Field(
+        default=None, description="Field/column holding a document's access groups (a list, or names separated by , ; |).",
+    )
+    path_groups: dict[str, list[str]] = Field(
+        default={}, description="Path prefix -> access groups, for documents without a groups field (folder corpora: "
+        "the id is the path relative to the folder, e.g. {'hr/': ['hr']}); the longest matching prefix wins.",
+    )
+    default_groups: list[str] = Field(
+        default=["public"], description="Access groups of documents that get none from the field or a path rule. "
+        "'public' is readable by every request, including one with no principal.",
+    )
+
+    def group_rule(self):
+        from .core.data.groups import GroupRule
+
+        return GroupRule(self.groups_field, self.path_groups, tuple(self.default_groups))
 
 
 class ChunkingConfig(dg.Config):

@@ -15,8 +15,8 @@ from ..core.manifests import CorpusChunksManifest, CorpusDocumentsManifest, writ
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-DOCUMENTS_VERSION = "1"
-CHUNKS_VERSION = "1"
+DOCUMENTS_VERSION = "2"  # 2: documents carry access groups
+CHUNKS_VERSION = "2"  # 2: chunks carry their document's access groups
 
 
 @dg.asset(
@@ -33,16 +33,19 @@ def corpus_documents(
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, DOCUMENTS_VERSION) as tracked:
         tracked.log_params(config.model_dump())
+        rule = config.group_rule()  # a bad rule fails here, before the corpus is read
         loaded = load_corpus(
-            config.path, config.format, config.id_field, config.text_field, config.title_field, config.on_bad_rows
+            config.path, config.format, config.id_field, config.text_field, config.title_field, config.on_bad_rows, rule
         )
         docs = loaded.documents
+        per_group = dict(sorted(Counter(g for d in docs for g in d.groups).items()))
         with atomic_artifact_dir(artifacts.path(), "corpus_documents") as pending:
             write_documents(pending.path / "documents.jsonl", docs)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in loaded.quarantined))
             write_manifest(pending.path, CorpusDocumentsManifest(
                 source=loaded.source, n_documents=len(docs), n_quarantined=len(loaded.quarantined),
-                duplicate_texts=[list(pair) for pair in loaded.duplicate_texts]))
+                duplicate_texts=[list(pair) for pair in loaded.duplicate_texts],
+                access={**rule.as_dict(), "documents_per_group": per_group}))
         counts = {
             "documents": len(docs),
             "quarantined_rows": len(loaded.quarantined),
@@ -63,6 +66,8 @@ def corpus_documents(
                     if loaded.duplicate_texts else "none"
                 ),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["id", "title", "text"], sample)),
+                "documents_per_group": dg.MetadataValue.md(markdown_table(["access group", "documents"],
+                                                                          [[g, n] for g, n in per_group.items()])),
             },
         )
 
@@ -94,7 +99,8 @@ def corpus_chunks(
             write_manifest(pending.path, CorpusChunksManifest(
                 chunk_tokens=config.chunk_tokens, overlap_tokens=config.overlap_tokens,
                 tokenizer=embedding_model.model_name_or_path, corpus_documents=corpus_documents.sha256,
-                n_chunks=len(chunks), extra=params))
+                n_chunks=len(chunks), chunks_per_group=dict(sorted(Counter(g for c in chunks for g in c.groups).items())),
+                extra=params))
         per_doc = Counter(c.doc_id for c in chunks)
         tokens = sorted(c.n_tokens for c in chunks)
         stats = {
