@@ -99,6 +99,10 @@ class LabelsConfig(dg.Config):
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
     use_feedback: bool = Field(default=False, description="Merge feedback labels from the feedback store into the train split.")
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
+    training_principal: Optional[list[str]] = Field(
+        default=None, description="Access groups training reads as (None: public documents only): train/dev judgements "
+        "on other documents are dropped, and mining, training and the dev choice see only the chunks it may read.",
+    )
 
 
 class _DenseIndexConfig(dg.Config):
@@ -147,6 +151,10 @@ class EvaluationConfig(dg.Config):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
+    principal: Optional[list[str]] = Field(
+        default=None, description="Access groups every evaluated system searches and answers as (None: public "
+        "documents only, what a request without a principal sees); recorded in the report.",
+    )
     generator: Literal["extractive", "openai"] = Field(
         default="extractive",
         description="How answers are written: extractive (offline, default) or an OpenAI-compatible endpoint.",
