@@ -318,3 +318,55 @@ def test_domret_search_takes_a_principal(tmp_path, monkeypatch, capsys):
     assert args.principal == ["hr", "eng"] and args.func(args) == 0
     text = capsys.readouterr().out
     assert "as: eng, hr, public" in text and f"document {SECRET}" in text and "groups hr" in text
+
+
+# -- evaluation and training as a principal ------------------------------------------------------
+
+
+def test_the_dev_and_report_rankings_run_as_the_given_principal(tmp_path):
+    from domret_pipeline.core.serving.dev_choice import collect_rankings
+
+    pipeline, chunks, _ = build(corpus(), "flat", tmp_path, "hybrid")
+    for principal, sees in ((None, False), (["hr"], True)):
+        stages = collect_rankings(["q"], {"q": QUERY}, chunks, pipeline.index, HashEncoder(), pipeline.bm25, None, 0,
+                                  depth=20, principal=principal).stages
+        seen = {c.split("#")[0] for ranking in (stages.dense, stages.lexical, stages.hybrid) for c, _ in ranking[0]}
+        assert (SECRET in seen) is sees and len(stages.dense[0]) == 20
+
+
+def test_training_reads_only_what_its_principal_may_read(tmp_path):
+    from domret_pipeline.core.data.documents import Evidence
+    from domret_pipeline.core.data.labels import LabeledQueries
+    from domret_pipeline.core.manifests import LabeledQueriesManifest, write_manifest
+    from domret_pipeline.core.training.access import (
+        readable_chunks, readable_index, restrict_labels, training_principal,
+    )
+
+    labels = LabeledQueries(
+        {q: QUERY for q in ("q1", "q2", "q3", "q4")}, {"q1": "train", "q2": "train", "q3": "dev", "q4": "test"},
+        {"q1": {SECRET: 1, "pub-1": 1}, "q2": {SECRET: 1}, "q3": {SECRET: 2}, "q4": {SECRET: 1}},
+        [Evidence("q1", SECRET, "SUPPORT", (0,)), Evidence("q1", "pub-1", "SUPPORT", (0,)),
+         Evidence("q4", SECRET, "SUPPORT", (1,))])
+    dropped = restrict_labels(labels, {d.doc_id for d in corpus() if Principal.of(None).may_read(d.groups)})
+    assert labels.qrels == {"q1": {"pub-1": 1}, "q4": {SECRET: 1}}  # the frozen test split is untouched
+    assert set(labels.queries) == {"q1", "q4"} and [(e.query_id, e.doc_id) for e in labels.evidence] == [
+        ("q1", "pub-1"), ("q4", SECRET)]
+    assert dropped == {"judgements_dropped": 3, "evidence_dropped": 1, "queries_dropped": 2,
+                       "dropped_query_ids": ["q2", "q3"]}
+
+    pipeline, chunks, _ = build(corpus(), "hnsw", tmp_path)
+    public = Principal.of(None)
+    view = readable_index(pipeline.index, public)
+    kept = readable_chunks(chunks, public)
+    assert view.chunk_ids == [c.chunk_id for c in kept] and not any(c.doc_id == SECRET for c in kept)
+    original = dict(zip(pipeline.index.chunk_ids, pipeline.index.index.reconstruct_n(0, pipeline.index.index.ntotal)))
+    np.testing.assert_array_equal(view.index.reconstruct_n(0, view.index.ntotal), np.stack([original[c] for c in view.chunk_ids]))
+    everyone = Principal.of(["hr", "finance"])
+    assert readable_index(pipeline.index, everyone) is pipeline.index and readable_chunks(chunks, everyone) is chunks
+
+    # the principal travels in the labeled_queries manifest; older manifests read as public
+    write_manifest(tmp_path, LabeledQueriesManifest(corpus_documents="h", feedback=None, training_access={
+        "principal": ["hr", "public"], **dropped}))
+    assert training_principal(tmp_path) == Principal.of(["hr"])
+    (tmp_path / "manifest.json").write_text(json.dumps({"corpus_documents": "h", "feedback": None}))
+    assert training_principal(tmp_path) == public

@@ -30,7 +30,9 @@ def _samples() -> dict:
         LabeledQueriesManifest: LabeledQueriesManifest(
             corpus_documents=H, extra=LabelsConfig(use_feedback=True).model_dump(),
             feedback=FeedbackUse(store="/tmp/feedback.db", used_ids=[1, 2, 5], new_queries=1, new_judgements=2,
-                                 confirmed_negatives=1, skipped={"unknown_document": 1})),
+                                 confirmed_negatives=1, skipped={"unknown_document": 1}),
+            training_access={"principal": ["hr", "public"], "judgements_dropped": 2, "evidence_dropped": 0,
+                             "queries_dropped": 1, "dropped_query_ids": ["q7"]}),
         DenseIndexManifest: DenseIndexManifest(
             role="tuned", encoder=f"embedding_checkpoint@{H[:12]}", encoder_path="/a/model", encoder_sha256=H,
             max_seq_length=256, precision="bf16", with_title=False, index_type="flat", corpus_chunks=H, labeled_queries=H,
@@ -45,7 +47,7 @@ def _samples() -> dict:
             mined_with={"retriever": "champion", "version": "3", "faiss_index": H},
             cross_checked_with={"source": "champion", "version": "3", "reranker_adapter": H}, cross_checked=12,
             removed={"labeled_positive": 4, "margin": 2}, queries_without_negatives=["q9"], positive_rules={"evidence": 3},
-            extra=mining.model_dump()),
+            read_as=["hr", "public"], extra=mining.model_dump()),
         LabelingQueueManifest: LabelingQueueManifest(served_by="champion", serving_config="0123abcd", pool=40),
     }
 

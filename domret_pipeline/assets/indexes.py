@@ -35,10 +35,12 @@ def _choose_precision(context, config: IndexConfig | TunedIndexConfig, with_titl
     from ..core.retrieval.encoder import load_encoder
     from ..core.retrieval.precision import cpu_flags
     from ..core.retrieval.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
+    from ..core.training.access import readable_chunks, training_principal
 
     if config.precision == "fp32":
         return choose_precision("fp32", None, cosine_rows)
     labels = LabeledQueries.load(labels_path)
+    chunks = readable_chunks(chunks, training_principal(labels_path))  # the dev task reads as training does
     qrels = labels.qrels_for("dev")
     if not qrels:
         context.log.warning("no dev queries: the encoder runs in fp32 without a parity check")

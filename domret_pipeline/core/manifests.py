@@ -267,10 +267,15 @@ class LabeledQueriesManifest(Record):
     feedback it merged (None: none)."""
 
     KIND: ClassVar[str] = "labeled_queries"
-    # Manifests from before the feedback loop merged none.
-    LEGACY: ClassVar[dict[str, Any]] = {"feedback": None}
+    # Manifests from before the feedback loop merged none; from before access control, training
+    # read every document, and every document was public.
+    LEGACY: ClassVar[dict[str, Any]] = {"feedback": None, "training_access": {
+        "principal": ["public"], "judgements_dropped": 0, "evidence_dropped": 0, "queries_dropped": 0,
+        "dropped_query_ids": []}}
     corpus_documents: str
     feedback: FeedbackUse | None
+    # The training principal (core/training/access.py) and what restricting train/dev to it dropped.
+    training_access: dict
 
     @property
     def feedback_ids(self) -> list[int]:
@@ -344,6 +349,7 @@ class HardNegativesManifest(Record):
         "cross_checked_with": None, "cross_checked": 0,  # before the cross-encoder check: off
         "cross_encoder_candidates": 0, "cross_encoder_margin": 0.0,  # ... so it read no candidate
         "fill_random": False,  # before the random filler
+        "read_as": ["public"],  # before access control every chunk was public
     }
     settings: MiningSettings = field(metadata=FLAT)
     labeled_queries: str
@@ -356,6 +362,7 @@ class HardNegativesManifest(Record):
     removed: dict[str, int]  # filter -> candidates removed
     queries_without_negatives: list[str]
     positive_rules: dict[str, int]  # rule -> positives chosen by it
+    read_as: list[str]  # the training principal: only chunks it may read were candidates
 
 
 @dataclass(frozen=True, kw_only=True)
