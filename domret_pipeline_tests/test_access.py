@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -370,3 +371,48 @@ def test_training_reads_only_what_its_principal_may_read(tmp_path):
     assert training_principal(tmp_path) == Principal.of(["hr"])
     (tmp_path / "manifest.json").write_text(json.dumps({"corpus_documents": "h", "feedback": None}))
     assert training_principal(tmp_path) == public
+
+
+# -- the whole graph ------------------------------------------------------------------------------
+
+
+def test_the_graph_carries_groups_from_the_corpus_to_the_served_answer(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    """Two documents restricted through a field: one a train query's answer (fl-a, hr), one a
+    test query's (slo-b, finance). Nothing restricted trains, evaluates or serves as public."""
+    import dagster as dg
+
+    from domret_pipeline.api import load_search_pipeline
+    from domret_pipeline.core.manifests import DenseIndexManifest, LabeledQueriesManifest, read_manifest
+    from domret_pipeline.core.training.mining import read_mined
+
+    from .graph_helpers import materialize, run_config
+
+    restricted = {"fl-a": ["hr"], "slo-b": ["finance"]}
+    rows = [json.loads(line) for line in small_dataset["corpus"].read_text().splitlines()]
+    write_jsonl(small_dataset["corpus"], [{**r, "acl": restricted.get(r["_id"], [])} for r in rows])
+    config = run_config(small_dataset, tiny_encoder)
+    config["ops"]["corpus_documents"]["config"]["groups_field"] = "acl"
+    with dg.instance_for_test() as instance:
+        result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance)
+    assert result.success
+    folder = {name: json.loads((tmp_path / "refs" / f"{name}.json").read_text())["path"]
+              for name in ("labeled_queries", "hard_negatives", "faiss_index", "evaluation_report")}
+
+    access = read_manifest(folder["labeled_queries"], LabeledQueriesManifest).training_access
+    assert access["principal"] == ["public"] and access["dropped_query_ids"] == ["q3"]  # train query on fl-a
+    mined = read_mined(folder["hard_negatives"])
+    touched = {c.split("#")[0] for m in mined for c in [p[0] for p in m.positives] + [n["chunk_id"] for n in m.negatives]}
+    assert mined and touched and not touched & set(restricted)
+    assert read_manifest(folder["faiss_index"], DenseIndexManifest).chunks_per_group["hr"] >= 1
+
+    report = json.loads((Path(folder["evaluation_report"]) / "report.json").read_text())
+    assert report["info"]["principal"] == ["public"] and report["info"]["judgements_not_readable"] == 1  # q2 -> slo-b
+    for line in (Path(folder["evaluation_report"]) / "answers_challenger.jsonl").read_text().splitlines():
+        answer = json.loads(line)
+        assert not {c.split("#")[0] for c in answer["retrieved"]} & set(restricted)
+        assert not {doc for doc, _ in answer["cited"]} & set(restricted)
+
+    pipeline = load_search_pipeline(tmp_path, latest=True, top_n=6)
+    assert "fl-a" not in {h.doc_id for h in pipeline.search(["Leeds forklift speed"])[0].hits}
+    hits = pipeline.search(["Leeds forklift speed"], principal=["hr"])[0].hits
+    assert "fl-a" in {h.doc_id for h in hits} and "slo-b" not in {h.doc_id for h in hits}

@@ -282,10 +282,6 @@ class SearchPipeline:
             self._restrictions[who.groups] = None if mask is None else ChunkAccess(self._position, mask)
         return self._restrictions[who.groups]
 
-    def may_read(self, chunk_id: str, principal=None) -> bool:
-        access = self.restriction(principal)
-        return chunk_id in self.chunks if access is None else access.readable(chunk_id)
-
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         return encode(self.encoder, queries, self.batch_size)
 
