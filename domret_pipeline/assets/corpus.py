@@ -8,6 +8,7 @@ import dagster as dg
 from ..config import ChunkingConfig, CorpusConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.chunking import chunk_documents
+from ..core.data.groups import GroupRule
 from ..core.data.loaders import load_corpus
 from ..core.data.serialization import read_documents, write_chunks, write_documents, write_jsonl
 from ..core.evaluation.report import markdown_table
@@ -33,7 +34,8 @@ def corpus_documents(
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, DOCUMENTS_VERSION) as tracked:
         tracked.log_params(config.model_dump())
-        rule = config.group_rule()  # a bad rule fails here, before the corpus is read
+        # a bad rule fails here, before the corpus is read
+        rule = GroupRule(config.groups_field, config.path_groups, tuple(config.default_groups))
         loaded = load_corpus(
             config.path, config.format, config.id_field, config.text_field, config.title_field, config.on_bad_rows, rule
         )
