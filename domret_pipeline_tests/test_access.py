@@ -364,6 +364,9 @@ def test_training_reads_only_what_its_principal_may_read(tmp_path):
     np.testing.assert_array_equal(view.index.reconstruct_n(0, view.index.ntotal), np.stack([original[c] for c in view.chunk_ids]))
     everyone = Principal.of(["hr", "finance"])
     assert readable_index(pipeline.index, everyone) is pipeline.index and readable_chunks(chunks, everyone) is chunks
+    assert readable_index(pipeline.index, everyone, chunks) is pipeline.index
+    # an index from elsewhere (the champion's) is held to this run's chunks too
+    assert readable_index(pipeline.index, everyone, kept).chunk_ids == view.chunk_ids
 
     # the principal travels in the labeled_queries manifest; older manifests read as public
     write_manifest(tmp_path, LabeledQueriesManifest(corpus_documents="h", feedback=None, training_access={

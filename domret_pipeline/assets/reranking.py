@@ -56,8 +56,8 @@ def reranker_adapter(
         chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
         with_title = manifest.with_title
-        examples, dev, mined = prepare(labels, chunks, readable_index(index, principal), encoder, config.candidates,
-                                       config.num_negatives, config.max_positive_ratio, with_title)
+        examples, dev, mined = prepare(labels, chunks, readable_index(index, principal, chunks), encoder,
+                                       config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
         settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"

@@ -77,7 +77,7 @@ def hard_negatives(
             index_path = champion_index.verify()
             mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
         index, encoder, manifest = open_with_encoder(index_path)
-        split = train_split(labels, chunks, readable_index(index, principal), encoder)
+        split = train_split(labels, chunks, readable_index(index, principal, chunks), encoder)
         qrels, query_ids = split.qrels, split.query_ids
         bm25_hits = None
         if config.use_bm25:
@@ -247,7 +247,7 @@ def embedding_checkpoint(
         rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
         if not rows:
             raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
-        dev = dev_set_from_index(labels, chunks, readable_index(index, principal), base_encoder,
+        dev = dev_set_from_index(labels, chunks, readable_index(index, principal, chunks), base_encoder,
                                  config.dev_candidates_per_query, config.dev_random_chunks, with_title=with_title)
         settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:

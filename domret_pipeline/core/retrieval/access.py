@@ -120,14 +120,15 @@ class GroupTable:
         return table
 
 
-def check_same_groups(table: GroupTable, chunk_ids: Sequence[str], groups_of: dict[str, tuple[str, ...]],
-                      what: str) -> None:
-    """Refuse an index whose stored groups disagree with the chunks served with it: access is
-    decided by both, and they must not differ (an index built from other chunks)."""
-    for position, chunk_id in enumerate(chunk_ids):
-        if chunk_id in groups_of and table.groups(position) != tuple(sorted(set(groups_of[chunk_id]))):
-            raise ValueError(f"{what}: chunk {chunk_id} is stored with groups {list(table.groups(position))} but the "
-                             f"chunks give {list(groups_of[chunk_id])}: rebuild the index from these chunks")
+def check_same_groups(table: GroupTable, chunk_ids: Sequence[str], chunks: dict, what: str) -> None:
+    """Refuse an index whose stored groups disagree with the chunks (id -> object with
+    ``groups``) served with it: access is decided by both, and they must not differ (an index
+    built from other chunks)."""
+    for chunk_id, stored in zip(chunk_ids, table.rows()):
+        chunk = chunks.get(chunk_id)
+        if chunk is not None and stored != chunk.groups and stored != tuple(sorted(set(chunk.groups))):
+            raise ValueError(f"{what}: chunk {chunk_id} is stored with groups {list(stored)} but the chunks give "
+                             f"{list(chunk.groups)}: rebuild the index from these chunks")
 
 
 class ChunkAccess:

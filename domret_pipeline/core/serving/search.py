@@ -266,17 +266,13 @@ class SearchPipeline:
         self._position = {c: i for i, c in enumerate(self.chunks)}
         self._groups = GroupTable([c.groups for c in self.chunks.values()])
         self._restrictions: dict[frozenset[str], ChunkAccess | None] = {}
-        self._indexes_checked = False
+        for what, store in (("dense index", index), ("BM25 index", bm25)):  # access is decided by both: they must agree
+            if isinstance(getattr(store, "groups", None), GroupTable):
+                check_same_groups(store.groups, store.chunk_ids, self.chunks, what)
 
     def restriction(self, principal=None) -> ChunkAccess | None:
         """What ``principal`` (None: the pipeline's) may read; None when it may read every chunk."""
         who = self.principal if principal is None else Principal.of(principal)
-        if not self._indexes_checked:  # the indexes' stored groups must be the chunks' groups
-            groups_of = {c.chunk_id: c.groups for c in self.chunks.values()}
-            for what, index in (("dense index", self.index), ("BM25 index", self.bm25)):
-                if isinstance(getattr(index, "groups", None), GroupTable):
-                    check_same_groups(index.groups, index.chunk_ids, groups_of, what)
-            self._indexes_checked = True
         if who.groups not in self._restrictions:
             mask = self._groups.mask(who)
             self._restrictions[who.groups] = None if mask is None else ChunkAccess(self._position, mask)

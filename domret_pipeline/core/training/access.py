@@ -48,9 +48,9 @@ def restrict_labels(labels: LabeledQueries, readable_docs: set[str]) -> dict[str
         dropped.append(qid)
         for table in (labels.queries, labels.splits, labels.qrels, labels.slices):
             table.pop(qid, None)
-    before = len(labels.evidence)
-    labels.evidence = [e for e in labels.evidence if e.query_id in labels.queries and (
-        labels.splits[e.query_id] not in TRAINED_SPLITS or e.doc_id in readable_docs)]
+    before, gone = len(labels.evidence), set(dropped)
+    labels.evidence = [e for e in labels.evidence if e.query_id not in gone and (
+        labels.splits.get(e.query_id) not in TRAINED_SPLITS or e.doc_id in readable_docs)]
     return {"judgements_dropped": judgements, "evidence_dropped": before - len(labels.evidence),
             "queries_dropped": len(dropped), "dropped_query_ids": sorted(dropped)}
 
@@ -69,15 +69,22 @@ def readable_chunks(chunks: list[Chunk], principal: Principal) -> list[Chunk]:
     return chunks if mask is None else [c for c, ok in zip(chunks, mask) if ok]
 
 
-def readable_index(index, principal: Principal):
-    """The dense index cut to the positions ``principal`` may read (its stored groups), as an
-    exact flat index in the same order; the index itself when it may read all. Training scans
-    it whole (mining, dev distractors), so exactness costs nothing there."""
+def readable_index(index, principal: Principal, chunks: list[Chunk] | None = None):
+    """The dense index cut to the positions ``principal`` may read (by its stored groups, and
+    when ``chunks`` are given, to those chunks as well: an index from another run, say the
+    champion's, is held to this run's groups), as an exact flat index in the same order; the
+    index itself when nothing is cut. Training scans it whole (mining, dev distractors), so
+    exactness costs nothing there."""
     import faiss
 
     from ..retrieval.dense_index import DenseIndex
 
     mask = index.visible(principal)
+    if chunks is not None:
+        kept = {c.chunk_id for c in chunks}
+        in_chunks = np.fromiter((c in kept for c in index.chunk_ids), dtype=bool, count=len(index.chunk_ids))
+        mask = in_chunks if mask is None else mask & in_chunks
+        mask = None if mask.all() else mask
     if mask is None:
         return index
     positions = np.flatnonzero(mask)
