@@ -5,6 +5,10 @@
     pipeline = load_search_pipeline(run_id="...")  # the bundle a named Dagster run produced
     pipeline = load_search_pipeline(latest=True)   # the latest published bundle, promoted or not
     for hit in pipeline.search(["who approves SLO exceptions?"])[0].hits: ...
+    pipeline.search(["salary bands"], principal=["hr"])  # as a principal: public and hr documents
+
+Every search runs as a principal, the access groups it holds (``core.retrieval.access``);
+a search that names none reads public documents only.
 
 The bundle is the ``serving_config`` artifact: the serving configuration chosen on dev and the
 references (path + content hash) of the index, BM25 index, reranker and chunks it was chosen

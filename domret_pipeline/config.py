@@ -53,6 +53,13 @@ class CorpusConfig(dg.Config):
     on_bad_rows: Literal["fail", "quarantine"] = Field(
         default="fail", description="'fail' stops on the first bad file; 'quarantine' sets bad rows aside and reports them."
     )
+    # Access control (core/data/groups.py): groups from the field, else a path prefix, else the default.
+    groups_field: Optional[str] = Field(default=None, description="Field/column of a document's access groups (a list, "
+                                        "or names separated by , ; |).")
+    path_groups: dict[str, list[str]] = Field(default={}, description="Path prefix -> access groups (the longest "
+                                              "prefix of the id wins; a folder corpus's id is the relative path).")
+    default_groups: list[str] = Field(default=["public"], description="Groups of documents that get none from the field "
+                                      "or a path rule; 'public' is readable by every request.")
 
 
 class ChunkingConfig(dg.Config):
@@ -82,6 +89,8 @@ class LabelsConfig(dg.Config):
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
     use_feedback: bool = Field(default=False, description="Merge feedback labels from the feedback store into the train split.")
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
+    training_principal: Optional[list[str]] = Field(default=None, description="Access groups training reads as (None: "
+                                                    "public only); core/training/access.py says where it applies.")
 
 
 class _DenseIndexConfig(dg.Config):
@@ -130,6 +139,8 @@ class EvaluationConfig(dg.Config):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
+    principal: Optional[list[str]] = Field(default=None, description="Access groups every evaluated system searches "
+                                           "and answers as (None: public only, as a request without one); recorded.")
     generator: Literal["extractive", "openai"] = Field(
         default="extractive",
         description="How answers are written: extractive (offline, default) or an OpenAI-compatible endpoint.",

@@ -20,28 +20,34 @@ def _samples() -> dict:
     mining = MiningConfig(num_negatives=5, cross_encoder="champion")
     return {
         CorpusDocumentsManifest: CorpusDocumentsManifest(source="/data/corpus.jsonl", n_documents=3, n_quarantined=1,
-                                                         duplicate_texts=[["d3", "d1"]]),
+                                                         duplicate_texts=[["d3", "d1"]],
+                                                         access={"groups_field": "acl", "path_groups": {"hr/": ["hr"]},
+                                                                 "default_groups": ["public"],
+                                                                 "documents_per_group": {"hr": 1, "public": 2}}),
         CorpusChunksManifest: CorpusChunksManifest(chunk_tokens=200, overlap_tokens=32, tokenizer="packaged:all-MiniLM-L6-v2",
-                                                   corpus_documents=H, n_chunks=7,
+                                                   corpus_documents=H, n_chunks=7, chunks_per_group={"hr": 2, "public": 5},
                                                    extra={**ChunkingConfig().model_dump(), "tokenizer": "packaged:all-MiniLM-L6-v2"}),
         LabeledQueriesManifest: LabeledQueriesManifest(
             corpus_documents=H, extra=LabelsConfig(use_feedback=True).model_dump(),
             feedback=FeedbackUse(store="/tmp/feedback.db", used_ids=[1, 2, 5], new_queries=1, new_judgements=2,
-                                 confirmed_negatives=1, skipped={"unknown_document": 1})),
+                                 confirmed_negatives=1, skipped={"unknown_document": 1}),
+            training_access={"principal": ["hr", "public"], "judgements_dropped": 2, "evidence_dropped": 0,
+                             "queries_dropped": 1, "dropped_query_ids": ["q7"]}),
         DenseIndexManifest: DenseIndexManifest(
             role="tuned", encoder=f"embedding_checkpoint@{H[:12]}", encoder_path="/a/model", encoder_sha256=H,
             max_seq_length=256, precision="bf16", with_title=False, index_type="flat", corpus_chunks=H, labeled_queries=H,
             n_vectors=7, dim=32, precision_choice={"requested": "auto", "precision": "bf16", "trials": []},
             embedding_cache={"hits": 0, "misses": 7, "rejected": 0}, diagnostics={"uniformity": 0.3, "uniformity_base": 0.2},
-            embedding_checkpoint=H, base_faiss_index=H,
+            embedding_checkpoint=H, base_faiss_index=H, chunks_per_group={"hr": 2, "public": 5},
             extra=TunedIndexConfig().model_dump(exclude={"with_title", "precision"})),
-        BM25IndexManifest: BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, extra=BM25Config().model_dump()),
+        BM25IndexManifest: BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, chunks_per_group={"public": 7},
+                                             extra=BM25Config().model_dump()),
         HardNegativesManifest: HardNegativesManifest(
             settings=mining.settings(), labeled_queries=H, corpus_chunks=H, base_faiss_index=H, encoder="tiny",
             mined_with={"retriever": "champion", "version": "3", "faiss_index": H},
             cross_checked_with={"source": "champion", "version": "3", "reranker_adapter": H}, cross_checked=12,
             removed={"labeled_positive": 4, "margin": 2}, queries_without_negatives=["q9"], positive_rules={"evidence": 3},
-            extra=mining.model_dump()),
+            read_as=["hr", "public"], extra=mining.model_dump()),
         LabelingQueueManifest: LabelingQueueManifest(served_by="champion", serving_config="0123abcd", pool=40),
     }
 
@@ -144,14 +150,15 @@ def test_unknown_keys_are_kept_and_written_back(tmp_path):
     assert "k1" not in manifest.extra  # typed fields are not in extra
     out = tmp_path / "out"
     out.mkdir()
-    assert json.loads(write_manifest(out, manifest).read_text()) == raw
+    # the fields an older manifest lacks join with their LEGACY values (before access control: all public)
+    assert json.loads(write_manifest(out, manifest).read_text()) == {**raw, "chunks_per_group": {"public": 7}}
 
 
 def test_an_extra_key_that_contradicts_a_typed_field_is_refused():
     with pytest.raises(ValueError, match="k1"):
-        BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, extra={"k1": 0.9})
+        BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, chunks_per_group={}, extra={"k1": 0.9})
     # the same value twice is one value: the copy in extra goes
-    assert BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, extra={"k1": 1.2}).extra == {}
+    assert BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, chunks_per_group={}, extra={"k1": 1.2}).extra == {}
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -214,7 +221,7 @@ def test_a_folder_without_a_manifest(tmp_path):
 
 
 def test_the_writer_refuses_a_value_json_would_turn_into_a_string(tmp_path):
-    manifest = BM25IndexManifest(k1=np.float32(1.2), b=0.75, corpus_chunks=H, n_chunks=7)
+    manifest = BM25IndexManifest(k1=np.float32(1.2), b=0.75, corpus_chunks=H, n_chunks=7, chunks_per_group={})
     with pytest.raises(ManifestError, match="'k1' is '1.2', not a number"):
         write_manifest(tmp_path, manifest)
     assert not (tmp_path / "manifest.json").exists()

@@ -13,7 +13,7 @@ from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-SELECTOR_VERSION = "1"
+SELECTOR_VERSION = "2"  # 2: sentences only of documents the training principal may read
 
 
 @dg.asset(
@@ -44,6 +44,7 @@ def sentence_selector(
     from ..core.evaluation.diagnostics import training_curves
     from ..core.retrieval.encoder import set_offline
     from ..core.training.mining import read_mined
+    from ..core.training.access import readable_chunks, training_principal
     from ..core.training.reranker import save_adapter_and_merged
 
     set_offline(True)
@@ -53,10 +54,13 @@ def sentence_selector(
                   "reranker_adapter": reranker_adapter.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
-        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
+        # Sentences only of documents the training principal may read (core/training/access.py).
+        principal = training_principal(labeled_queries.path)
+        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")
+                     if principal.may_read(d.groups)}
         mined_sentences = None
         if config.mined_negative_sentences:
-            by_id = {c.chunk_id: c for c in read_chunks(f"{corpus_chunks.path}/chunks.jsonl")}
+            by_id = {c.chunk_id: c for c in readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)}
             mined_sentences = mined_negative_sentences(read_mined(hard_negatives.path), by_id, documents)
         examples = selector_examples(labels, documents, config.max_negatives, mined_sentences)
         if examples.train and not examples.dev:
@@ -66,7 +70,8 @@ def sentence_selector(
         settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "sentence_selector") as pending:
             card = {"trained": False, "reason": examples.reason, "inputs": inputs, "start_from": config.start_from,
-                    "start_model": start_model, "training": settings.as_dict()}
+                    "start_model": start_model, "training": settings.as_dict(),
+                    "training_principal": principal.as_list()}
             curves = {}
             if examples.train and examples.dev:
                 fit = fit_selector(examples, start_model, settings, pending.path / ".work", progress_sink=context.log.info)

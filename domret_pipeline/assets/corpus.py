@@ -8,6 +8,7 @@ import dagster as dg
 from ..config import ChunkingConfig, CorpusConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.chunking import chunk_documents
+from ..core.data.groups import GroupRule
 from ..core.data.loaders import load_corpus
 from ..core.data.serialization import read_documents, write_chunks, write_documents, write_jsonl
 from ..core.evaluation.report import markdown_table
@@ -15,8 +16,8 @@ from ..core.manifests import CorpusChunksManifest, CorpusDocumentsManifest, writ
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-DOCUMENTS_VERSION = "1"
-CHUNKS_VERSION = "1"
+DOCUMENTS_VERSION = "2"  # 2: documents carry access groups
+CHUNKS_VERSION = "2"  # 2: chunks carry their document's access groups
 
 
 @dg.asset(
@@ -33,16 +34,20 @@ def corpus_documents(
 ) -> dg.Output[ArtifactRef]:
     with mlflow.run(context, DOCUMENTS_VERSION) as tracked:
         tracked.log_params(config.model_dump())
+        # a bad rule fails here, before the corpus is read
+        rule = GroupRule(config.groups_field, config.path_groups, tuple(config.default_groups))
         loaded = load_corpus(
-            config.path, config.format, config.id_field, config.text_field, config.title_field, config.on_bad_rows
+            config.path, config.format, config.id_field, config.text_field, config.title_field, config.on_bad_rows, rule
         )
         docs = loaded.documents
+        per_group = dict(sorted(Counter(g for d in docs for g in d.groups).items()))
         with atomic_artifact_dir(artifacts.path(), "corpus_documents") as pending:
             write_documents(pending.path / "documents.jsonl", docs)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in loaded.quarantined))
             write_manifest(pending.path, CorpusDocumentsManifest(
                 source=loaded.source, n_documents=len(docs), n_quarantined=len(loaded.quarantined),
-                duplicate_texts=[list(pair) for pair in loaded.duplicate_texts]))
+                duplicate_texts=[list(pair) for pair in loaded.duplicate_texts],
+                access={**rule.as_dict(), "documents_per_group": per_group}))
         counts = {
             "documents": len(docs),
             "quarantined_rows": len(loaded.quarantined),
@@ -63,6 +68,8 @@ def corpus_documents(
                     if loaded.duplicate_texts else "none"
                 ),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["id", "title", "text"], sample)),
+                "documents_per_group": dg.MetadataValue.md(markdown_table(["access group", "documents"],
+                                                                          [[g, n] for g, n in per_group.items()])),
             },
         )
 
@@ -94,7 +101,8 @@ def corpus_chunks(
             write_manifest(pending.path, CorpusChunksManifest(
                 chunk_tokens=config.chunk_tokens, overlap_tokens=config.overlap_tokens,
                 tokenizer=embedding_model.model_name_or_path, corpus_documents=corpus_documents.sha256,
-                n_chunks=len(chunks), extra=params))
+                n_chunks=len(chunks), chunks_per_group=dict(sorted(Counter(g for c in chunks for g in c.groups).items())),
+                extra=params))
         per_doc = Counter(c.doc_id for c in chunks)
         tokens = sorted(c.n_tokens for c in chunks)
         stats = {

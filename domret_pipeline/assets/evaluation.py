@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "7"  # 7: answers by the sentence selector; the bi-encoder answer step beside it
+REPORT_VERSION = "8"  # 8: every system runs as the evaluation principal (public only by default)
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -60,8 +60,11 @@ def evaluation_report(
     from ..core.serving.dev_choice import best_per_family, evaluate_serving
     from ..core.serving.search import SearchPipeline, ServingConfig
 
+    from ..core.retrieval.access import Principal
+
     set_offline(True)
     gate_settings = config.gate_settings()  # a bad level or resample count fails here, not after the evaluation
+    principal = Principal.of(config.principal)  # every system below searches and answers as it
     with mlflow.run(context, REPORT_VERSION) as tracked:
         inputs = {"base_faiss_index": base_faiss_index.sha256, "faiss_index": faiss_index.sha256,
                   "bm25_index": bm25_index.sha256, "labeled_queries": labeled_queries.sha256,
@@ -74,6 +77,7 @@ def evaluation_report(
         # The challenger bundle holds the tuned index, its encoder, BM25 and the reranker (each
         # verified by hash): open it once and reuse its models for every section below.
         challenger = open_bundle(serving_config.path, load_all=True)
+        challenger.pipeline.principal = principal
         systems, with_title = [], {}
         for name, ref in ((BASE, base_faiss_index), (TUNED, faiss_index)):
             if name == TUNED:
@@ -94,7 +98,13 @@ def evaluation_report(
         bm25 = BM25Index.load(Path(bm25_index.path))
         report, per_query, arrays = evaluate_retrieval(
             labels, config.split, chunks, systems, bm25, tuple(config.k_values), config.latency_queries,
+            principal=principal,
         )
+        report["info"]["principal"] = principal.as_list()
+        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
+        # judgements on documents the principal may not read: its figures count them as misses
+        report["info"]["judgements_not_readable"] = sum(not principal.may_read(documents[d].groups)
+                                                        for r in labels.qrels_for(config.split).values() for d in r)
         reranker_ref = serving["artifacts"]["reranker_adapter"]
         # The reranker variants (precision, token limit) the report reads: each family's
         # dev-chosen configuration, the served one, and the default for the full-pipeline timing.
@@ -106,14 +116,13 @@ def evaluation_report(
         reranker = challenger.rerankers(variants) if challenger.reranker is not None else None
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
-            serving, config.latency_queries, with_title[TUNED],
+            serving, config.latency_queries, with_title[TUNED], principal=principal,
         )
         per_query.update({f"pipeline:{name}": rows for name, rows in serving_per_query.items()})
         inputs["reranker_adapter"] = reranker_ref["sha256"]
 
         # End to end: the base model, the champion (when one is registered) and this run's
         # challenger, answering the same frozen queries with citations.
-        documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
         settings = AnswerSettings.from_bundle(serving)
 
         generator = None
@@ -136,7 +145,7 @@ def evaluation_report(
         fixed = replace(settings, max_sentences=encoder_tried.get("max_sentences", settings.max_sentences),
                         sentence_threshold=float("-inf"))
         base_pipeline = SearchPipeline(chunks, systems[0].index, systems[0].encoder, ServingConfig("dense", depth=100),
-                                       bm25, None, with_title[BASE])
+                                       bm25, None, with_title[BASE], principal=principal)
         base_scorer = encoder_scorer(systems[0].encoder)
         # the base model's threshold is calibrated for the same target as the challenger's
         base_threshold, _ = calibrate(base_pipeline, labels, "dev", documents, base_scorer, fixed,
@@ -156,6 +165,7 @@ def evaluation_report(
         if champion is not None:
             ArtifactRef(champion.serving_config["path"], champion.serving_config["sha256"]).verify()
             opened = open_bundle(champion.serving_config["path"], load_all=True)
+            opened.pipeline.principal = principal
             e2e["champion"] = end_to_end("champion", opened, f"v{champion.version}: {opened.pipeline.config.label()}")
             inputs["champion_version"] = champion.version
             inputs["champion_serving_config"] = champion.serving_config["sha256"]

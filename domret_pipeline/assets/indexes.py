@@ -17,8 +17,8 @@ from ..core.manifests import BM25IndexManifest, DenseIndexManifest, read_manifes
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
-FAISS_VERSION = "3"
-BM25_VERSION = "1"
+FAISS_VERSION = "4"  # 4: each position's access groups stored beside the vectors
+BM25_VERSION = "2"  # 2: each chunk's access groups stored beside the index
 UNIFORMITY_SAMPLE = 2000
 # Fail fast on data: BM25 does not read the labels, but it waits for labeled_queries and its
 # blocking checks, so a leaked frozen split or bad qrels stop the run before any indexing
@@ -35,10 +35,12 @@ def _choose_precision(context, config: IndexConfig | TunedIndexConfig, with_titl
     from ..core.retrieval.encoder import load_encoder
     from ..core.retrieval.precision import cpu_flags
     from ..core.retrieval.precision_choice import PrecisionChoice, choose_precision, cosine_rows, encoder_dev_task, encoder_trial
+    from ..core.training.access import readable_chunks, training_principal
 
     if config.precision == "fp32":
         return choose_precision("fp32", None, cosine_rows)
     labels = LabeledQueries.load(labels_path)
+    chunks = readable_chunks(chunks, training_principal(labels_path))  # the dev task reads as training does
     qrels = labels.qrels_for("dev")
     if not qrels:
         context.log.warning("no dev queries: the encoder runs in fp32 without a parity check")
@@ -88,6 +90,7 @@ def _build_dense_index(
     base_faiss_index."""
     from ..core.evaluation.diagnostics import uniformity
     from ..core.progress import Progress
+    from ..core.retrieval.access import GroupTable
     from ..core.retrieval.dense_index import DenseIndex, build_index, choose_index_type
     from ..core.retrieval.embedding_cache import EmbeddingCache
     from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
@@ -128,7 +131,8 @@ def _build_dense_index(
     if base_vectors is not None:
         diagnostics["uniformity_base"] = uniformity(base_vectors, UNIFORMITY_SAMPLE)
     with atomic_artifact_dir(artifacts.path(), name) as pending:
-        DenseIndex(index, [c.chunk_id for c in chunks]).save(pending.path)
+        groups = GroupTable([c.groups for c in chunks])  # stored beside the vectors: searches filter on them
+        DenseIndex(index, [c.chunk_id for c in chunks], groups).save(pending.path)
         # Two config values are not recorded as such (as before typed manifests): with_title
         # (None for the tuned index) and precision ("auto") are recorded as what was used, the
         # rendering and the chosen precision; the requested one is in precision_choice.
@@ -137,7 +141,8 @@ def _build_dense_index(
             max_seq_length=max_seq_length, precision=choice.precision, with_title=with_title, index_type=index_type,
             corpus_chunks=corpus_chunks.sha256, labeled_queries=labeled_queries.sha256, n_vectors=int(index.ntotal),
             dim=int(vectors.shape[1]), precision_choice=choice.as_dict(), embedding_cache=cache_record,
-            diagnostics=diagnostics, extra=config.model_dump(exclude={"with_title", "precision"}),
+            diagnostics=diagnostics, chunks_per_group=groups.counts(),
+            extra=config.model_dump(exclude={"with_title", "precision"}),
         ))
     stats = {"vectors": int(index.ntotal), "dim": int(vectors.shape[1]), "encode_seconds": round(encode_seconds, 2),
              "chunks_encoded": cache_record["misses"], "cache_hits": cache_record["hits"],
@@ -247,18 +252,22 @@ def bm25_index(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
+    from ..core.retrieval.access import GroupTable
     from ..core.retrieval.bm25 import BM25Index
 
     with mlflow.run(context, BM25_VERSION) as tracked:
         tracked.log_params({**config.model_dump(), "corpus_chunks_sha256": corpus_chunks.sha256})
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
         started = time.perf_counter()
-        index = BM25Index.build([passage_text(c) for c in chunks], [c.chunk_id for c in chunks], config.k1, config.b)
+        groups = GroupTable([c.groups for c in chunks])
+        index = BM25Index.build([passage_text(c) for c in chunks], [c.chunk_id for c in chunks], config.k1, config.b,
+                                groups)
         seconds = time.perf_counter() - started
         with atomic_artifact_dir(artifacts.path(), "bm25_index") as pending:
             index.save(pending.path)
             write_manifest(pending.path, BM25IndexManifest(k1=config.k1, b=config.b, corpus_chunks=corpus_chunks.sha256,
-                                                           n_chunks=len(chunks), extra=config.model_dump()))
+                                                           n_chunks=len(chunks), chunks_per_group=groups.counts(),
+                                                           extra=config.model_dump()))
         vocab = len(index.retriever.vocab_dict)
         tracked.log_metrics({"chunks": len(chunks), "vocabulary": vocab, "index_seconds": seconds})
         return artifact_output(pending.ref, tracked, {

@@ -14,10 +14,12 @@ from ..core.data.splits import SPLITS, assign_splits
 from ..core.errors import InputDataError, RowIssue
 from ..core.evaluation.report import markdown_table
 from ..core.manifests import FeedbackUse, LabeledQueriesManifest, write_manifest
+from ..core.retrieval.access import Principal
+from ..core.training.access import restrict_labels
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-LABELS_VERSION = "2"
+LABELS_VERSION = "3"  # 3: train/dev restricted to the training principal
 
 
 def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueries, list[RowIssue]]:
@@ -93,6 +95,10 @@ def labeled_queries(
             tracked.log_params({"feedback_max_id": config.feedback_max_id})
         # After the feedback merge: a feedback query can repeat a test query's text as well.
         dropped = drop_test_repeats(labels) if config.drop_train_repeats_of_frozen_test else []
+        # Training reads as its principal: train/dev judgements on documents it may not read go.
+        principal = Principal.of(config.training_principal)
+        access = {"principal": principal.as_list(),
+                  **restrict_labels(labels, {d.doc_id for d in documents if principal.may_read(d.groups)})}
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
             if dropped:
@@ -104,7 +110,8 @@ def labeled_queries(
                                               new_queries=merged.new_queries, new_judgements=merged.new_judgements,
                                               confirmed_negatives=merged.confirmed_negatives, skipped=merged.skipped)
             write_manifest(pending.path, LabeledQueriesManifest(corpus_documents=corpus_documents.sha256,
-                                                                feedback=feedback_record, extra=config.model_dump()))
+                                                                feedback=feedback_record, training_access=access,
+                                                                extra=config.model_dump()))
         split_counts = Counter(labels.splits.values())
         with_evidence = {e.query_id for e in labels.evidence}
         rows = []
@@ -115,7 +122,9 @@ def labeled_queries(
                          len(labels.without_evidence(split)) if labels.evidence else "–"])
         counts = {f"{s}_queries": split_counts.get(s, 0) for s in SPLITS}
         counts.update(judgements=sum(len(v) for v in labels.qrels.values()), evidence_rows=len(labels.evidence),
-                      quarantined_rows=len(issues), dropped_test_repeats=len(dropped))
+                      quarantined_rows=len(issues), dropped_test_repeats=len(dropped),
+                      judgements_dropped_for_access=access["judgements_dropped"],
+                      queries_dropped_for_access=access["queries_dropped"])
         tracked.log_metrics(counts)
         sample = [[q, labels.splits[q], labels.queries[q][:90]] for q in sorted(labels.queries)[:6]]
         return artifact_output(
@@ -132,6 +141,7 @@ def labeled_queries(
                     [[d["query_id"], d["split"], d["repeats_test_query"], d["text"][:90]] for d in dropped[:50]])
                     if dropped else "none"),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["query", "split", "text"], sample)),
+                "training_principal": ", ".join(access["principal"]),
                 **({"feedback_labels_used": dg.MetadataValue.int(len(merged.used_ids)),
                     "feedback_ids": (f"{merged.used_ids[0]}–{merged.used_ids[-1]}" if merged.used_ids else "none"),
                     "feedback_new_judgements": dg.MetadataValue.int(merged.new_judgements),

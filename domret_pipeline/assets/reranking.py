@@ -13,8 +13,8 @@ from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
-RERANKER_VERSION = "2"
-SERVING_VERSION = "2"
+RERANKER_VERSION = "3"  # 3: candidates only from what the training principal may read
+SERVING_VERSION = "3"  # 3: the dev choice searches as the training principal
 
 
 @dg.asset(
@@ -41,6 +41,7 @@ def reranker_adapter(
     from ..core.evaluation.diagnostics import training_curves
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
+    from ..core.training.access import readable_chunks, readable_index, training_principal
     from ..core.training.reranker import save_adapter_and_merged, train_reranker
     from ..core.training.reranker_data import prepare
 
@@ -50,11 +51,13 @@ def reranker_adapter(
                   "corpus_chunks": corpus_chunks.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
-        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        # Candidates only among what the training principal may read (core/training/access.py).
+        principal = training_principal(labeled_queries.path)
+        chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
         with_title = manifest.with_title
-        examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
-                                       config.max_positive_ratio, with_title)
+        examples, dev, mined = prepare(labels, chunks, readable_index(index, principal, chunks), encoder,
+                                       config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
         settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
@@ -71,7 +74,7 @@ def reranker_adapter(
                 "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
                 "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
                 "total_parameters": outcome.total_parameters, "training_seconds": outcome.seconds,
-                "precision_choice": choice.as_dict(),
+                "precision_choice": choice.as_dict(), "training_principal": principal.as_list(),
             }
             write_json(pending.path / "card.json", card)
             epochs = [e["epoch"] for e in outcome.dev_history]
@@ -161,6 +164,7 @@ def serving_config(
     from ..core.serving.dev_choice import dev_order, select_on_dev
     from ..core.serving.search import SearchPipeline, variant_key
     from ..core.retrieval.cross_encoder import load_reranker
+    from ..core.training.access import training_principal
 
     set_offline(True)
     with mlflow.run(context, SERVING_VERSION) as tracked:
@@ -170,6 +174,8 @@ def serving_config(
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": r.sha256 for k, r in refs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
         chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        # The dev labels were restricted to the training principal: the dev choice searches as it.
+        principal = training_principal(labeled_queries.path)
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
         with_title = manifest.with_title
         card = read_json(f"{reranker_adapter.path}/card.json")
@@ -180,7 +186,8 @@ def serving_config(
         chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
                                        rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
                                        with_title, config.latency_budget_ms,
-                                       config.budget_queries, context.log.info, config.score_over_budget)
+                                       config.budget_queries, context.log.info, config.score_over_budget,
+                                       principal=principal)
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
         # (what open_bundle loads for the same bundle).
@@ -205,7 +212,8 @@ def serving_config(
         # scorer (the bi-encoder, the reranker when it is trained, the sentence selector when the
         # labels had evidence to train it) maximises the dev answer quality: the mean of citation
         # precision, citation recall and abstention accuracy.
-        pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title)
+        pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title,
+                                  principal=principal)
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
         options, eligible, answer_reasons = _answer_options(config, encoder, reranker, Path(sentence_selector.path))
         target = config.abstention_settings()
@@ -244,7 +252,7 @@ def serving_config(
                 # the manifest of the index the bundle serves (open_bundle).
                 "with_title": with_title, "reranker_max_length": card["training"]["max_length"],
                 "latency_budget_ms": config.latency_budget_ms, "score_over_budget": config.score_over_budget,
-                "dev": {"n_queries": len(qrels), "table": table}, "answer": answer,
+                "dev": {"n_queries": len(qrels), "table": table, "principal": principal.as_list()}, "answer": answer,
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
                              "rerank_on": float(chosen.rerank)})

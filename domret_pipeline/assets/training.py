@@ -15,8 +15,8 @@ from ..core.manifests import DenseIndexManifest, HardNegativesManifest, read_man
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table, plot_metadata
 
-MINING_VERSION = "2"
-CHECKPOINT_VERSION = "1"
+MINING_VERSION = "3"  # 3: candidates only from what the training principal may read
+CHECKPOINT_VERSION = "2"  # 2: dev distractors only from what the training principal may read
 
 
 @dg.asset(
@@ -50,6 +50,7 @@ def hard_negatives(
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
+    from ..core.training.access import readable_chunks, readable_index, training_principal
     from ..core.training.bi_encoder_data import train_split
     from ..core.training.mining import write_mined
 
@@ -58,7 +59,9 @@ def hard_negatives(
         tracked.log_params({**config.model_dump(), "labeled_queries_sha256": labeled_queries.sha256,
                             "base_faiss_index_sha256": base_faiss_index.sha256})
         labels = LabeledQueries.load(labeled_queries.path)
-        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        # Only what the training principal may read can be a candidate (core/training/access.py).
+        principal = training_principal(labeled_queries.path)
+        chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         # The retriever that mines is a recorded choice: the base index of this run, or the
         # registry's serving champion (its index, verified by hash), never "the newest file".
         mined_with = {"retriever": "base", "faiss_index": base_faiss_index.sha256}
@@ -74,11 +77,12 @@ def hard_negatives(
             index_path = champion_index.verify()
             mined_with = {"retriever": "champion", "version": champion.version, "faiss_index": champion_index.sha256}
         index, encoder, manifest = open_with_encoder(index_path)
-        split = train_split(labels, chunks, index, encoder)
+        split = train_split(labels, chunks, readable_index(index, principal, chunks), encoder)
         qrels, query_ids = split.qrels, split.query_ids
         bm25_hits = None
         if config.use_bm25:
-            bm25_hits = BM25Index.load(Path(bm25_index.path)).search([labels.queries[q] for q in query_ids], config.range_max)
+            bm25 = BM25Index.load(Path(bm25_index.path))
+            bm25_hits = bm25.search([labels.queries[q] for q in query_ids], config.range_max, bm25.visible(principal))
         confirmed, feedback_issues = {}, []
         by_doc = defaultdict(list)
         for c in chunks:
@@ -112,7 +116,7 @@ def hard_negatives(
                 base_faiss_index=base_faiss_index.sha256, encoder=manifest.encoder, mined_with=mined_with,
                 cross_checked_with=cross_checked_with, cross_checked=result.cross_checked,
                 removed=dict(result.removed), queries_without_negatives=result.queries_without_negatives,
-                positive_rules=dict(rules), extra=config.model_dump(),
+                positive_rules=dict(rules), read_as=principal.as_list(), extra=config.model_dump(),
             ))
             histogram = histogram_plot(pending.path / "scores.png", "Base-model scores of mined pairs",
                                        {"query-positive": pos_scores, "query-negative": neg_scores}, "cosine similarity")
@@ -147,6 +151,7 @@ def hard_negatives(
             "cross_checked_with": _describe_cross_check(cross_checked_with),
             "sample_triples": dg.MetadataValue.md(markdown_table(["query", "positive", "negative", "scores (pos / neg)"], sample)),
             "feedback_issues": issues_table(feedback_issues),
+            "read_as": principal.label(),
         })
 
 
@@ -221,6 +226,7 @@ def embedding_checkpoint(
     from ..core.evaluation.diagnostics import training_curves
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
+    from ..core.training.access import readable_chunks, readable_index, training_principal
     from ..core.training.bi_encoder import train_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index
     from ..core.training.mining import MiningResult, read_mined
@@ -231,7 +237,8 @@ def embedding_checkpoint(
                   "corpus_chunks": corpus_chunks.sha256, "base_faiss_index": base_faiss_index.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
-        chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
+        principal = training_principal(labeled_queries.path)  # the dev task's distractors too
+        chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         mining = read_manifest(hard_negatives.path, HardNegativesManifest)
         mined = MiningResult(read_mined(hard_negatives.path), Counter(mining.removed), mining.queries_without_negatives)
         index, base_encoder, base_manifest = open_with_encoder(Path(base_faiss_index.path))
@@ -240,8 +247,8 @@ def embedding_checkpoint(
         rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
         if not rows:
             raise ValueError("no training row: every mined query lacks negatives (see hard_negatives metadata)")
-        dev = dev_set_from_index(labels, chunks, index, base_encoder, config.dev_candidates_per_query,
-                                 config.dev_random_chunks, with_title=with_title)
+        dev = dev_set_from_index(labels, chunks, readable_index(index, principal, chunks), base_encoder,
+                                 config.dev_candidates_per_query, config.dev_random_chunks, with_title=with_title)
         settings = config.settings()
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"
@@ -260,6 +267,7 @@ def embedding_checkpoint(
                 "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history, "loss_history": outcome.loss_history,
                 "trainable_parameters": outcome.trainable_parameters, "total_parameters": outcome.total_parameters,
                 "training_seconds": outcome.seconds, "lora_adapter": bool(outcome.adapter_dir),
+                "training_principal": principal.as_list(),
             }
             write_json(pending.path / "card.json", card)
             (pending.path / "MODEL_CARD.md").write_text(model_card_markdown(card), encoding="utf-8")

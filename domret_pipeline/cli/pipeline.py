@@ -131,18 +131,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     except NotMaterializedError as error:
         print(f"domret: {error}", file=sys.stderr)
         return 1
-    results = pipeline.search(args.query)
+    from ..core.retrieval.access import Principal
+
+    principal = Principal.of(args.principal)  # no --as: public documents only
+    results = pipeline.search(args.query, principal=principal)
     if args.json:
-        print(json.dumps({"serving": pipeline.config.as_dict(), "results": [r.as_dict() for r in results]}, indent=2))
+        print(json.dumps({"serving": pipeline.config.as_dict(), "principal": principal.as_list(),
+                          "results": [r.as_dict() for r in results]}, indent=2))
         return 0
-    print(f"serving: {pipeline.config.label()}   (label a result: domret feedback add QUERY relevant --chunk CHUNK_ID)")
+    print(f"serving: {pipeline.config.label()}   as: {principal.label()}   "
+          "(label a result: domret feedback add QUERY relevant --chunk CHUNK_ID)")
     for result in results:
         stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
         print(f"\nquery: {result.query}   ({stages})")
         for hit in result.hits:
             scores = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             snippet = " ".join(hit.text.split())[:160]
-            print(f"{hit.rank:>3}. {hit.chunk_id} (document {hit.doc_id}, chars {hit.start}-{hit.end}) {hit.title[:60]}"
+            access = "" if list(hit.groups) == ["public"] else f", groups {', '.join(hit.groups)}"
+            print(f"{hit.rank:>3}. {hit.chunk_id} (document {hit.doc_id}, chars {hit.start}-{hit.end}{access}) {hit.title[:60]}"
                   f"\n     {scores}\n     {snippet}")
     return 0
 
@@ -202,6 +208,9 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     search.add_argument("--home", help="DOMRET_HOME holding refs/ (default: $DOMRET_HOME or .domret)")
     search.add_argument("--no-rerank", action="store_true", help="skip the reranker even where it serves")
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--as", dest="principal", nargs="+", metavar="GROUP",
+                        help="search as a principal holding these access groups (after the queries); "
+                             "without it only public documents are searched")
     search.set_defaults(func=cmd_search)
     promote = commands.add_parser("promote", help="list registered bundles, or make one the champion by hand")
     promote.add_argument("version", nargs="?", help="version to promote (omit to list versions and aliases)")

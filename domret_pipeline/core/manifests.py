@@ -223,10 +223,15 @@ class CorpusDocumentsManifest(Record):
     """``corpus_documents``: where the corpus came from and what loading it found."""
 
     KIND: ClassVar[str] = "corpus_documents"
+    # Before access control every document was public (core/data/groups.py).
+    LEGACY: ClassVar[dict[str, Any]] = {"access": lambda raw: {
+        "groups_field": None, "path_groups": {}, "default_groups": ["public"],
+        "documents_per_group": {"public": raw.get("n_documents", 0)}}}
     source: str
     n_documents: int
     n_quarantined: int
     duplicate_texts: list[list[str]]  # [document, the earlier document with the same text]
+    access: dict  # the group rule (GroupRule.as_dict()) and documents_per_group
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,11 +239,13 @@ class CorpusChunksManifest(Record):
     """``corpus_chunks``: the chunking settings, the tokenizer that counted, the documents."""
 
     KIND: ClassVar[str] = "corpus_chunks"
+    LEGACY: ClassVar[dict[str, Any]] = {"chunks_per_group": lambda raw: {"public": raw.get("n_chunks", 0)}}
     chunk_tokens: int
     overlap_tokens: int
     tokenizer: str
     corpus_documents: str  # content hash of the corpus_documents artifact
     n_chunks: int
+    chunks_per_group: dict[str, int]  # access group -> chunks carrying it (a chunk counts once per group)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,10 +267,15 @@ class LabeledQueriesManifest(Record):
     feedback it merged (None: none)."""
 
     KIND: ClassVar[str] = "labeled_queries"
-    # Manifests from before the feedback loop merged none.
-    LEGACY: ClassVar[dict[str, Any]] = {"feedback": None}
+    # Manifests from before the feedback loop merged none; from before access control, training
+    # read every document, and every document was public.
+    LEGACY: ClassVar[dict[str, Any]] = {"feedback": None, "training_access": {
+        "principal": ["public"], "judgements_dropped": 0, "evidence_dropped": 0, "queries_dropped": 0,
+        "dropped_query_ids": []}}
     corpus_documents: str
     feedback: FeedbackUse | None
+    # The training principal (core/training/access.py) and what restricting train/dev to it dropped.
+    training_access: dict
 
     @property
     def feedback_ids(self) -> list[int]:
@@ -284,6 +296,7 @@ class DenseIndexManifest(Record):
         "diagnostics": {},
         "role": "base",  # the first dense index was the only one, built with the base model
         "embedding_checkpoint": None, "base_faiss_index": None,
+        "chunks_per_group": lambda raw: {"public": raw.get("n_vectors", 0)},  # before access control: all public
     }
     role: str  # "base" or "tuned"
     encoder: str  # its name (model id, or embedding_checkpoint@<hash>)
@@ -304,6 +317,8 @@ class DenseIndexManifest(Record):
     diagnostics: dict[str, float]  # uniformity (and uniformity_base for the tuned index)
     embedding_checkpoint: str | None  # tuned: the checkpoint's content hash
     base_faiss_index: str | None  # tuned: the base index's content hash
+    # access group -> vectors carrying it; the groups themselves are in chunk_groups.json
+    chunks_per_group: dict[str, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,10 +326,12 @@ class BM25IndexManifest(Record):
     """``bm25_index``."""
 
     KIND: ClassVar[str] = "bm25_index"
+    LEGACY: ClassVar[dict[str, Any]] = {"chunks_per_group": lambda raw: {"public": raw.get("n_chunks", 0)}}
     k1: float
     b: float
     corpus_chunks: str
     n_chunks: int
+    chunks_per_group: dict[str, int]  # access group -> chunks carrying it (groups in chunk_groups.json)
 
 
 def _mined_with_base(raw: dict) -> dict:
@@ -332,6 +349,7 @@ class HardNegativesManifest(Record):
         "cross_checked_with": None, "cross_checked": 0,  # before the cross-encoder check: off
         "cross_encoder_candidates": 0, "cross_encoder_margin": 0.0,  # ... so it read no candidate
         "fill_random": False,  # before the random filler
+        "read_as": ["public"],  # before access control every chunk was public
     }
     settings: MiningSettings = field(metadata=FLAT)
     labeled_queries: str
@@ -344,6 +362,7 @@ class HardNegativesManifest(Record):
     removed: dict[str, int]  # filter -> candidates removed
     queries_without_negatives: list[str]
     positive_rules: dict[str, int]  # rule -> positives chosen by it
+    read_as: list[str]  # the training principal: only chunks it may read were candidates
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,10 @@ threshold is applied here or afterwards (evaluation applies it afterwards).
 
 Every answer records the chunks it was handed (``retrieved``) and the spans it cites, so an
 incident review can tell a retrieval miss from a citation miss.
+
+The answer step re-checks access (defence in depth): a hit whose document the principal may
+not read is dropped before any of its sentences is scored, so it can be neither quoted nor
+cited, whatever the search before it did.
 """
 
 from __future__ import annotations
@@ -55,10 +59,20 @@ def chunk_sentences(hit, documents: dict[str, Document]) -> list[tuple[Span, str
     return [((hit.doc_id, i), doc.text[s:e]) for i, (s, e) in enumerate(spans) if s >= hit.start and e <= hit.end and e > s]
 
 
+def readable_hits(hits: Sequence, documents: dict[str, Document], principal=None) -> list:
+    """The hits whose document ``principal`` (None: public only) may read, in order."""
+    from ..retrieval.access import Principal
+
+    who = Principal.of(principal)
+    return [hit for hit in hits if who.may_read(documents[hit.doc_id].groups)]
+
+
 def extractive_answer(
     query_id: str, query: str, hits: Sequence, documents: dict[str, Document],
-    score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings,
+    score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings, principal=None,
 ) -> Answer:
+    """Answer from ``hits`` as ``principal`` (its groups; None: public only) may read them."""
+    hits = readable_hits(hits, documents, principal)
     candidates: dict[Span, str] = {}
     for hit in list(hits)[: settings.passages]:
         for span, text in chunk_sentences(hit, documents):
@@ -184,11 +198,16 @@ def reranker_scorer(reranker, batch_size: int = 32) -> Callable[[str, list[str]]
 
 
 def answer_split(pipeline, qids: list[str], queries: dict[str, str], documents: dict[str, Document],
-                 score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings, batch_size: int = 32) -> dict[str, Answer]:
-    """Search and answer every query of a split (batched search, one answer per query)."""
+                 score: Callable[[str, list[str]], np.ndarray], settings: AnswerSettings, batch_size: int = 32,
+                 principal=None) -> dict[str, Answer]:
+    """Search and answer every query of a split (batched search, one answer per query), as
+    ``principal`` (None: the pipeline's own)."""
+    who = principal if principal is not None else getattr(pipeline, "principal", None)
     answers: dict[str, Answer] = {}
     for start in range(0, len(qids), batch_size):
         batch = qids[start : start + batch_size]
-        for qid, result in zip(batch, pipeline.search([queries[q] for q in batch])):
-            answers[qid] = extractive_answer(qid, queries[qid], result.hits, documents, score, settings)
+        texts = [queries[q] for q in batch]
+        results = pipeline.search(texts) if principal is None else pipeline.search(texts, principal=principal)
+        for qid, result in zip(batch, results):
+            answers[qid] = extractive_answer(qid, queries[qid], result.hits, documents, score, settings, who)
     return answers

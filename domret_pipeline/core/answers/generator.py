@@ -126,16 +126,20 @@ def overlap_judge(sentence: str, cited_texts: list[str], min_recall: float = 0.6
 
 
 def generated_answers(pipeline, qids: list[str], queries: dict[str, str], documents, generator, passages: int = 3,
-                      judge=overlap_judge, batch_size: int = 32) -> tuple[dict[str, Answer], dict[str, dict]]:
+                      judge=overlap_judge, batch_size: int = 32, principal=None) -> tuple[dict[str, Answer], dict[str, dict]]:
     """Search each query, hand the sentences of the top ``passages`` chunks to the generator,
-    and judge each answer sentence against the text it cites."""
-    from .extractive import chunk_sentences
+    and judge each answer sentence against the text it cites. As ``principal`` (None: the
+    pipeline's own); a hit it may not read never reaches the generator (re-checked here)."""
+    from .extractive import chunk_sentences, readable_hits
 
+    who = principal if principal is not None else getattr(pipeline, "principal", None)
     answers, records = {}, {}
     for start in range(0, len(qids), batch_size):
         batch = qids[start : start + batch_size]
-        for qid, result in zip(batch, pipeline.search([queries[q] for q in batch])):
+        texts = [queries[q] for q in batch]
+        for qid, result in zip(batch, pipeline.search(texts) if principal is None else pipeline.search(texts, principal=principal)):
             sources: dict[Span, str] = {}
+            result.hits = readable_hits(result.hits, documents, who)
             for hit in result.hits[:passages]:
                 for span, text in chunk_sentences(hit, documents):
                     sources.setdefault(span, text)

@@ -5,7 +5,8 @@ without special tokens) stays within ``chunk_tokens``; the next chunk starts wit
 sentences of the previous one that fit in ``overlap_tokens``. A sentence longer than the
 budget is cut into token windows at token boundaries. Every chunk records the document id,
 its ``[start, end)`` character span in the document text and the range of sentences it holds,
-so that a citation can point back at an exact span.
+so that a citation can point back at an exact span, and its document's access groups, so that
+every index and search can tell who may read it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Protocol
 
 from .documents import Document
+from .groups import PUBLIC_GROUPS
 
 
 class Tokenizer(Protocol):  # the part of a Hugging Face fast tokenizer we use
@@ -32,9 +34,16 @@ class Chunk:
     n_tokens: int
     text: str
     title: str = ""
+    groups: tuple[str, ...] = PUBLIC_GROUPS  # its document's access groups
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "groups": list(self.groups)}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "Chunk":
+        """A chunk row as :meth:`as_dict` wrote it. Rows written before access control carry no
+        groups: they read as public, as every reader of them assumed."""
+        return cls(**{**row, "groups": tuple(row.get("groups", PUBLIC_GROUPS))})
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,7 @@ def chunk_documents(
                     n_tokens=sum(u.n_tokens for u in units[first : last + 1]),
                     text=doc.text[start:end],
                     title=doc.title,
+                    groups=doc.groups,
                 )
             )
     return chunks

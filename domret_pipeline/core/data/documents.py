@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .groups import PUBLIC_GROUPS
+
 # A sentence ends at . ! or ? followed by white space and an upper-case letter, digit or
 # opening bracket, or at a blank line (Markdown paragraphs, list items). Simple on purpose:
 # corpora that carry their own sentence split (BEIR `sentences`) keep theirs.
@@ -13,12 +15,14 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n\s*\n|\n(?=\s*[
 
 @dataclass
 class Document:
-    """One corpus document with the character spans of its sentences in ``text``."""
+    """One corpus document with the character spans of its sentences in ``text``, and the
+    access groups that may read it (see :mod:`.groups`; public unless the corpus says otherwise)."""
 
     doc_id: str
     text: str
     title: str = ""
     sentences: list[tuple[int, int]] = field(default_factory=list)
+    groups: tuple[str, ...] = PUBLIC_GROUPS
 
     def sentence_text(self, index: int) -> str:
         start, end = self.sentences[index]

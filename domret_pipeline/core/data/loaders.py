@@ -19,6 +19,7 @@ from typing import Iterator, Literal
 
 from ..errors import QUARANTINE_HINT, InputDataError, RowIssue
 from .documents import Document, Evidence, locate_sentences, split_sentences
+from .groups import GroupRule
 
 OnBadRows = Literal["fail", "quarantine"]
 CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "folder"]
@@ -107,9 +108,10 @@ def load_corpus(
     text_field: str = "text",
     title_field: str = "title",
     on_bad_rows: OnBadRows = "fail",
+    groups: GroupRule = GroupRule(),
 ) -> CorpusLoad:
     """Load and validate a corpus. Raises :class:`InputDataError` on bad rows (unless quarantined)
-    and always on an empty corpus."""
+    and always on an empty corpus; ``groups`` gives each document its access groups."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus not found: {path}")
@@ -156,18 +158,19 @@ def load_corpus(
                 continue
         else:
             spans = split_sentences(text)
+        access = groups.checked(doc_id, row, issues, file, number)
+        if access is None:
+            continue
         first_line_of[doc_id] = number
         key = " ".join(text.lower().split())
         if key in first_id_of_text:
             duplicate_texts.append((doc_id, first_id_of_text[key]))
         else:
             first_id_of_text[key] = doc_id
-        documents.append(Document(doc_id=doc_id, text=text, title=title, sentences=spans))
+        documents.append(Document(doc_id=doc_id, text=text, title=title, sentences=spans, groups=access))
 
     if not documents:
-        raise InputDataError(
-            issues + [RowIssue(str(path), 0, "the corpus holds no valid document")]
-        )
+        raise InputDataError(issues + [RowIssue(str(path), 0, "the corpus holds no valid document")])
     _finish(issues, on_bad_rows)
     return CorpusLoad(documents, issues, duplicate_texts, source=str(path))
 
@@ -351,10 +354,8 @@ def load_evidence(
         ):
             issues.append(RowIssue(str(path), number, "'sentences' must be a non-empty list of integers", qid))
         elif did in documents and not all(0 <= s < len(documents[did].sentences) for s in sentences):
-            issues.append(
-                RowIssue(str(path), number, f"sentence index out of range for document {did!r} "
-                         f"({len(documents[did].sentences)} sentences)", qid)
-            )
+            issues.append(RowIssue(str(path), number, f"sentence index out of range for document {did!r} "
+                                   f"({len(documents[did].sentences)} sentences)", qid))
         else:
             evidence.append(Evidence(qid, did, str(row.get("label", "SUPPORT")), tuple(sorted(set(sentences)))))
     return evidence

@@ -8,6 +8,7 @@ from typing import Iterable
 
 from .chunking import Chunk
 from .documents import Document, Evidence
+from .groups import PUBLIC_GROUPS
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
@@ -27,13 +28,18 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_documents(path: Path, documents: Iterable[Document]) -> int:
     return write_jsonl(
         path,
-        ({"doc_id": d.doc_id, "title": d.title, "text": d.text, "sentences": [list(s) for s in d.sentences]} for d in documents),
+        ({"doc_id": d.doc_id, "title": d.title, "text": d.text, "sentences": [list(s) for s in d.sentences],
+          "groups": list(d.groups)} for d in documents),
     )
 
 
 def read_documents(path: Path) -> list[Document]:
+    """Documents as :func:`write_documents` wrote them; rows from before access control (no
+    ``groups``) read as public."""
     return [
-        Document(r["doc_id"], r["text"], r["title"], [tuple(s) for s in r["sentences"]]) for r in read_jsonl(path)
+        Document(r["doc_id"], r["text"], r["title"], [tuple(s) for s in r["sentences"]],
+                 tuple(r.get("groups", PUBLIC_GROUPS)))
+        for r in read_jsonl(path)
     ]
 
 
@@ -42,7 +48,7 @@ def write_chunks(path: Path, chunks: Iterable[Chunk]) -> int:
 
 
 def read_chunks(path: Path) -> list[Chunk]:
-    return [Chunk(**r) for r in read_jsonl(path)]
+    return [Chunk.from_dict(r) for r in read_jsonl(path)]
 
 
 def write_evidence(path: Path, evidence: Iterable[Evidence]) -> int:

@@ -190,6 +190,15 @@ def to_markdown(report: dict) -> str:
     if n:
         parts.append(f"{n} of these queries have relevant documents but no evidence sentences: the right end-to-end "
                      "answer for them is to abstain.")
+    principal = report["info"].get("principal")
+    if principal and principal != ["public"]:  # reports from before access control, or public: nothing to say
+        hidden = report["info"].get("judgements_not_readable", 0)
+        parts.append(f"Every system searched and answered as the principal {', '.join(principal)}"
+                     + (f"; {hidden} judgements name documents it may not read, counted as misses." if hidden else "."))
+    elif report["info"].get("judgements_not_readable"):
+        parts.append(f"Every system searched as a request without a principal (public documents only): "
+                     f"{report['info']['judgements_not_readable']} judgements name documents it may not read, "
+                     "counted as misses (set evaluation_report.principal to evaluate as a principal).")
     return "\n\n".join(parts)
 
 

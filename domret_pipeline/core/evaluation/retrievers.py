@@ -47,12 +47,15 @@ def evaluate_retrieval(
     latency_queries: int = 100,
     batch_size: int = 64,
     significance_metrics: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100"),
+    principal=None,
 ) -> tuple[dict, dict[str, dict[str, dict[str, float]]], dict]:
     """Returns (report, per-query metrics per system, raw arrays for plots).
 
     The first dense system is the baseline: significance tests compare every other dense
     system with it, and the *hard-negative slice* is the queries where it ranked a
-    non-relevant chunk's document above every relevant document (its first hit is not at rank 1)."""
+    non-relevant chunk's document above every relevant document (its first hit is not at rank 1).
+    Every system ranks as ``principal`` (None: public only); the embedding diagnostics read the
+    vectors themselves, and are aggregates."""
     qrels = labels.qrels_for(split)
     qids = sorted(qrels)
     if not qids:
@@ -65,11 +68,12 @@ def evaluate_retrieval(
     # query vectors are encoded once: widening and the diagnostics reuse them.
     latency_depth = min(k_docs * 2, n_chunks)
     pipelines = {"bm25": SearchPipeline(chunks, None, None, ServingConfig("bm25", depth=latency_depth), bm25,
-                                        batch_size=batch_size)}
+                                        batch_size=batch_size, principal=principal)}
     query_vectors = {}
     for system in dense:
         pipelines[system.name] = SearchPipeline(chunks, system.index, system.encoder,
-                                                ServingConfig("dense", depth=latency_depth), batch_size=batch_size)
+                                                ServingConfig("dense", depth=latency_depth), batch_size=batch_size,
+                                                principal=principal)
         query_vectors[system.name] = pipelines[system.name].encode_queries(texts)
     runs = {name: top_documents(lambda k, p=pipeline, v=query_vectors.get(name): p.rankings(texts, k, v),
                                 chunk_to_doc, n_chunks, k_docs)

@@ -50,15 +50,15 @@ def as_variants(reranker) -> dict:
 def collect_rankings(
     qids: list[str], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
-    progress=None,
+    progress=None, principal=None,
 ) -> SplitRankings:
     """One run of the served pipeline's stages for every configuration of a grid: dense and
     hybrid first stages, and each reranker variant over the union of their top
     ``max_candidates`` chunks. ``reranker``: one model, or models by variant (see
     :func:`as_variants`). ``progress`` (a :class:`.progress.Progress` over queries x variants)
-    is advanced as they are scored."""
+    is advanced as they are scored. ``principal``: who the queries run as (None: public only)."""
     pipeline = SearchPipeline(chunks, index, encoder, ServingConfig("hybrid", depth=depth, rrf_k=rrf_k), bm25,
-                              with_title=with_title, batch_size=batch_size)
+                              with_title=with_title, batch_size=batch_size, principal=principal)
     stages = pipeline.run_stages([queries[q] for q in qids], first_stages=("dense", "hybrid"),
                                  candidates=max_candidates, rerankers=as_variants(reranker),
                                  depth=max(depth, max_candidates), progress=progress)
@@ -171,11 +171,12 @@ def score_all(qrels, rankings: SplitRankings, configs: list[ServingConfig], chun
 
 def evaluate_serving(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
-    serving: dict, latency_queries: int = 100, with_title: bool = True,
+    serving: dict, latency_queries: int = 100, with_title: bool = True, principal=None,
 ) -> tuple[dict, dict[str, dict[str, dict[str, float]]]]:
     """Every configuration family at its dev-chosen settings, and the served configuration, on
     one (frozen) split; plus per-stage latency of the served pipeline and of the full one
-    (hybrid + rerank), one query at a time. ``serving`` is the ``serving.json`` document."""
+    (hybrid + rerank), one query at a time. ``serving`` is the ``serving.json`` document;
+    ``principal`` who the queries run as (None: public only)."""
     from ..evaluation.significance import paired_test
 
     dev_rows = serving["dev"]["table"]
@@ -191,7 +192,7 @@ def evaluate_serving(
     qids = sorted(qrels)
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25,
                                 {v: m for v, m in rerankers.items() if v in needed}, max_candidates, served.depth,
-                                served.rrf_k, with_title)
+                                served.rrf_k, with_title, principal=principal)
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     per_query = {name: evaluate_config(qrels, rankings, c, chunk_to_doc) for name, c in evaluated.items()}
     rows = {
@@ -214,7 +215,8 @@ def evaluate_serving(
                 rerank_precision=full_variant.rerank_precision, rerank_max_length=full_variant.rerank_max_length)
         for name, config in setups.items():
             pipeline = SearchPipeline(chunks, index, encoder, config, bm25,
-                                      rerankers[config.variant()] if config.rerank else None, with_title)
+                                      rerankers[config.variant()] if config.rerank else None, with_title,
+                                      principal=principal)
             latency[name] = {"config": config.label(), "stages": time_pipeline(pipeline, timed)}
     report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
               "significance_vs_dense": significance, "latency": latency,
@@ -226,7 +228,7 @@ def select_on_dev(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
     min_gain: float = 0.0, with_title: bool = True, budget_ms: float | None = None, budget_queries: int = 30,
-    progress_sink=None, score_over_budget: bool = True,
+    progress_sink=None, score_over_budget: bool = True, principal=None,
 ) -> tuple[ServingConfig, dict[str, dict]]:
     """Time the reranking configurations one query at a time when there is a latency budget,
     rule out those over it, score the grid on the dev split and choose; returns (chosen, scored
@@ -235,7 +237,8 @@ def select_on_dev(
     ``reranker``: one model, or models by variant key (precision/token limit): each variant is
     a dimension of the grid. ``score_over_budget`` False skips the dev pass of the variants
     whose every configuration is over the budget (their ``metrics`` are None): on a CPU that
-    pass is most of this step's time, and those variants cannot be chosen anyway."""
+    pass is most of this step's time, and those variants cannot be chosen anyway. ``principal``:
+    who the dev queries run as (None: public only)."""
     from ..progress import Progress
 
     if not qrels:
@@ -250,7 +253,8 @@ def select_on_dev(
         timed = [queries[q] for q in qids[:budget_queries]]
         groups = len({timing_group(c) for c in configs})
         latency = time_reranking(
-            configs, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title),
+            configs, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title,
+                                              principal=principal),
             timed, Progress("serving_config: timing configurations", groups, "configurations", progress_sink))
         excluded = over_budget(configs, latency, budget_ms)
     scored_variants = rerankers if score_over_budget else {
@@ -258,7 +262,7 @@ def select_on_dev(
     progress = Progress("serving_config: reranking dev candidates", len(qids) * len(scored_variants), "query passes",
                         progress_sink) if scored_variants else None
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, scored_variants, max(candidates),
-                                depth, rrf_k, with_title, progress=progress)
+                                depth, rrf_k, with_title, progress=progress, principal=principal)
     scored = score_all(qrels, rankings, [c for c in configs if not c.rerank or c.variant() in scored_variants],
                        {c.chunk_id: c.doc_id for c in chunks})
     for config in configs:

@@ -25,6 +25,14 @@ Stages, per query batch:
 A ``bm25`` first stage (BM25 alone) is the lexical baseline the report scores; the dev choice
 never serves it.
 
+**Access control.** Every search runs as a principal (``core.retrieval.access``): the one it
+names, else the pipeline's (public only, unless an evaluation built the pipeline to run as
+another). Chunks the principal may not read are filtered inside the indexes (FAISS and BM25
+get a visibility mask), then every stage's output, the reranker's head and the results are
+checked again against the chunks' own groups, so a bug in one layer does not leak a passage.
+When the principal may read every chunk, none of this runs: the ranking is the one computed
+before access control existed.
+
 Every stage is timed per batch (seconds), so the cost of reranking is visible next to its gain.
 """
 
@@ -36,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..data.chunking import Chunk, passage_text
+from ..data.groups import PUBLIC_GROUPS
+from ..retrieval.access import ChunkAccess, GroupTable, Principal, check_same_groups
 from ..retrieval.encoder import encode
 
 
@@ -104,6 +114,7 @@ class SearchHit:
     end: int
     text: str
     scores: dict[str, float]
+    groups: tuple[str, ...] = PUBLIC_GROUPS  # the access groups of its document
 
 
 @dataclass
@@ -169,6 +180,7 @@ class StageOutputs:
     rerank: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # variant -> per query: chunk -> logit
     query_vectors: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage for the batch
+    principal: Principal | None = None  # who the stages ran as (None: the pipeline's principal)
 
     def first(self, first_stage: str) -> list[list[tuple[str, float]]]:
         rankings = {"dense": self.dense, "hybrid": self.hybrid, "bm25": self.lexical}[first_stage]
@@ -233,10 +245,13 @@ PAIRS_PER_CALL = 512
 
 class SearchPipeline:
     """Loaded artifacts plus a :class:`ServingConfig`; ``search`` runs the stages for users,
-    ``run_stages`` and ``rankings`` give the evaluations the same stages, batched."""
+    ``run_stages`` and ``rankings`` give the evaluations the same stages, batched.
+
+    ``principal``: who a call that names none runs as; public only by default (what a user
+    request without a principal sees). An evaluation that runs as a principal passes it here."""
 
     def __init__(self, chunks: list[Chunk], index, encoder, config: ServingConfig, bm25=None, reranker=None,
-                 with_title: bool = True, batch_size: int = 32):
+                 with_title: bool = True, batch_size: int = 32, principal=None):
         if config.first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, not {config.first_stage!r}")
         if config.first_stage in ("hybrid", "bm25") and bm25 is None:
@@ -247,38 +262,63 @@ class SearchPipeline:
         self.index, self.encoder, self.config = index, encoder, config
         self.bm25, self.reranker = bm25, reranker
         self.with_title, self.batch_size = with_title, batch_size
+        self.principal = Principal.of(principal)
+        self._position = {c: i for i, c in enumerate(self.chunks)}
+        self._groups = GroupTable([c.groups for c in self.chunks.values()])
+        self._restrictions: dict[frozenset[str], ChunkAccess | None] = {}
+        for what, store in (("dense index", index), ("BM25 index", bm25)):  # access is decided by both: they must agree
+            if isinstance(getattr(store, "groups", None), GroupTable):
+                check_same_groups(store.groups, store.chunk_ids, self.chunks, what)
+
+    def restriction(self, principal=None) -> ChunkAccess | None:
+        """What ``principal`` (None: the pipeline's) may read; None when it may read every chunk."""
+        who = self.principal if principal is None else Principal.of(principal)
+        if who.groups not in self._restrictions:
+            mask = self._groups.mask(who)
+            self._restrictions[who.groups] = None if mask is None else ChunkAccess(self._position, mask)
+        return self._restrictions[who.groups]
 
     def encode_queries(self, queries: list[str]) -> np.ndarray:
         return encode(self.encoder, queries, self.batch_size)
 
     def run_stages(self, queries: list[str], *, first_stages: tuple[str, ...] | None = None,
                    candidates: int | None = None, rerankers: dict | None = None, depth: int | None = None,
-                   lexical: bool = False, query_vectors: np.ndarray | None = None, progress=None) -> StageOutputs:
+                   lexical: bool = False, query_vectors: np.ndarray | None = None, progress=None,
+                   principal=None) -> StageOutputs:
         """Run the stages once for every query. By default those of the served configuration;
         an evaluation may ask for several ``first_stages`` at once, the reranker ``rerankers``
         (variant key -> model) over the union of their top ``candidates``, BM25 even where no
         first stage reads it (``lexical``), and pass ``query_vectors`` it already encoded.
         ``progress`` (a :class:`.progress.Progress` over queries x variants) follows the
-        reranker, the slow stage on a CPU."""
+        reranker, the slow stage on a CPU. ``principal``: who the queries run as (None: the
+        pipeline's principal); every stage returns only what it may read."""
         config = self.config
+        who = self.principal if principal is None else Principal.of(principal)
+        access = self.restriction(who)
         first_stages = tuple(first_stages or (config.first_stage,))
         if candidates is None:
             candidates = config.candidates if config.rerank else 0
         if rerankers is None:
             rerankers = {config.variant(): self.reranker} if config.rerank else {}
         depth = depth or max(config.retrieval_depth(), candidates)
-        stages = StageOutputs(list(queries), depth, config.rrf_k)
+        stages = StageOutputs(list(queries), depth, config.rrf_k, principal=who)
         timings = stages.timings
         if {"dense", "hybrid"} & set(first_stages):
             started = time.perf_counter()
             stages.query_vectors = self.encode_queries(queries) if query_vectors is None else query_vectors
-            stages.dense = self.index.search(stages.query_vectors, depth)
+            if access is None:
+                stages.dense = self.index.search(stages.query_vectors, depth)
+            else:  # filtered inside FAISS, then verified
+                stages.dense = access.only(self.index.search(stages.query_vectors, depth, visible=access.over(self.index)))
             timings["ann"] = time.perf_counter() - started
         if lexical or {"hybrid", "bm25"} & set(first_stages):
             if self.bm25 is None:
                 raise ValueError("the BM25 stage was asked for but the pipeline has no BM25 index")
             started = time.perf_counter()
-            stages.lexical = self.bm25.search(queries, depth)
+            if access is None:
+                stages.lexical = self.bm25.search(queries, depth)
+            else:  # masked inside bm25s, then verified
+                stages.lexical = access.only(self.bm25.search(queries, depth, visible=access.over(self.bm25)))
             timings["bm25"] = time.perf_counter() - started
         if "hybrid" in first_stages:
             started = time.perf_counter()
@@ -286,7 +326,8 @@ class SearchPipeline:
             timings["fusion"] = time.perf_counter() - started
         if rerankers and candidates > 0:
             started = time.perf_counter()
-            heads = [list(dict.fromkeys(c for f in first_stages for c, _ in stages.first(f)[i][:candidates]))
+            heads = [list(dict.fromkeys(c for f in first_stages for c, _ in stages.first(f)[i][:candidates]
+                                        if access is None or access.readable(c)))  # the reranker re-checks
                      for i in range(len(stages.queries))]
             for variant, model in rerankers.items():
                 stages.rerank[variant] = self._score_heads(model, stages.queries, heads, progress)
@@ -312,28 +353,37 @@ class SearchPipeline:
         """The served configuration's top ``top_n`` hits of each query, from stage outputs it
         ran (ranked as deep as they ran, as ``search`` does)."""
         top_n = top_n or self.config.top_n
+        access = self.restriction(stages.principal)
         results = []
         for position, query in enumerate(stages.queries):
             hits = []
-            for rank, cand in enumerate(final_ranking(stages, position, self.config, stages.depth)[:top_n], start=1):
+            ranked = final_ranking(stages, position, self.config, stages.depth)
+            if access is not None:  # the last check before anything leaves the pipeline
+                ranked = [cand for cand in ranked if access.readable(cand.chunk_id)]
+            for rank, cand in enumerate(ranked[:top_n], start=1):
                 chunk = self.chunks[cand.chunk_id]
                 hits.append(SearchHit(rank, chunk.chunk_id, chunk.doc_id, chunk.title, chunk.start, chunk.end,
-                                      chunk.text, cand.scores))
+                                      chunk.text, cand.scores, chunk.groups))
             results.append(SearchResult(query, hits, dict(stages.timings)))
         return results
 
-    def search(self, queries: list[str], top_n: int | None = None) -> list[SearchResult]:
+    def search(self, queries: list[str], top_n: int | None = None, principal=None) -> list[SearchResult]:
+        """The top ``top_n`` hits of each query that ``principal`` (a :class:`Principal` or its
+        groups; None: the pipeline's, public only by default) may read."""
         top_n = top_n or self.config.top_n
         started = time.perf_counter()
-        results = self.results(self.run_stages(queries, depth=max(self.config.retrieval_depth(), top_n)), top_n)
+        stages = self.run_stages(queries, depth=max(self.config.retrieval_depth(), top_n), principal=principal)
+        results = self.results(stages, top_n)
         total = time.perf_counter() - started
         for result in results:
             result.timings["total"] = total
         return results
 
-    def rankings(self, queries: list[str], depth: int | None = None,
-                 query_vectors: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+    def rankings(self, queries: list[str], depth: int | None = None, query_vectors: np.ndarray | None = None,
+                 principal=None) -> list[list[tuple[str, float]]]:
         """Every query's served ranking, ``depth`` chunks deep (the configuration's own depth by
         default), as (chunk id, final score): what ``search`` returns, uncut, for evaluations."""
-        stages = self.run_stages(queries, depth=depth, query_vectors=query_vectors)
-        return [final_order(stages, i, self.config, stages.depth) for i in range(len(stages.queries))]
+        stages = self.run_stages(queries, depth=depth, query_vectors=query_vectors, principal=principal)
+        ranked = [final_order(stages, i, self.config, stages.depth) for i in range(len(stages.queries))]
+        access = self.restriction(stages.principal)
+        return ranked if access is None else access.only(ranked)
