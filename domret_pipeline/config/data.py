@@ -1,0 +1,104 @@
+"""Run config of the corpus, label and index assets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Optional
+
+import dagster as dg
+from pydantic import Field
+
+from .base import SAMPLE_DIR
+
+
+class CorpusConfig(dg.Config):
+    path: str = Field(
+        default=str(SAMPLE_DIR / "corpus.jsonl"),
+        description="BEIR corpus.jsonl (or its folder), a CSV/TSV/Parquet file, or a folder of .txt/.md files.",
+    )
+    format: Literal["auto", "jsonl", "csv", "parquet", "folder"] = "auto"
+    id_field: str = Field(default="_id", description="Column/field holding the document id.")
+    text_field: str = Field(default="text", description="Column/field holding the document text.")
+    title_field: str = Field(default="title", description="Column/field holding the title (optional).")
+    on_bad_rows: Literal["fail", "quarantine"] = Field(
+        default="fail", description="'fail' stops on the first bad file; 'quarantine' sets bad rows aside and reports them."
+    )
+    # Access control (core/data/groups.py): groups from the field, else a path prefix, else the default.
+    groups_field: Optional[str] = Field(default=None, description="Field/column of a document's access groups (a list, "
+                                        "or names separated by , ; |).")
+    path_groups: dict[str, list[str]] = Field(default={}, description="Path prefix -> access groups (the longest "
+                                              "prefix of the id wins; a folder corpus's id is the relative path).")
+    default_groups: list[str] = Field(default=["public"], description="Groups of documents that get none from the field "
+                                      "or a path rule; 'public' is readable by every request.")
+
+
+class ChunkingConfig(dg.Config):
+    chunk_tokens: int = Field(default=200, description="Token budget of a chunk (model tokenizer, no special tokens).")
+    overlap_tokens: int = Field(default=32, description="Tokens of trailing sentences repeated at the start of the next chunk.")
+
+
+class LabelsConfig(dg.Config):
+    queries_path: str = str(SAMPLE_DIR / "queries.jsonl")
+    qrels_path: str = Field(default=str(SAMPLE_DIR / "qrels"), description="A qrels TSV, or a folder of them.")
+    evidence_path: Optional[str] = Field(
+        default=str(SAMPLE_DIR / "evidence.jsonl"), description="Sentence-level evidence (optional)."
+    )
+    dev_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_salt: str = Field(default="domret", description="Changing it re-draws every split; keep it fixed.")
+    frozen_test_queries_path: Optional[str] = Field(
+        default=None, description="External frozen test queries; replaces the hashed test split."
+    )
+    frozen_test_qrels_path: Optional[str] = None
+    frozen_test_evidence_path: Optional[str] = None
+    drop_train_repeats_of_frozen_test: bool = Field(
+        default=False,
+        description="Drop train/dev queries whose text repeats a test query (the test split stays whole); "
+        "counted and listed in the metadata. Off: such repeats fail the frozen_split_is_clean check.",
+    )
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    use_feedback: bool = Field(default=False, description="Merge feedback labels from the feedback store into the train split.")
+    feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
+    training_principal: Optional[list[str]] = Field(default=None, description="Access groups training reads as (None: "
+                                                    "public only); core/training/access.py says where it applies.")
+
+
+class _DenseIndexConfig(dg.Config):
+    exact_max_vectors: int = Field(default=50_000, description="Up to this many chunks the index is exact (flat).")
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto",
+        description="Inference precision of the encoder: auto serves the fastest path that loses at most "
+        "max_precision_loss dev nDCG@10 against fp32 on this machine (parity check), else fp32.",
+    )
+    max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
+    parity_pool_chunks: int = Field(
+        default=1000, description="Chunks in the parity check's dev pool: the dev queries' relevant chunks plus a sample."
+    )
+    use_embedding_cache: bool = Field(
+        default=True, description="Read and extend the embedding cache (encoder hash, precision, text): encode only new chunks.",
+    )
+
+
+class IndexConfig(_DenseIndexConfig):
+    """``base_faiss_index``. Its ``with_title`` is the run's one source of how a passage is
+    rendered: its manifest records it, and the training rows, the dev sets, the tuned index,
+    the reranker and the serving bundle all take it from there."""
+
+    with_title: bool = Field(default=True, description="Encode each chunk with its document title in front.")
+
+
+class TunedIndexConfig(_DenseIndexConfig):
+    """``faiss_index``: as the base index, except that passages are rendered as the base index
+    rendered them (the checkpoint was trained on those texts)."""
+
+    with_title: Optional[bool] = Field(
+        default=None, description="Leave unset: the base index's with_title (the checkpoint was trained on those texts). "
+        "A value that disagrees with it is an error.",
+    )
+
+
+class BM25Config(dg.Config):
+    k1: float = 1.2
+    b: float = 0.75
