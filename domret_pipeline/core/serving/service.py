@@ -1,0 +1,171 @@
+"""A served request: one search, or one answer, for a principal, timed and audited.
+
+:class:`Service` wraps an opened serving bundle. ``search`` runs the bundle's pipeline for one
+query; ``answer`` runs the same search and then the bundle's answer step exactly as the
+evaluation does (the bundle's :class:`~..answers.extractive.AnswerSettings`, its recorded
+sentence scorer, :func:`~..answers.extractive.extractive_answer` on the served hits), so what a
+user is answered is what was measured. Each call returns a :class:`Served` (a request id at
+once, the hits, the answer, the latency of every stage) and hands one
+:class:`~..audit.store.AuditRecord` of exactly that to the audit writer, which never fails
+or holds up the request (see :mod:`..audit.writer`).
+
+The principal (the groups a request is served as) is recorded in every row. Filtering by it
+belongs to the retrieval stages (issue 15, item 1); :meth:`Service._retrieve` is the one
+place it is handed to the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..answers.citation_metrics import Answer
+from ..answers.extractive import AnswerSettings, extractive_answer
+from ..audit.store import AuditRecord, query_sha256, utc_stamp
+from .bundle import OpenBundle
+from .search import SearchResult
+
+
+@dataclass
+class ServedFrom:
+    """Which bundle serves, as the audit trail names it: the ``serving_config`` artifact's path
+    and content hash, the registry version when the champion serves, and how it was chosen
+    (``champion``, ``latest``, ``run:<id>``, or ``bundle`` for a folder opened by hand)."""
+
+    path: str
+    sha256: str | None = None
+    registry_version: str | None = None
+    source: str = "bundle"
+
+
+@dataclass
+class Served:
+    """What one request returned: its ``request_id`` (the audit row's, known before the row is
+    written), the search result, the answer (``answer`` requests) and each stage's latency in
+    milliseconds (the pipeline's stages, ``answer``, and the request's ``total``)."""
+
+    request_id: str
+    kind: str
+    principal: list[str] | None
+    result: SearchResult
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    answer: Answer | None = None
+
+    def as_dict(self) -> dict:
+        return {"request_id": self.request_id, "kind": self.kind, "principal": self.principal, **self.result.as_dict(),
+                "latency_ms": self.latency_ms, "answer": self.answer.as_dict() if self.answer else None}
+
+
+def principal_groups(principal: Sequence[str] | str | None) -> list[str] | None:
+    """The principal as recorded: None (no principal given), else its groups, de-duplicated,
+    in order. A bare string is one group, not a sequence of one-letter groups."""
+    if principal is None:
+        return None
+    groups = [principal] if isinstance(principal, str) else list(principal)
+    if not all(isinstance(g, str) for g in groups):
+        raise TypeError(f"a principal is a sequence of group names, not {principal!r}")
+    return list(dict.fromkeys(groups))
+
+
+class Service:
+    """An opened bundle serving requests. ``audit`` is an :class:`~..audit.writer.AuditWriter`
+    (None: nothing is recorded); ``documents`` stands in for a bundle that does not name its
+    ``corpus_documents`` (answers need the sentences)."""
+
+    def __init__(self, opened: OpenBundle, served_from: ServedFrom | None = None, audit=None,
+                 documents: dict | None = None):
+        self.opened, self.pipeline = opened, opened.pipeline
+        self.served_from = served_from or ServedFrom(str(opened.folder))
+        self.audit = audit
+        self.documents = opened.documents or documents
+        self._scorer = None
+
+    @property
+    def audit_failures(self) -> int:
+        """Rows that could not be written (0 without an audit writer)."""
+        return self.audit.failures if self.audit is not None else 0
+
+    def search(self, query: str, principal: Sequence[str] | None = None, top_n: int | None = None) -> Served:
+        """The served pipeline's top ``top_n`` hits for ``query`` (the bundle's ``top_n`` by default)."""
+        groups = principal_groups(principal)
+        started = time.perf_counter()
+        result = self._retrieve(query, groups, top_n)
+        served = Served(_request_id(), "search", groups, result, _stage_ms(result))
+        served.latency_ms["total"] = (time.perf_counter() - started) * 1000
+        self._record(served)
+        return served
+
+    def answer(self, query: str, principal: Sequence[str] | None = None) -> Served:
+        """The bundle's answer to ``query``: cited sentences of the served hits, or an abstention."""
+        if self.documents is None:
+            raise ValueError(f"{self.opened.folder}: the bundle does not name its corpus_documents, "
+                             "so its sentences cannot be cited; pass documents= to the Service")
+        groups = principal_groups(principal)
+        started = time.perf_counter()
+        result = self._retrieve(query, groups, None)  # the served top_n, as the evaluation answers
+        request_id = _request_id()
+        answer_started = time.perf_counter()
+        if self._scorer is None:  # the selector or reranker loads on first use, not per request
+            self._scorer = self.opened.scorer()
+        answer = extractive_answer(request_id, query, result.hits, self.documents, self._scorer,
+                                   AnswerSettings.from_bundle(self.opened.bundle))
+        finished = time.perf_counter()
+        served = Served(request_id, "answer", groups, result, _stage_ms(result), answer)
+        served.latency_ms["answer"] = (finished - answer_started) * 1000
+        served.latency_ms["total"] = (finished - started) * 1000
+        self._record(served)
+        return served
+
+    def _retrieve(self, query: str, principal: list[str] | None, top_n: int | None) -> SearchResult:
+        """The one place a request reaches the ranking pipeline.
+
+        ACCESS CONTROL (issue 15, item 1): ``principal`` is recorded but not yet applied. When
+        ``SearchPipeline.search`` takes a principal, pass it on here (e.g.
+        ``self.pipeline.search([query], top_n, principal=principal)``); ``search`` and
+        ``answer`` both come through this method, and the answer step only reads the hits
+        returned here."""
+        return self.pipeline.search([query], top_n)[0]
+
+    def _record(self, served: Served) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.submit(self.record_of(served))
+        except Exception as error:  # noqa: BLE001 - building the row must not fail the request either
+            self.audit.count_failure(f"{type(error).__name__}: {error}")
+
+    def record_of(self, served: Served) -> AuditRecord:
+        """The audit row of a served request: exactly what it returned."""
+        answer = served.answer
+        hits = [{"rank": h.rank, "chunk_id": h.chunk_id, "doc_id": h.doc_id, "start": h.start, "end": h.end,
+                 "scores": {k: float(v) for k, v in h.scores.items()}} for h in served.result.hits]
+        citations = None
+        if answer is not None:
+            citations = [[doc, int(sentence)] for s in answer.sentences for doc, sentence in s.citations]
+        return AuditRecord(
+            request_id=served.request_id, kind=served.kind, query=served.result.query,
+            query_sha256=query_sha256(served.result.query), principal=served.principal,
+            served_from=self.served_from.source, serving=self.pipeline.config.label(),
+            bundle_path=self.served_from.path, bundle_sha256=self.served_from.sha256,
+            registry_version=self.served_from.registry_version, hits=hits, citations=citations,
+            abstained=answer.abstained if answer is not None else None,
+            evidence_score=float(answer.evidence_score) if answer is not None and answer.evidence_score is not None else None,
+            latency_ms=dict(served.latency_ms), created_at=utc_stamp(),
+        )
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write the queued audit rows (at most ``timeout`` seconds) and stop the writer."""
+        if self.audit is not None:
+            self.audit.close(timeout)
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _stage_ms(result: SearchResult) -> dict[str, float]:
+    """The pipeline's stage timings (ann, bm25, fusion, rerank) in milliseconds; the request's
+    own total is measured by the service around everything it did."""
+    return {stage: seconds * 1000 for stage, seconds in result.timings.items() if stage != "total"}
