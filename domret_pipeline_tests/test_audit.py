@@ -149,8 +149,9 @@ def test_answers_are_the_evaluations_and_their_rows_hold_citations_and_abstentio
         assert served.answer == expected
     assert not answered.answer.abstained and abstained.answer.abstained
     row = store.get(answered.request_id)
-    cited = [[doc, i] for s in answered.answer.sentences for doc, i in s.citations]
-    assert cited[0] == ["fl-a", 0] and row.citations == cited
+    cited = [{"doc_id": doc, "sentence": i, "score": s.score} for s in answered.answer.sentences for doc, i in s.citations]
+    assert (cited[0]["doc_id"], cited[0]["sentence"]) == ("fl-a", 0) and cited[0]["score"] == answered.answer.evidence_score
+    assert row.citations == cited
     assert row.kind == "answer" and row.abstained is False and row.evidence_score == answered.answer.evidence_score
     assert row.hits == served_hits(answered) and row.latency_ms == answered.latency_ms and "answer" in row.latency_ms
     row = store.get(abstained.request_id)
@@ -376,7 +377,8 @@ def test_the_champion_served_through_the_api_and_the_cli_is_audited(champion_hom
     assert (row.kind, row.principal, row.registry_version, row.served_from) == ("answer", ["ops"], "1", "champion")
     assert (row.bundle_path, row.bundle_sha256) == (champion.serving_config["path"], champion.serving_config["sha256"])
     assert row.hits == served_hits(answered) and row.abstained == answered.answer.abstained
-    assert row.citations == [[d, i] for s in answered.answer.sentences for d, i in s.citations]
+    assert row.citations == [{"doc_id": d, "sentence": i, "score": s.score} for s in answered.answer.sentences
+                             for d, i in s.citations]
     assert row.serving == opened.pipeline.config.label() and row.latency_ms == answered.latency_ms
     assert store.get(searched.request_id).hits == served_hits(searched)
 
@@ -389,7 +391,8 @@ def test_the_champion_served_through_the_api_and_the_cli_is_audited(champion_hom
         row = store.get(result["request_id"])
         assert (row.kind, row.served_from, row.registry_version, row.query) == ("answer", "latest", None, result["query"])
         assert [(h["chunk_id"], h["scores"]) for h in row.hits] == [(h["chunk_id"], h["scores"]) for h in result["hits"]]
-        assert row.citations == [c for s in result["answer"]["sentences"] for c in s["citations"]]
+        assert row.citations == [{"doc_id": d, "sentence": i, "score": s["score"]}
+                                 for s in result["answer"]["sentences"] for d, i in s["citations"]]
         assert row.abstained == result["answer"]["abstained"]
     assert main(["search", "Leeds forklift speed", "--answer", "--home", str(champion_home)]) == 0
     printed = capsys.readouterr().out

@@ -47,7 +47,7 @@ def row_lines(record) -> list[str]:
         if record.abstained:
             lines.append(f"      abstained (best evidence {evidence})")
         else:
-            cited = ", ".join(f"{doc}:{sentence}" for doc, sentence in record.citations or [])
+            cited = ", ".join(f"{c['doc_id']}:{c['sentence']}" for c in record.citations or [])
             lines.append(f"      cited: {cited or 'nothing'} (best evidence {evidence})")
     return lines
 

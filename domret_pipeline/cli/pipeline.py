@@ -172,7 +172,8 @@ def answer_lines(answer) -> list[str]:
     lines = [f"answer (best evidence {answer.evidence_score:.3f}):"]
     for sentence in answer.sentences:
         cites = ", ".join(f"{doc} sentence {i}" for doc, i in sentence.citations)
-        lines.append(f"  - {' '.join(sentence.text.split())} [{cites}]")
+        score = f", score {sentence.score:.3f}" if getattr(sentence, "score", None) is not None else ""
+        lines.append(f"  - {' '.join(sentence.text.split())} [{cites}{score}]")
     return lines
 
 

@@ -17,8 +17,8 @@ A row records what an incident review needs and nothing it would have to guess:
   configuration's label (a caller may switch the reranker off);
 - the hits as served: rank, chunk and document id, span, and every stage's score the hit
   carried (dense, bm25, rrf, rerank, final);
-- for an answer, the cited spans ``(document id, sentence index)``, whether it abstained and
-  its evidence score; for a search these are NULL;
+- for an answer, the cited spans (document id, sentence index, and the answer step's score of
+  that sentence), whether it abstained and its evidence score; for a search these are NULL;
 - the latency of each stage in milliseconds.
 
 Rows are append-only; :meth:`AuditStore.purge` deletes those older than a retention period.
@@ -101,7 +101,7 @@ class AuditRecord:
     bundle_sha256: str | None = None
     registry_version: str | None = None
     hits: list[dict] = field(default_factory=list)
-    citations: list[list] | None = None  # [[doc id, sentence index], ...] in answer order
+    citations: list[dict] | None = None  # [{"doc_id", "sentence", "score"}, ...] in answer order
     abstained: bool | None = None
     evidence_score: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)

@@ -143,7 +143,8 @@ class Service:
                  "scores": {k: float(v) for k, v in h.scores.items()}} for h in served.result.hits]
         citations = None
         if answer is not None:
-            citations = [[doc, int(sentence)] for s in answer.sentences for doc, sentence in s.citations]
+            citations = [{"doc_id": doc, "sentence": int(sentence), "score": _float(getattr(s, "score", None))}
+                         for s in answer.sentences for doc, sentence in s.citations]
         return AuditRecord(
             request_id=served.request_id, kind=served.kind, query=served.result.query,
             query_sha256=query_sha256(served.result.query), principal=served.principal,
@@ -151,7 +152,7 @@ class Service:
             bundle_path=self.served_from.path, bundle_sha256=self.served_from.sha256,
             registry_version=self.served_from.registry_version, hits=hits, citations=citations,
             abstained=answer.abstained if answer is not None else None,
-            evidence_score=float(answer.evidence_score) if answer is not None and answer.evidence_score is not None else None,
+            evidence_score=_float(answer.evidence_score) if answer is not None else None,
             latency_ms=dict(served.latency_ms), created_at=utc_stamp(),
         )
 
@@ -159,6 +160,10 @@ class Service:
         """Write the queued audit rows (at most ``timeout`` seconds) and stop the writer."""
         if self.audit is not None:
             self.audit.close(timeout)
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def _request_id() -> str:
