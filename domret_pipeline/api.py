@@ -111,10 +111,11 @@ def load_service(home: str | Path | None = None, run_id: str | None = None, rera
     return Service(opened, served_from, writer)
 
 
-def answer(query: str, principal: list[str] | None = None, home: str | Path | None = None,
+def answer(query: str, principal=None, home: str | Path | None = None,
            run_id: str | None = None, latest: bool = False) -> Served:
-    """One audited answer from the champion (or a named run's, or the latest bundle). Loads
-    the bundle on every call: keep a :func:`load_service` for more than one."""
+    """One audited answer from the champion (or a named run's, or the latest bundle), as
+    ``principal`` (its groups; None: public documents only). Loads the bundle on every call:
+    keep a :func:`load_service` for more than one."""
     service = load_service(home, run_id, latest=latest)
     try:
         return service.answer(query, principal)

@@ -31,7 +31,9 @@ TEXTS = {
     "slo-a": ("checkout-api SLO", ["The checkout-api availability objective is 99.9%.", "Exceptions need the SRE lead."]),
     "fl-a": ("Forklifts at Leeds", ["Forklifts at Leeds drive at most 8 km/h in aisles.", "Batteries charge in Bay C."]),
     "fl-b": ("Forklifts at Lyon", ["Forklifts at Lyon drive at most 6 km/h in aisles.", "Batteries charge in Zone 4."]),
+    "pay-leeds": ("Leeds forklift driver pay", ["Forklift drivers at Leeds earn pay band B.", "Pay reviews are in March."]),
 }
+GROUPS = {"pay-leeds": ("hr",)}  # the best match for Leeds forklift questions, readable by hr only
 VOCAB = sorted({w for _, sentences in TEXTS.values() for s in sentences for w in re.findall(r"[a-z0-9-]+", s.lower())})
 
 
@@ -53,16 +55,18 @@ class KeywordEncoder:
 
 
 class FixedIndex:
+    """A fixed ranking over its positions (``chunk_ids``), masked as FAISS is by ``visible``."""
+
     def __init__(self, ranking):
-        self.ranking = ranking
+        self.ranking, self.chunk_ids = ranking, [c for c, _ in ranking]
 
-    def search(self, vectors, k):
-        return [self.ranking[:k] for _ in range(len(vectors))]
+    def search(self, vectors, k, visible=None):
+        ranking = [(c, s) for i, (c, s) in enumerate(self.ranking) if visible is None or visible[i]]
+        return [ranking[:k] for _ in range(len(vectors))]
 
 
-class FixedBM25:
-    def search(self, queries, k):
-        return [[("fl-a#0", 7.0), ("slo-a#0", 1.0)][:k] for _ in queries]
+def fixed_bm25():
+    return FixedIndex([("pay-leeds#0", 9.0), ("fl-a#0", 7.0), ("slo-a#0", 1.0)])
 
 
 class KeywordReranker:
@@ -78,17 +82,17 @@ def documents() -> dict[str, Document]:
             start = len(text) + (1 if text else 0)
             text = f"{text} {sentence}" if text else sentence
             spans.append((start, start + len(sentence)))
-        docs[doc_id] = Document(doc_id, text, title, spans)
+        docs[doc_id] = Document(doc_id, text, title, spans, groups=GROUPS.get(doc_id, ("public",)))
     return docs
 
 
 def opened_bundle(tmp_path, threshold: float = 0.3) -> OpenBundle:
     """A hybrid, reranked bundle: its hits carry dense, bm25, rrf, rerank and final scores."""
     docs = documents()
-    chunks = [Chunk(f"{d}#0", d, 0, 0, len(doc.text), 0, 1, 12, doc.text, doc.title) for d, doc in docs.items()]
+    chunks = [Chunk(f"{d}#0", d, 0, 0, len(doc.text), 0, 1, 12, doc.text, doc.title, doc.groups) for d, doc in docs.items()]
     config = ServingConfig("hybrid", rerank=True, candidates=3, fusion_weight=1.0, depth=10, top_n=3)
-    index = FixedIndex([("fl-b#0", 0.9), ("fl-a#0", 0.8), ("slo-a#0", 0.1)])
-    encoder, bm25, reranker = KeywordEncoder(), FixedBM25(), KeywordReranker()
+    index = FixedIndex([("pay-leeds#0", 0.95), ("fl-b#0", 0.9), ("fl-a#0", 0.8), ("slo-a#0", 0.1)])
+    encoder, bm25, reranker = KeywordEncoder(), fixed_bm25(), KeywordReranker()
     pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker)
     bundle = {"config": config.as_dict(),
               "answer": {"passages": 2, "max_sentences": 2, "threshold": threshold, "scorer": "encoder"}}
@@ -106,7 +110,7 @@ def service_with_store(tmp_path, query_mode: str = "text", **writer_args):
 
 def served_hits(served) -> list[dict]:
     return [{"rank": h.rank, "chunk_id": h.chunk_id, "doc_id": h.doc_id, "start": h.start, "end": h.end,
-             "scores": h.scores} for h in served.result.hits]
+             "groups": list(h.groups), "scores": h.scores} for h in served.result.hits]
 
 
 def test_the_row_of_a_search_holds_exactly_what_was_served(tmp_path):
@@ -118,7 +122,7 @@ def test_the_row_of_a_search_holds_exactly_what_was_served(tmp_path):
     assert [r.request_id for r in rows] == [served.request_id, other.request_id]  # one row per request
     row = store.get(served.request_id)
     assert row.id == rows[0].id and store.get(row.id).request_id == served.request_id
-    assert row.kind == "search" and row.principal == ["sre", "ops"] == served.principal
+    assert row.kind == "search" and row.principal == ["ops", "public", "sre"] == served.principal
     assert row.query == "Leeds forklift speed" and row.query_sha256 == hashlib.sha256(b"Leeds forklift speed").hexdigest()
     assert (row.bundle_path, row.bundle_sha256, row.registry_version, row.served_from) == (
         "/bundles/serving_config-abc", "ab" * 32, "7", "champion")
@@ -132,7 +136,7 @@ def test_the_row_of_a_search_holds_exactly_what_was_served(tmp_path):
     assert row.citations is None and row.abstained is None and row.evidence_score is None
     assert datetime.fromisoformat(row.created_at).tzinfo is not None
     second = store.get(other.request_id)
-    assert second.principal is None and len(second.hits) == 2 and second.hits == served_hits(other)
+    assert second.principal == ["public"] and len(second.hits) == 2 and second.hits == served_hits(other)
 
 
 def test_answers_are_the_evaluations_and_their_rows_hold_citations_and_abstentions(tmp_path):
@@ -145,7 +149,7 @@ def test_answers_are_the_evaluations_and_their_rows_hold_citations_and_abstentio
     for served in (answered, abstained):
         hits = opened.pipeline.search([served.result.query])[0].hits
         expected = extractive_answer(served.request_id, served.result.query, hits, opened.documents, opened.scorer(),
-                                     AnswerSettings.from_bundle(opened.bundle))
+                                     AnswerSettings.from_bundle(opened.bundle), opened.pipeline.principal)
         assert served.answer == expected
     assert not answered.answer.abstained and abstained.answer.abstained
     row = store.get(answered.request_id)
@@ -156,6 +160,28 @@ def test_answers_are_the_evaluations_and_their_rows_hold_citations_and_abstentio
     assert row.hits == served_hits(answered) and row.latency_ms == answered.latency_ms and "answer" in row.latency_ms
     row = store.get(abstained.request_id)
     assert row.abstained is True and row.citations == [] and row.evidence_score == abstained.answer.evidence_score
+
+
+def test_the_principal_decides_what_is_served_and_the_row_records_it(tmp_path):
+    service, store = service_with_store(tmp_path)
+    public = service.search("Leeds forklift driver pay")
+    hr = service.search("Leeds forklift driver pay", principal=["hr"])
+    public_answer = service.answer("forklift drivers at Leeds earn")
+    hr_answer = service.answer("forklift drivers at Leeds earn", principal="hr")
+    assert service.audit.flush() and service.audit_failures == 0
+    assert "pay-leeds#0" not in [h.chunk_id for h in public.result.hits]
+    assert "pay-leeds#0" in [h.chunk_id for h in hr.result.hits]
+    for served in (public, hr, public_answer, hr_answer):
+        row = store.get(served.request_id)
+        assert row.principal == served.principal and row.hits == served_hits(served)
+    assert store.get(public.request_id).principal == ["public"]
+    row = store.get(hr.request_id)
+    assert row.principal == ["hr", "public"] and {h["chunk_id"]: h["groups"] for h in row.hits}["pay-leeds#0"] == ["hr"]
+    # the answer cites the restricted document only for a principal that may read it
+    assert hr_answer.answer.sentences[0].citations[0] == ("pay-leeds", 0)
+    assert all(doc != "pay-leeds" for s in public_answer.answer.sentences for doc, _ in s.citations)
+    assert store.get(hr_answer.request_id).citations[0]["doc_id"] == "pay-leeds"
+    assert all(c["doc_id"] != "pay-leeds" for c in store.get(public_answer.request_id).citations)
 
 
 class RaisingStore:
@@ -298,7 +324,7 @@ def test_domret_audit_lists_and_exports_rows(tmp_path, monkeypatch, capsys):
     assert main(["audit", "list", "--url", url]) == 0
     out = capsys.readouterr().out
     assert out.index("answer") < out.index("search ")  # newest first
-    assert "as ops" in out and "v7" in out and "'Leeds forklift speed'" in out and "cited: fl-a:0" in out
+    assert "as ops,public" in out and "v7" in out and "'Leeds forklift speed'" in out and "cited: fl-a:0" in out
     assert main(["audit", "list", "--url", url, "--kind", "search", "--limit", "1"]) == 0
     assert "answer" not in capsys.readouterr().out
     assert main(["audit", "list", "--url", url, "--since", "2999-01-01"]) == 0
@@ -371,10 +397,11 @@ def test_the_champion_served_through_the_api_and_the_cli_is_audited(champion_hom
     store = AuditStore(locations.local_audit_url(champion_home))  # beside feedback.db
     # the answer is the evaluation's: the bundle's settings and scorer on the served hits
     opened, query = service.opened, "Leeds forklift speed"
-    assert answered.answer == extractive_answer(answered.request_id, query, opened.pipeline.search([query])[0].hits,
-                                                opened.documents, opened.scorer(), AnswerSettings.from_bundle(opened.bundle))
+    assert answered.answer == extractive_answer(answered.request_id, query,
+                                                opened.pipeline.search([query], principal=["ops"])[0].hits, opened.documents,
+                                                opened.scorer(), AnswerSettings.from_bundle(opened.bundle), ["ops"])
     row = store.get(answered.request_id)
-    assert (row.kind, row.principal, row.registry_version, row.served_from) == ("answer", ["ops"], "1", "champion")
+    assert (row.kind, row.principal, row.registry_version, row.served_from) == ("answer", ["ops", "public"], "1", "champion")
     assert (row.bundle_path, row.bundle_sha256) == (champion.serving_config["path"], champion.serving_config["sha256"])
     assert row.hits == served_hits(answered) and row.abstained == answered.answer.abstained
     assert row.citations == [{"doc_id": d, "sentence": i, "score": s.score} for s in answered.answer.sentences
@@ -399,7 +426,7 @@ def test_the_champion_served_through_the_api_and_the_cli_is_audited(champion_hom
     assert "audit request" in printed and "answer" in printed
     # the Python one-shot answer is audited too
     one = api.answer("who approves exceptions", ["sre"], home=champion_home)
-    assert store.get(one.request_id).principal == ["sre"] and len(store.rows()) == 6
+    assert store.get(one.request_id).principal == ["public", "sre"] and len(store.rows()) == 6
     assert main(["audit", "list", "--home", str(champion_home), "--limit", "6"]) == 0
     listing = capsys.readouterr().out
     assert listing.count("\n#") + listing.startswith("#") == 6 and "v1 (bundle" in listing and "latest (bundle" in listing

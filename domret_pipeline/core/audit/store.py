@@ -8,15 +8,15 @@ reading each other's version.
 
 A row records what an incident review needs and nothing it would have to guess:
 - an id, a request id (returned to the caller at once, before the row is written), the UTC
-  time, the kind (``search`` or ``answer``) and the principal (the groups the request was
-  served as; NULL when none was given);
+  time, the kind (``search`` or ``answer``) and the principal (the groups the request ran as,
+  the public group included; NULL only for a row written without one);
 - the query text, or only its SHA-256 (``query_mode = "hash"``: the text never reaches the
   database; the hash is always kept, so a reviewer can find a query they can name);
 - what served it: the bundle's path and content hash, the registry version when the champion
   served it, where the bundle came from (champion, latest, a named run) and the served
   configuration's label (a caller may switch the reranker off);
-- the hits as served: rank, chunk and document id, span, and every stage's score the hit
-  carried (dense, bm25, rrf, rerank, final);
+- the hits as served: rank, chunk and document id, span, access groups, and every stage's
+  score the hit carried (dense, bm25, rrf, rerank, final);
 - for an answer, the cited spans (document id, sentence index, and the answer step's score of
   that sentence), whether it abstained and its evidence score; for a search these are NULL;
 - the latency of each stage in milliseconds.

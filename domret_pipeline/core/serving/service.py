@@ -9,9 +9,9 @@ once, the hits, the answer, the latency of every stage) and hands one
 :class:`~..audit.store.AuditRecord` of exactly that to the audit writer, which never fails
 or holds up the request (see :mod:`..audit.writer`).
 
-The principal (the groups a request is served as) is recorded in every row. Filtering by it
-belongs to the retrieval stages (issue 15, item 1); :meth:`Service._retrieve` is the one
-place it is handed to the pipeline.
+Every request runs as a principal (:class:`~..retrieval.access.Principal`: the groups given,
+else the pipeline's own, public only by default): the search stages filter by it and the answer
+step re-checks it, as in the evaluation. The row records the groups it ran as.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable
 
 from ..answers.citation_metrics import Answer
 from ..answers.extractive import AnswerSettings, extractive_answer
 from ..audit.store import AuditRecord, query_sha256, utc_stamp
+from ..retrieval.access import Principal
 from .bundle import OpenBundle
 from .search import SearchResult
 
@@ -43,12 +44,12 @@ class ServedFrom:
 @dataclass
 class Served:
     """What one request returned: its ``request_id`` (the audit row's, known before the row is
-    written), the search result, the answer (``answer`` requests) and each stage's latency in
-    milliseconds (the pipeline's stages, ``answer``, and the request's ``total``)."""
+    written), the groups it ran as, the search result, the answer (``answer`` requests) and each
+    stage's latency in milliseconds (the pipeline's stages, ``answer``, and the request's ``total``)."""
 
     request_id: str
     kind: str
-    principal: list[str] | None
+    principal: list[str]
     result: SearchResult
     latency_ms: dict[str, float] = field(default_factory=dict)
     answer: Answer | None = None
@@ -56,17 +57,6 @@ class Served:
     def as_dict(self) -> dict:
         return {"request_id": self.request_id, "kind": self.kind, "principal": self.principal, **self.result.as_dict(),
                 "latency_ms": self.latency_ms, "answer": self.answer.as_dict() if self.answer else None}
-
-
-def principal_groups(principal: Sequence[str] | str | None) -> list[str] | None:
-    """The principal as recorded: None (no principal given), else its groups, de-duplicated,
-    in order. A bare string is one group, not a sequence of one-letter groups."""
-    if principal is None:
-        return None
-    groups = [principal] if isinstance(principal, str) else list(principal)
-    if not all(isinstance(g, str) for g in groups):
-        raise TypeError(f"a principal is a sequence of group names, not {principal!r}")
-    return list(dict.fromkeys(groups))
 
 
 class Service:
@@ -87,46 +77,49 @@ class Service:
         """Rows that could not be written (0 without an audit writer)."""
         return self.audit.failures if self.audit is not None else 0
 
-    def search(self, query: str, principal: Sequence[str] | None = None, top_n: int | None = None) -> Served:
-        """The served pipeline's top ``top_n`` hits for ``query`` (the bundle's ``top_n`` by default)."""
-        groups = principal_groups(principal)
+    def principal(self, principal: Principal | Iterable[str] | str | None = None) -> Principal:
+        """Who a request runs as: the principal (or groups, or one group) given, else the
+        pipeline's own (public only, unless it was built for another)."""
+        return self.pipeline.principal if principal is None else Principal.of(principal)
+
+    def search(self, query: str, principal: Principal | Iterable[str] | str | None = None,
+               top_n: int | None = None) -> Served:
+        """The served pipeline's top ``top_n`` hits for ``query`` (the bundle's ``top_n`` by
+        default) that ``principal`` may read."""
+        who = self.principal(principal)
         started = time.perf_counter()
-        result = self._retrieve(query, groups, top_n)
-        served = Served(_request_id(), "search", groups, result, _stage_ms(result))
+        result = self._retrieve(query, who, top_n)
+        served = Served(_request_id(), "search", who.as_list(), result, _stage_ms(result))
         served.latency_ms["total"] = (time.perf_counter() - started) * 1000
         self._record(served)
         return served
 
-    def answer(self, query: str, principal: Sequence[str] | None = None) -> Served:
-        """The bundle's answer to ``query``: cited sentences of the served hits, or an abstention."""
+    def answer(self, query: str, principal: Principal | Iterable[str] | str | None = None) -> Served:
+        """The bundle's answer to ``query`` as ``principal``: cited sentences of the served hits
+        it may read, or an abstention."""
         if self.documents is None:
             raise ValueError(f"{self.opened.folder}: the bundle does not name its corpus_documents, "
                              "so its sentences cannot be cited; pass documents= to the Service")
-        groups = principal_groups(principal)
+        who = self.principal(principal)
         started = time.perf_counter()
-        result = self._retrieve(query, groups, None)  # the served top_n, as the evaluation answers
+        result = self._retrieve(query, who, None)  # the served top_n, as the evaluation answers
         request_id = _request_id()
         answer_started = time.perf_counter()
         if self._scorer is None:  # the selector or reranker loads on first use, not per request
             self._scorer = self.opened.scorer()
         answer = extractive_answer(request_id, query, result.hits, self.documents, self._scorer,
-                                   AnswerSettings.from_bundle(self.opened.bundle))
+                                   AnswerSettings.from_bundle(self.opened.bundle), who)
         finished = time.perf_counter()
-        served = Served(request_id, "answer", groups, result, _stage_ms(result), answer)
+        served = Served(request_id, "answer", who.as_list(), result, _stage_ms(result), answer)
         served.latency_ms["answer"] = (finished - answer_started) * 1000
         served.latency_ms["total"] = (finished - started) * 1000
         self._record(served)
         return served
 
-    def _retrieve(self, query: str, principal: list[str] | None, top_n: int | None) -> SearchResult:
-        """The one place a request reaches the ranking pipeline.
-
-        ACCESS CONTROL (issue 15, item 1): ``principal`` is recorded but not yet applied. When
-        ``SearchPipeline.search`` takes a principal, pass it on here (e.g.
-        ``self.pipeline.search([query], top_n, principal=principal)``); ``search`` and
-        ``answer`` both come through this method, and the answer step only reads the hits
-        returned here."""
-        return self.pipeline.search([query], top_n)[0]
+    def _retrieve(self, query: str, principal: Principal, top_n: int | None) -> SearchResult:
+        """The one place a request reaches the ranking pipeline, as ``principal``: ``search``
+        and ``answer`` both come through here."""
+        return self.pipeline.search([query], top_n, principal=principal)[0]
 
     def _record(self, served: Served) -> None:
         if self.audit is None:
@@ -140,7 +133,8 @@ class Service:
         """The audit row of a served request: exactly what it returned."""
         answer = served.answer
         hits = [{"rank": h.rank, "chunk_id": h.chunk_id, "doc_id": h.doc_id, "start": h.start, "end": h.end,
-                 "scores": {k: float(v) for k, v in h.scores.items()}} for h in served.result.hits]
+                 "groups": list(h.groups), "scores": {k: float(v) for k, v in h.scores.items()}}
+                for h in served.result.hits]
         citations = None
         if answer is not None:
             citations = [{"doc_id": doc, "sentence": int(sentence), "score": _float(getattr(s, "score", None))}
