@@ -421,9 +421,11 @@ def test_the_champion_served_through_the_api_and_the_cli_is_audited(champion_hom
         assert row.citations == [{"doc_id": d, "sentence": i, "score": s["score"]}
                                  for s in result["answer"]["sentences"] for d, i in s["citations"]]
         assert row.abstained == result["answer"]["abstained"]
-    assert main(["search", "Leeds forklift speed", "--answer", "--home", str(champion_home)]) == 0
+    assert main(["search", "Leeds forklift speed", "--answer", "--home", str(champion_home), "--as", "ops"]) == 0
     printed = capsys.readouterr().out
     assert "audit request" in printed and "answer" in printed
+    request_id = re.search(r"audit request ([0-9a-f]{32})", printed).group(1)
+    assert store.get(request_id).principal == ["ops", "public"]
     # the Python one-shot answer is audited too
     one = api.answer("who approves exceptions", ["sre"], home=champion_home)
     assert store.get(one.request_id).principal == ["public", "sre"] and len(store.rows()) == 6
