@@ -1,7 +1,7 @@
 """Where the project's stores live: one answer for the CLI, the Python API and ``Definitions``.
 
 ``DOMRET_HOME`` (default ``.domret``) holds the artifacts, the references of the latest run
-(``refs/``), the local MLflow store and the feedback database. The resources' defaults, the
+(``refs/``), the local MLflow store, the feedback database and the audit trail. The resources' defaults, the
 ``local`` environment of ``definitions.py``, ``domret`` and ``api.py`` all resolve them here,
 so moving the home or renaming the registered model is one change.
 """
@@ -42,6 +42,10 @@ def local_feedback_url(home_dir: str | Path) -> str:
     return f"sqlite:///{home_dir}/feedback.db"
 
 
+def local_audit_url(home_dir: str | Path) -> str:
+    return f"sqlite:///{home_dir}/audit.db"
+
+
 def tracking_uri(explicit_home: str | Path | None = None) -> str:
     """The tracking store the CLI and the API read: ``$MLFLOW_TRACKING_URI`` (a team's server),
     else the local store under the home."""
@@ -52,3 +56,9 @@ def feedback_url(explicit_home: str | Path | None = None, explicit_url: str | No
     """The feedback store the CLI writes: ``explicit_url`` (``--url``), else
     ``$DOMRET_FEEDBACK_URL``, else the SQLite file under the home."""
     return explicit_url or os.environ.get("DOMRET_FEEDBACK_URL") or local_feedback_url(home(explicit_home))
+
+
+def audit_url(explicit_home: str | Path | None = None, explicit_url: str | None = None) -> str:
+    """The audit store served requests are written to: ``explicit_url`` (``--url``), else
+    ``$DOMRET_AUDIT_URL``, else the SQLite file beside the feedback store."""
+    return explicit_url or os.environ.get("DOMRET_AUDIT_URL") or local_audit_url(home(explicit_home))

@@ -308,9 +308,13 @@ def test_answers_never_quote_or_cite_a_restricted_document(tmp_path, index_type)
 def test_domret_search_takes_a_principal(tmp_path, monkeypatch, capsys):
     from domret_pipeline import api
     from domret_pipeline.cli import build_parser
+    from domret_pipeline.core.serving.bundle import OpenBundle
+    from domret_pipeline.core.serving.service import Service
 
     pipeline, _, _ = build(corpus(), "flat", tmp_path)
-    monkeypatch.setattr(api, "load_search_pipeline", lambda *a, **k: pipeline)
+    # domret search serves through the (audited) Service; no audit store here
+    opened = OpenBundle(tmp_path, {}, pipeline, None, None, None, None, [], None)
+    monkeypatch.setattr(api, "load_service", lambda *a, **k: Service(opened, audit=None))
     args = build_parser().parse_args(["search", QUERY, "--json"])
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)

@@ -123,34 +123,58 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     quiet()
-    from ..api import NotMaterializedError, load_search_pipeline
+    from ..api import NotMaterializedError, load_service
 
     try:
-        pipeline = load_search_pipeline(args.home, args.run, rerank=False if args.no_rerank else None, top_n=args.top_n,
-                                        latest=args.latest)
+        service = load_service(args.home, args.run, rerank=False if args.no_rerank else None, top_n=args.top_n,
+                               latest=args.latest)
     except NotMaterializedError as error:
         print(f"domret: {error}", file=sys.stderr)
         return 1
     from ..core.retrieval.access import Principal
 
+    pipeline = service.pipeline
     principal = Principal.of(args.principal)  # no --as: public documents only
-    results = pipeline.search(args.query, principal=principal)
+    try:  # one audited request per query
+        served = [service.answer(q, principal) if args.answer else service.search(q, principal) for q in args.query]
+    finally:
+        service.close()
+    if service.audit_failures:
+        print(f"domret: audit: {service.audit_failures} row(s) not written to {service.audit.url}: "
+              f"{service.audit.last_error}", file=sys.stderr)
     if args.json:
         print(json.dumps({"serving": pipeline.config.as_dict(), "principal": principal.as_list(),
-                          "results": [r.as_dict() for r in results]}, indent=2))
+                          "results": [s.as_dict() for s in served]}, indent=2))
         return 0
     print(f"serving: {pipeline.config.label()}   as: {principal.label()}   "
           "(label a result: domret feedback add QUERY relevant --chunk CHUNK_ID)")
-    for result in results:
-        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
-        print(f"\nquery: {result.query}   ({stages})")
+    for one in served:
+        result = one.result
+        stages = ", ".join(f"{k} {v:.0f} ms" for k, v in one.latency_ms.items())
+        print(f"\nquery: {result.query}   ({stages}; audit request {one.request_id})")
         for hit in result.hits:
             scores = " ".join(f"{k}={v:.3f}" for k, v in hit.scores.items())
             snippet = " ".join(hit.text.split())[:160]
             access = "" if list(hit.groups) == ["public"] else f", groups {', '.join(hit.groups)}"
             print(f"{hit.rank:>3}. {hit.chunk_id} (document {hit.doc_id}, chars {hit.start}-{hit.end}{access}) {hit.title[:60]}"
                   f"\n     {scores}\n     {snippet}")
+        if one.answer is not None:
+            print("\n".join(answer_lines(one.answer)))
     return 0
+
+
+def answer_lines(answer) -> list[str]:
+    """The extractive answer as ``domret search --answer`` prints it: each sentence with the
+    span it cites, or the abstention with the evidence score that fell short."""
+    if answer.abstained:
+        score = "none" if answer.evidence_score is None else f"{answer.evidence_score:.3f}"
+        return [f"answer: abstained (best evidence {score}): {answer.sentences[0].text}"]
+    lines = [f"answer (best evidence {answer.evidence_score:.3f}):"]
+    for sentence in answer.sentences:
+        cites = ", ".join(f"{doc} sentence {i}" for doc, i in sentence.citations)
+        score = f", score {sentence.score:.3f}" if getattr(sentence, "score", None) is not None else ""
+        lines.append(f"  - {' '.join(sentence.text.split())} [{cites}{score}]")
+    return lines
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -208,6 +232,8 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     search.add_argument("--home", help="DOMRET_HOME holding refs/ (default: $DOMRET_HOME or .domret)")
     search.add_argument("--no-rerank", action="store_true", help="skip the reranker even where it serves")
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument("--answer", action="store_true",
+                        help="also answer each query with the bundle's answer step: cited sentences, or an abstention")
     search.add_argument("--as", dest="principal", nargs="+", metavar="GROUP",
                         help="search as a principal holding these access groups (after the queries); "
                              "without it only public documents are searched")
