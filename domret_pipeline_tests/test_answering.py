@@ -140,5 +140,43 @@ def test_the_selectors_sentence_threshold_is_refined_on_the_dev_answers():
     assert kept.sentence_threshold == 0.0 and round(kept.summary["citation_precision"], 4) == 0.3333
     refined = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, score, settings, sentence_candidates=5)
     # only the best sentence of each answer is evidence: the grid finds it, precision and recall 1
-    assert refined.sentence_threshold > 0.6 and refined.sentence_thresholds_tried > 2
+    assert refined.sentence_threshold > 0.6 and refined.settings_tried > 2
     assert (refined.summary["citation_precision"], refined.summary["citation_recall"]) == (1.0, 1.0)
+
+
+def test_the_passage_weight_lets_the_retrieval_order_pick_between_near_copies():
+    from dataclasses import dataclass
+
+    from domret_pipeline.core.data.documents import Evidence
+    from domret_pipeline.core.data.labels import LabeledQueries
+    from domret_pipeline.core.evaluation.answers import calibrate_answer_step
+
+    # two near-copies for two sites; retrieval puts the right site first, but the sentence
+    # scorer slightly prefers the other site's sentence (what a template corpus does to it)
+    leeds, lyon = "Forklifts at Leeds drive at 8 km/h.", "Forklifts at Lyon drive at 6 km/h."
+    docs = {d: Document(d, t, d, split_sentences(t)) for d, t in (("leeds", leeds), ("lyon", lyon))}
+
+    @dataclass
+    class Result:
+        hits: list
+
+    def hit(doc, rank):
+        return SearchHit(rank, f"{doc}#0", doc, doc, 0, len(docs[doc].text), docs[doc].text, {"final": 1.0})
+
+    class Pipeline:
+        def search(self, queries):
+            return [Result([hit("leeds", 1), hit("lyon", 2)]) for _ in queries]
+
+    labels = LabeledQueries({"q": "Leeds forklift speed"}, {"q": "dev"}, {"q": {"leeds": 1}},
+                            [Evidence("q", "leeds", "SUPPORT", (0,))])
+    score = lambda query, texts: np.array([0.50 if "Leeds" in t else 0.55 for t in texts])  # noqa: E731
+    settings = _settings(answer_max_sentences=1)
+    unweighted = extractive_answer("q", "Leeds forklift speed", Pipeline().search(["x"])[0].hits, docs, score, settings)
+    assert unweighted.sentences[0].citations == [("lyon", 0)]
+    chosen = calibrate_answer_step(Pipeline(), labels, "dev", docs, score, settings)
+    assert chosen.passage_weight > 0 and chosen.summary["citation_precision"] == 1.0
+    from dataclasses import replace
+
+    weighted = extractive_answer("q", "Leeds forklift speed", Pipeline().search(["x"])[0].hits, docs, score,
+                                 replace(settings, passage_weight=chosen.passage_weight))
+    assert weighted.sentences[0].citations == [("leeds", 0)]

@@ -40,7 +40,8 @@ def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny
     # its per-sentence threshold: its own (dev F1) or a refinement on the dev answers, as recorded
     assert answer["max_sentences"] == 4  # selector_max_sentences
     assert answer["sentence_threshold"] == answer["scorers_tried"]["selector"]["sentence_threshold"]
-    assert answer["scorers_tried"]["selector"]["sentence_thresholds_tried"] > 1
+    assert answer["scorers_tried"]["selector"]["settings_tried"] > 1
+    assert answer["passage_weight"] == answer["scorers_tried"]["selector"]["passage_weight"]
     assert bundle["artifacts"]["sentence_selector"]["sha256"] == events["sentence_selector"].metadata["content_sha256"].value
     # what serving loads for the bundle scores sentences with the selector, verified by hash
     opened = open_bundle(serving_dir)

@@ -52,7 +52,9 @@ def test_derived_settings_carry_the_config_values_with_the_core_types(config_cls
 
 
 def test_every_core_settings_dataclass_is_derived_from_a_config():
-    listed = {path for _, path, _ in SETTINGS_SOURCES}
+    from domret_pipeline.config import ENV_SETTINGS
+
+    listed = {path for _, path, _ in SETTINGS_SOURCES} | set(ENV_SETTINGS)
     found = set()
     for module in pkgutil.walk_packages(domret_pipeline.core.__path__, "domret_pipeline.core."):  # subpackages too
         mod = importlib.import_module(module.name)

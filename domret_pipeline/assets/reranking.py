@@ -206,12 +206,12 @@ def serving_config(
         table = [{"config": label, "settings": s["config"].as_dict(), **(s["metrics"] or unscored),
                   **{k: s["latency"].get(k) for k in ("p50_ms", "p95_ms", "p99_ms") if s.get("latency")},
                   "ruled_out": s.get("ruled_out")} for label, s in scored.items()]
-        # The answer step of this configuration: its sentence scorer and abstention threshold,
-        # both chosen on dev. The threshold meets the abstention target (by default the best dev
+        # The answer step of this configuration: its sentence scorer, passage weight, per-sentence
+        # and abstention thresholds, all chosen on dev. The threshold meets the abstention target (by default the best dev
         # abstention accuracy; or a dev citation precision, answering as much as it allows); the
         # scorer (the bi-encoder, the reranker when it is trained, the sentence selector when the
         # labels had evidence to train it) maximises the dev answer quality: the mean of citation
-        # precision, citation recall and abstention accuracy.
+        # F1 and abstention accuracy.
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title,
                                   principal=principal)
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
@@ -224,8 +224,9 @@ def serving_config(
             calibrated = calibrate_answer_step(pipeline, labels, "dev", documents, fn, settings_for, target, grid)
             tried[name] = {"threshold": calibrated.threshold, "dev": calibrated.summary,
                            "quality": answer_quality(calibrated.summary), "calibration": calibrated.reached,
-                           "settings": replace(settings_for, sentence_threshold=calibrated.sentence_threshold),
-                           "sentence_thresholds_tried": calibrated.sentence_thresholds_tried}
+                           "settings": replace(settings_for, sentence_threshold=calibrated.sentence_threshold,
+                                               passage_weight=calibrated.passage_weight),
+                           "settings_tried": calibrated.settings_tried}
         # ties: the cheaper bi-encoder
         scorer = max(eligible, key=lambda n: (tried[n]["quality"], n == "encoder", n))
         answer_reasons.append(f"answer scorer {scorer}: dev answer quality {tried[scorer]['quality']:.4f}; tried "
@@ -238,11 +239,13 @@ def serving_config(
                   "abstention_target": {"target": target.target, "min_citation_precision": target.min_citation_precision},
                   "calibration": tried[scorer]["calibration"],
                   "passages": answer_settings.passages, "max_sentences": answer_settings.max_sentences,
-                  "sentence_threshold": answer_settings.sentence_threshold, "reasons": answer_reasons,
+                  "sentence_threshold": answer_settings.sentence_threshold,
+                  "passage_weight": answer_settings.passage_weight, "reasons": answer_reasons,
                   "scorers_tried": {n: {"threshold": t["threshold"], "dev_quality": t["quality"],
                                         "max_sentences": t["settings"].max_sentences,
                                         "sentence_threshold": t["settings"].sentence_threshold,
-                                        "sentence_thresholds_tried": t["sentence_thresholds_tried"],
+                                        "passage_weight": t["settings"].passage_weight,
+                                        "settings_tried": t["settings_tried"],
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {

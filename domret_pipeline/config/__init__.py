@@ -27,8 +27,12 @@ SETTINGS_SOURCES = [
     (EvaluationConfig, "domret_pipeline.core.release.gate:GateSettings", ""),
 ]
 
+# Core settings the serving layer reads from the environment (no run config reaches a query):
+# their defaults are the dataclass's own, and ``from_env`` sets only what the environment names.
+ENV_SETTINGS = ["domret_pipeline.core.audit.store:AuditSettings"]
+
 __all__ = [
     "SAMPLE_DIR", "derive", "BM25Config", "ChunkingConfig", "CorpusConfig", "IndexConfig", "LabelsConfig",
     "TunedIndexConfig", "RENAMED_KEYS", "EvaluationConfig", "ServingSelectionConfig", "CrossEncoderTrainingConfig",
-    "FineTuneConfig", "MiningConfig", "RerankerConfig", "SelectorConfig", "SETTINGS_SOURCES",
+    "FineTuneConfig", "MiningConfig", "RerankerConfig", "SelectorConfig", "SETTINGS_SOURCES", "ENV_SETTINGS",
 ]

@@ -2,7 +2,8 @@
 
 Given a query and the passages the search pipeline returned, every sentence of the top
 ``passages`` chunks is scored against the query (by the evidence-trained sentence selector, the
-reranker or the bi-encoder: any ``score(query, sentences) -> scores``). When even the best
+reranker or the bi-encoder: any ``score(query, sentences) -> scores``), less ``passage_weight``
+per rank of the passage it comes from (0 for the first). When even the best
 sentence scores below ``threshold`` the answer is an abstention ("the corpus holds no
 evidence"; the threshold is calibrated on the dev split). Otherwise the best sentence and, up
 to ``max_sentences`` in score order, those scoring at least ``sentence_threshold`` become the
@@ -43,13 +44,17 @@ class AnswerSettings:
     threshold: float = float("-inf")  # abstain when the best sentence scores below it (calibrated on dev)
     # cite further sentences only at or above it (the selector's, chosen on dev); -inf: a fixed count
     sentence_threshold: float = float("-inf")
+    # subtracted per rank of the passage a sentence comes from (chosen on dev): the retrieval
+    # order's say in which sentence is cited, since a sentence scorer alone cannot tell the
+    # right page from its near-copy for another site or service
+    passage_weight: float = 0.0
 
     @classmethod
     def from_bundle(cls, bundle: dict) -> "AnswerSettings":
         """The answer step a serving bundle (``serving.json``) was chosen with."""
         answer = bundle["answer"]
         return cls(answer["passages"], answer["max_sentences"], answer["threshold"],
-                   answer.get("sentence_threshold", float("-inf")))
+                   answer.get("sentence_threshold", float("-inf")), answer.get("passage_weight", 0.0))
 
 
 def chunk_sentences(hit, documents: dict[str, Document]) -> list[tuple[Span, str]]:
@@ -74,14 +79,18 @@ def extractive_answer(
     """Answer from ``hits`` as ``principal`` (its groups; None: public only) may read them."""
     hits = readable_hits(hits, documents, principal)
     candidates: dict[Span, str] = {}
-    for hit in list(hits)[: settings.passages]:
+    passage_rank: dict[Span, int] = {}
+    for rank, hit in enumerate(list(hits)[: settings.passages]):
         for span, text in chunk_sentences(hit, documents):
             candidates.setdefault(span, text)  # overlapping chunks repeat sentences
+            passage_rank.setdefault(span, rank)
     retrieved = [hit.chunk_id for hit in hits]
     if not candidates:
         return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, None)
     spans = list(candidates)
     scores = np.asarray(score(query, [candidates[s] for s in spans]), dtype=np.float64)
+    if settings.passage_weight:
+        scores = scores - settings.passage_weight * np.array([passage_rank[s] for s in spans], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     best = float(scores[order[0]])
     if best < settings.threshold:

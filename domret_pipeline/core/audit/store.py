@@ -83,7 +83,8 @@ class AuditSettings:
             retention = float(days) if days else None
         except ValueError:
             raise ValueError(f"DOMRET_AUDIT_RETENTION_DAYS must be a number of days, not {days!r}") from None
-        return cls(url, (environ.get("DOMRET_AUDIT_QUERY") or "text").strip().lower(), retention)
+        mode = (environ.get("DOMRET_AUDIT_QUERY") or "").strip().lower()
+        return cls(url, retention_days=retention, **({"query_mode": mode} if mode else {}))  # unset: the field's default
 
 
 @dataclass

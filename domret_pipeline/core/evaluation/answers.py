@@ -13,7 +13,8 @@ import numpy as np
 
 from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
 from ..answers.extractive import (
-    ABSTENTION_TEXT, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold, lowest_threshold_reaching,
+    ABSTENTION_TEXT, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold, extractive_answer,
+    lowest_threshold_reaching,
     reliability_bins, threshold_curve,
 )
 from ..data.documents import Document
@@ -151,61 +152,102 @@ def with_sentence_threshold(answer: Answer, sentence_threshold: float) -> Answer
 @dataclass
 class AnswerCalibration:
     """What the dev split chose for one answer scorer: the abstention threshold, the
-    per-sentence threshold (-inf: a fixed count), the dev metrics with both applied, and what
-    the abstention calibration reached."""
+    per-sentence threshold (-inf: a fixed count), the passage weight, the dev metrics with them
+    applied, and what the abstention calibration reached."""
 
     threshold: float
     sentence_threshold: float
     summary: dict
     reached: dict
-    sentence_thresholds_tried: int = 1
+    passage_weight: float = 0.0
+    settings_tried: int = 1
+
+
+PASSAGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # in standard deviations of the dev sentence scores
+
+
+def _memo(score):
+    """``score`` remembered per (query, sentence): the dev grid re-answers without re-scoring."""
+    seen: dict[tuple[str, str], float] = {}
+
+    def remembered(query: str, sentences: list[str]) -> np.ndarray:
+        missing = [s for s in dict.fromkeys(sentences) if (query, s) not in seen]
+        if missing:
+            seen.update(((query, s), float(v)) for s, v in zip(missing, score(query, missing)))
+        return np.array([seen[(query, s)] for s in sentences], dtype=np.float64)
+
+    remembered.seen = seen
+    return remembered
 
 
 def calibrate_answer_step(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
                           settings: AnswerSettings, target: AbstentionSettings | None = None,
-                          sentence_candidates: int = 0) -> AnswerCalibration:
-    """One pass over a (dev) split for one scorer. With ``sentence_candidates`` > 0 (a scorer
-    with a per-sentence threshold, the selector), the per-sentence threshold is chosen jointly
-    with the abstention threshold: ``settings.sentence_threshold`` (the selector's own, from
-    its dev F1 on the relevant documents' sentences) and that many quantiles of the scores of
-    the sentences the served pipeline actually hands the answer step are tried (and +inf, the
-    best sentence alone, and -inf, every sentence up to the cap), and the one
-    with the best :func:`answer_quality` is kept (ties: the earlier, so the selector's own
-    first). For each, the abstention threshold meets ``target`` as :func:`choose_threshold`
-    does. Without evidence labels nothing can be calibrated: -inf thresholds, empty metrics."""
+                          sentence_candidates: int = 0, passage_weights: tuple[float, ...] = PASSAGE_WEIGHTS
+                          ) -> AnswerCalibration:
+    """The answer step's settings for one scorer, chosen on a (dev) split in one search pass:
+    the passage weight (``passage_weights``, in standard deviations of the dev sentence scores,
+    so one grid serves cosines and logits), and, with ``sentence_candidates`` > 0 (a scorer with
+    a per-sentence threshold: the selector), the per-sentence threshold: ``settings.sentence_threshold``
+    (the selector's own, from its dev F1 on the relevant documents' sentences), that many
+    quantiles of the scores of the sentences the served pipeline hands the answer step, +inf
+    (the best sentence alone) and -inf (every sentence up to the cap). For each combination the
+    abstention threshold meets ``target`` as :func:`choose_threshold` does; the combination with
+    the best :func:`answer_quality` is kept (ties: the earlier, so no passage weight and the
+    selector's own threshold first). Without evidence labels nothing can be calibrated."""
     if not labels.evidence:
         return AnswerCalibration(float("-inf"), settings.sentence_threshold, {}, {})
-    grid = [settings.sentence_threshold]
-    if sentence_candidates > 0:
-        settings = replace(settings, sentence_threshold=float("-inf"))  # keep every sentence, re-threshold below
-    raw, gold, relevant = _dev_answers(pipeline, labels, split, documents, score, settings)
-    if sentence_candidates > 0:
-        scores = np.array([s.score for a in raw.values() for s in a.sentences[1:] if s.score is not None])
-        if len(scores):
-            grid += [float(q) for q in np.unique(np.quantile(scores, np.linspace(0, 1, sentence_candidates)))]
-        grid += [float("inf"), float("-inf")]  # the best sentence alone; every sentence up to the cap
+    qids = sorted(labels.qrels_for(split))
+    qrels = labels.qrels_for(split)
+    gold, relevant = gold_spans(labels, qids), {q: {d for d, r in qrels[q].items() if r > 0} for q in qids}
+    who = getattr(pipeline, "principal", None)
+    hits = {}
+    for start in range(0, len(qids), 32):
+        batch = qids[start: start + 32]
+        for qid, result in zip(batch, pipeline.search([labels.queries[q] for q in batch])):
+            hits[qid] = result.hits
+    memo = _memo(score)
     span_text = span_text_of(documents)
-    best = None
-    for sentence_threshold in dict.fromkeys(grid):  # in order, without repeats
-        answers = {q: with_sentence_threshold(a, sentence_threshold) for q, a in raw.items()}
-        threshold, reached = choose_threshold(answers, gold, relevant, span_text, target)
-        rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in answers.items()}
-        summary = aggregate(rows)
-        if best is None or answer_quality(summary) > answer_quality(best.summary) + 1e-12:
-            best = AnswerCalibration(threshold, sentence_threshold, summary, reached)
-    best.sentence_thresholds_tried = len(dict.fromkeys(grid))
+    own = settings.sentence_threshold
+    loose = replace(settings, threshold=float("-inf"),
+                    sentence_threshold=float("-inf") if sentence_candidates > 0 else own)
+
+    def answer_all(weight: float) -> dict[str, Answer]:
+        return {q: extractive_answer(q, labels.queries[q], hits[q], documents, memo, replace(loose, passage_weight=weight), who)
+                for q in qids}
+
+    answer_all(0.0)  # scores every candidate once
+    spread = float(np.std(list(memo.seen.values()))) if memo.seen else 0.0
+    best, tried = None, 0
+    for weight in dict.fromkeys(w * spread for w in passage_weights):
+        raw = answer_all(weight)
+        grid = [own]
+        if sentence_candidates > 0:
+            scores = np.array([s.score for a in raw.values() for s in a.sentences[1:] if s.score is not None])
+            if len(scores):
+                grid += [float(q) for q in np.unique(np.quantile(scores, np.linspace(0, 1, sentence_candidates)))]
+            grid += [float("inf"), float("-inf")]
+        for sentence_threshold in dict.fromkeys(grid):  # in order, without repeats
+            tried += 1
+            answers = {q: with_sentence_threshold(a, sentence_threshold) for q, a in raw.items()}
+            threshold, reached = choose_threshold(answers, gold, relevant, span_text, target)
+            rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in answers.items()}
+            summary = aggregate(rows)
+            if best is None or answer_quality(summary) > answer_quality(best.summary) + 1e-12:
+                best = AnswerCalibration(threshold, sentence_threshold, summary, reached, weight)
+    best.settings_tried = tried
     return best
 
 
-ANSWER_SELECTION = ("citation_precision", "citation_recall", "abstention_accuracy")
+ANSWER_SELECTION = ("citation_precision", "citation_recall", "citation_f1", "abstention_accuracy")
 
 
 def answer_quality(summary: dict) -> float:
-    """What the dev choice of the answer scorer maximises: the mean of the gated answer
-    metrics that faithfulness does not already pin (extractive answers are faithful by
-    construction)."""
+    """What the dev choices of the answer step maximise: the mean of citation F1 (ALCE's, at
+    sentence level: precision and recall must both be high, so citing more cannot buy recall
+    with precision one for one) and abstention accuracy. Faithfulness is not in it: extractive
+    answers are faithful by construction."""
     import math
 
-    values = [summary.get(m, math.nan) for m in ANSWER_SELECTION]
+    values = [summary.get(m, math.nan) for m in ("citation_f1", "abstention_accuracy")]
     values = [v for v in values if not math.isnan(v)]
     return sum(values) / len(values) if values else float("-inf")
