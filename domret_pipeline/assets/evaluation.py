@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "8"  # 8: every system runs as the evaluation principal (public only by default)
+REPORT_VERSION = "9"  # 9: the injection probe section; 8: every system runs as the evaluation principal
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -173,6 +173,15 @@ def evaluation_report(
                                                                 {"challenger": serving_per_query["served"],
                                                                  "challenger_encoder": serving_per_query["served"]})
         per_query.update({f"release:{name}": rows for name, rows in release_per_query.items()})
+        if config.injection_probe:  # prompt injection, measured on a planted copy of the corpus
+            from ..core.evaluation.injection import query_candidates
+            from ..core.evaluation.injection_counts import extractive_step, generator_step, run_injection_probe
+
+            report["injection"] = run_injection_probe(
+                challenger.pipeline, challenger.documents or documents, query_candidates(labels, config.split),
+                seed=config.injection_seed, per_kind=config.injection_probes_per_kind, passages=settings.passages,
+                extractive=extractive_step(challenger.scorer(), settings),
+                generator=None if generator is None else generator_step(generator, settings.passages))
         inputs["corpus_documents"] = corpus_documents.sha256
         report["inputs"] = inputs
         markdown = to_markdown(report)
@@ -199,6 +208,8 @@ def evaluation_report(
         for setup, values in report["serving"]["latency"].items():
             for stage, lat in values["stages"].items():
                 tracked.log_metrics({f"latency.{setup}.{stage}.{k}": v for k, v in lat.items() if k != "n"})
+        for path, values in report.get("injection", {}).get("paths", {}).items():
+            tracked.log_metrics({f"injection.{path}.{k}": v for k, v in values["total"].items()})
         for system, values in report["diagnostics"].items():
             tracked.log_metrics({f"{system}.uniformity": values["uniformity"],
                                  f"{system}.positive_minus_negative": values["positive_minus_negative"]})

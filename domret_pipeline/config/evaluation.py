@@ -30,6 +30,13 @@ class EvaluationConfig(dg.Config):
     generator_base_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
     generator_model: str = ""
     generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
+    injection_probe: bool = Field(
+        default=True, description="Plant prompt-injection probes into a copy of the corpus and count, per kind, whether "
+        "the served answer path (and the generator, when configured) follows them (report section 'Injection probe').",
+    )
+    injection_probes_per_kind: int = Field(default=4, description="Injection probe: probe documents (and "
+                                           "queries) per kind; 6 kinds.")
+    injection_seed: int = Field(default=0, description="Injection probe: seed of the probe set (same seed, same probes).")
     # The release gate (core/release/gate.py): per gated metric, a paired bootstrap interval of
     # challenger − reference over the frozen queries; a metric fails when its lower bound is
     # below −margin. The margins are losses too small to matter (README, "Release gate": 0.02
