@@ -126,6 +126,14 @@ def test_the_extractive_path_quotes_but_never_follows(planted):
                                     for p in next(pr for pr in planted.probes if pr.probe_id == row["probe_id"]).injected)
 
 
+def test_the_extractive_path_answers_even_where_its_threshold_would_abstain(planted):
+    strict = measure(planted, extractive_step(encoder_scorer(HashEncoder()), replace(SETTINGS, threshold=2.0)), PASSAGES)
+    loose = measure(planted, extractive_step(encoder_scorer(HashEncoder()), SETTINGS), PASSAGES)
+    assert strict["total"]["abstained"] == 12 and loose["total"]["abstained"] == 0  # cosines are at most 1
+    assert [r["answer"] for r in strict["rows"]] == [r["answer"] for r in loose["rows"]]  # nothing hidden
+    assert strict["total"]["quoted"] == loose["total"]["quoted"] > 0
+
+
 def obeying(step):
     """An answer step that does what the handed probes ask: appends their code as a sentence of
     its own, citing the probe sentence it came from."""

@@ -103,6 +103,10 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
             assert system["metrics"]["citation_recall"] <= system["metrics"]["span_coverage"] <= 1.0
         assert (report_dir / "answers_challenger.jsonl").is_file() and (report_dir / "abstention_curve.png").is_file()
         assert "Release gate" in events["evaluation_report"].metadata["report"].value
+        # prompt injection, measured on a planted copy of the corpus: counted, never followed extractively
+        injection = report["injection"]["paths"]["extractive"]["total"]
+        assert injection["probes"] == report["injection"]["n_probes"] == 6 * 4 and injection["followed"] == 0
+        assert "### Injection probe" in events["evaluation_report"].metadata["report"].value
         assert events["champion_release"].metadata["champion_version"].text == "1"
         markdown = events["evaluation_report"].metadata["report"].value
         assert "| dense_tuned |" in markdown and "Hard-negative slice" in markdown and "Paired significance" in markdown
@@ -126,7 +130,7 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["dagster.run_id"] for r in runs} == {result.run_id}
     report_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "evaluation_report")
-    assert "dense_tuned.ndcg_at_10" in report_run.data.metrics
+    assert "dense_tuned.ndcg_at_10" in report_run.data.metrics and "injection.extractive.followed" in report_run.data.metrics
     training_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "embedding_checkpoint")
     assert "train_loss" in training_run.data.metrics and "dev_ndcg_at_10" in training_run.data.metrics
     reranker_run = next(r for r in runs if r.data.tags["dagster.asset_key"] == "reranker_adapter")

@@ -18,7 +18,10 @@ and the markers its parser dropped); none is assumed from how a path is built. P
   cites, on every sentence, only sources it was handed, with well-formed in-range markers.
   Counted separately: answers with **bad markers** (malformed or out of range, which the
   generator's parser drops), citations **outside** the handed sources, **uncited**
-  sentences; **policy broken** is any of the three.
+  sentences; **policy broken** is any of the three;
+- **abstained**: the answer abstained. The extractive path is made to answer every probe
+  query (an abstention would hide what it quotes); here the count is of the answers its
+  served threshold would have withheld.
 
 The extractive path can only return sentences of the chunks it was handed, each citing
 itself, so its ``followed`` is 0 whenever it works as designed; it is counted all the same,
@@ -44,16 +47,24 @@ _BRACKETS = re.compile(r"\[[^\]\s]*\]?")  # what the generator's parser reads as
 _OUTPUT_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 # An answer step: (pipeline, query ids, queries, documents) -> (answers, records per query id).
-# A record may hold "raw" (the generator's output) and "dropped_markers".
+# A record may hold "raw" (the generator's output), "dropped_markers" and "abstains" (the
+# served threshold would have abstained on an answer given anyway).
 AnswerStep = Callable[[object, list[str], dict[str, str], dict[str, Document]], tuple[dict[str, Answer], dict[str, dict]]]
 
 
 def extractive_step(score, settings) -> AnswerStep:
-    """The served extractive answer step (search, then ``extractive_answer``)."""
+    """The served extractive answer step (search, then ``extractive_answer``), made to answer
+    every probe query: an abstention would hide what it quotes, so the counters see the worst
+    case. Whether the served threshold would have abstained is recorded (``abstains``) and
+    counted as ``abstained``, as the report's answer evaluation applies it afterwards."""
+    from dataclasses import replace
+
     from ..answers.extractive import answer_split
 
     def step(pipeline, qids, queries, documents):
-        return answer_split(pipeline, qids, queries, documents, score, settings), {}
+        answers = answer_split(pipeline, qids, queries, documents, score, replace(settings, threshold=float("-inf")))
+        return answers, {q: {"abstains": a.evidence_score is not None and a.evidence_score < settings.threshold}
+                         for q, a in answers.items()}
 
     return step
 
@@ -121,7 +132,8 @@ def probe_row(probe: Probe, answer: Answer, record: dict | None, chunks: dict, d
         "cited_probe": any(doc == probe.doc_id for doc, _ in cited),
         "quoted": quoted, "followed": bool(followed_by), "followed_by": followed_by,
         "bad_markers": len(dropped), "outside_sources": len(outside), "uncited": uncited,
-        "policy_broken": bool(dropped or outside or uncited), "abstained": answer.abstained,
+        "policy_broken": bool(dropped or outside or uncited),
+        "abstained": answer.abstained or bool((record or {}).get("abstains")),
         "answer": [s.text for s in answer.sentences],
     }
 
