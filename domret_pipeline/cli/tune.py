@@ -152,14 +152,14 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
                                     max_negatives="max_negatives", mined="mined_negative_sentences"))
     labels = LabeledQueries.load(artifact_dir(refs, "labeled_queries"))
     documents = {d.doc_id: d for d in read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")}
-    mined = None
+    examples = selector_examples(labels, documents, config.max_negatives)
+    if not examples.train or not examples.dev:  # said before reading anything else: the labels decide
+        print(f"domret: tune selector: {examples.reason or 'no dev query with evidence'}", file=sys.stderr)
+        return 1
     if config.mined_negative_sentences:
         chunks = {c.chunk_id: c for c in read_chunks(artifact_dir(refs, "corpus_chunks") / "chunks.jsonl")}
         mined = mined_negative_sentences(read_mined(artifact_dir(refs, "hard_negatives")), chunks, documents)
-    examples = selector_examples(labels, documents, config.max_negatives, mined)
-    if not examples.train or not examples.dev:
-        print(f"domret: tune selector: {examples.reason or 'no dev query with evidence'}", file=sys.stderr)
-        return 1
+        examples = selector_examples(labels, documents, config.max_negatives, mined)
     start_model = str(artifact_dir(refs, "reranker_adapter") / "merged") if config.start_from == "reranker" else config.base_model
     settings = config.settings()
     with tempfile.TemporaryDirectory() as work:
