@@ -163,7 +163,7 @@ def _replays(report: IncidentReport, query: str, targets: list[tuple[str, str | 
     replay with an error."""
     for label, version, path, sha in targets:
         try:
-            service = _open_service(path, sha, version, "champion")
+            service = _open_service(path, sha, version, "champion" if label.startswith("champion") else "bundle")
             replay = replay_request(service, report.record, query, label, version)
         except (OSError, ValueError, KeyError) as error:
             replay = Replay(label, version, sha, report.record.kind, error=f"{type(error).__name__}: {error}")
@@ -189,29 +189,47 @@ def serve_now(query: str, principal=None, kind: str = "answer", home=None) -> tu
     return service.record_of(served), f"the audit row was not written ({service.audit.last_error}): reviewing the request as served"
 
 
+def _audit_row(audit_id, query, principal, kind, home) -> tuple[AuditRecord, list[str]]:
+    """The row to review: audit row ``audit_id``, else the row of ``query`` served now."""
+    from .api import audit_settings
+
+    if audit_id is None:
+        if query is None:
+            raise ValueError("an audit id, or a query to serve now (--query), is needed")
+        record, note = serve_now(query, principal, kind, home)
+        return record, [note] if note else []
+    settings = audit_settings(home)
+    store = AuditStore(settings.url, settings.query_mode)
+    store.migrate()
+    record = store.get(audit_id)
+    if record is None:
+        raise LookupError(f"no audit row {audit_id} in {store.url}")
+    return record, []
+
+
+def _join(report: IncidentReport, lineages: list[tuple[BundleLineage, str | None]], registry, instance,
+          ui: str) -> None:
+    """Each lineage's materializations (preferring the run its registry version names) and MLflow
+    runs; then the code versions every lineage knows, for the comparison."""
+    for lineage, prefer in lineages:
+        if instance is not None:
+            join_dagster(lineage, instance, prefer)
+        if registry is not None:
+            join_mlflow(lineage, registry.client, ui)
+    compare_code_versions([lineage for lineage, _ in lineages])
+
+
 def incident(audit_id: int | str | None = None, query: str | None = None, principal=None, kind: str = "answer",
              home: str | Path | None = None, instance=None, dagster_url: str | None = None,
              mlflow_url: str | None = None) -> IncidentReport:
     """The review of audit row ``audit_id`` (its id or request id); with only ``query``, that query
     is served now by the champion, as ``principal``, and its row reviewed. ``query`` with an id
     supplies the text of a row kept as a hash. Raises LookupError when the row does not exist."""
-    from .api import audit_settings, default_registry
+    from .api import default_registry
     from .registry import CHAMPION, PREVIOUS
 
     home = locations.home(home)
-    notes: list[str] = []
-    if audit_id is None:
-        if query is None:
-            raise ValueError("an audit id, or a query to serve now (--query), is needed")
-        record, note = serve_now(query, principal, kind, home)
-        notes += [note] if note else []
-    else:
-        settings = audit_settings(home)
-        store = AuditStore(settings.url, settings.query_mode)
-        store.migrate()
-        record = store.get(audit_id)
-        if record is None:
-            raise LookupError(f"no audit row {audit_id} in {store.url}")
+    record, notes = _audit_row(audit_id, query, principal, kind, home)
     report = IncidentReport(record, notes=notes)
     text, note = query_for_replay(record, query)
     notes += [note] if note else []
@@ -222,13 +240,14 @@ def incident(audit_id: int | str | None = None, query: str | None = None, princi
     report.lineage = lineage
 
     registry = default_registry(home)
-    champion = registry.get(CHAMPION) if registry else None
-    previous = registry.get(PREVIOUS) if registry else None
-    targets = [(f"{label} v{v.version}", v.version, v.serving_config["path"], v.serving_config["sha256"])
-               for label, v in (("champion", champion), ("previous champion", previous)) if v is not None]
+    aliased = [(f"{label} v{v.version}", v) for label, v in
+               (("champion", registry.get(CHAMPION) if registry else None),
+                ("previous champion", registry.get(PREVIOUS) if registry else None)) if v is not None]
+    targets = [(label, v.version, v.serving_config["path"], v.serving_config["sha256"]) for label, v in aliased]
     if record.bundle_sha256 and record.bundle_path and record.bundle_sha256 not in {t[3] for t in targets}:
-        targets.append(("served bundle", record.registry_version, record.bundle_path, record.bundle_sha256))
-    if champion is None:
+        served_label = f"served bundle v{record.registry_version}" if record.registry_version else "served bundle"
+        targets.append((served_label, record.registry_version, record.bundle_path, record.bundle_sha256))
+    if not aliased:
         notes.append("no champion in the registry: replayed against the served bundle only")
     if text is not None:
         from .core.retrieval.encoder import set_offline
@@ -241,28 +260,20 @@ def incident(audit_id: int | str | None = None, query: str | None = None, princi
         notes.append("no Dagster instance (set DAGSTER_HOME): materializations are not joined")
     ui = mlflow_ui(mlflow_url)
     report.registry = _registry_record(registry, record, ui) if registry and record.bundle_sha256 else None
-    compared = [(f"{label} v{v.version}", v) for label, v in (("champion", champion), ("previous champion", previous))
-                if v is not None and v.serving_config["sha256"] != record.bundle_sha256]
-    if lineage is not None:
-        # each lineage prefers the materializations of the run its registry version names
-        others = [(label, read_lineage(v.serving_config["path"], v.serving_config["sha256"]),
-                   v.tags.get("domret.dagster_run_id")) for label, v in compared]
-        client = registry.client if registry else None
-        for one, prefer in [(lineage, (report.registry or {}).get("dagster_run_id")), *((o, p) for _, o, p in others)]:
-            if instance is not None:
-                join_dagster(one, instance, prefer)
-            if client is not None:
-                join_mlflow(one, client, ui)
-        compare_code_versions([lineage, *(o for _, o, _ in others)])
-        report.comparisons = [compare_lineages(lineage, other, label) for label, other, _ in others]
-        report.dagster = _bundle_run(lineage, report.registry, record, Path(locations.refs_dir(home)))
-        run_id = report.dagster.get("run_id")
-        if run_id:
-            report.dagster["url"] = f"{dagster_ui(dagster_url)}/runs/{run_id}"
-            run = instance.get_run_by_id(run_id) if instance is not None else None
-            report.dagster["status"] = run.status.value if run is not None else None
-            for node in lineage.nodes.values():
-                if node.materialization:
-                    node.materialization["url"] = f"{dagster_ui(dagster_url)}/runs/{node.materialization['run_id']}"
+    if lineage is None:
+        return report
+    others = [(label, read_lineage(v.serving_config["path"], v.serving_config["sha256"]), v.tags.get("domret.dagster_run_id"))
+              for label, v in aliased if v.serving_config["sha256"] != record.bundle_sha256]
+    _join(report, [(lineage, (report.registry or {}).get("dagster_run_id")), *((o, p) for _, o, p in others)],
+          registry, instance, ui)
+    report.comparisons = [compare_lineages(lineage, other, label) for label, other, _ in others]
+    report.dagster = _bundle_run(lineage, report.registry, record, Path(locations.refs_dir(home)))
+    if report.dagster.get("run_id"):
+        base = dagster_ui(dagster_url)
+        report.dagster["url"] = f"{base}/runs/{report.dagster['run_id']}"
+        run = instance.get_run_by_id(report.dagster["run_id"]) if instance is not None else None
+        report.dagster["status"] = run.status.value if run is not None else None
+        for node in lineage.nodes.values():
+            if node.materialization:
+                node.materialization["url"] = f"{base}/runs/{node.materialization['run_id']}"
     return report
-

@@ -90,6 +90,8 @@ def _replayed(report) -> list[str]:
 
 
 def _value(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(v)}" for k, v in value.items())
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

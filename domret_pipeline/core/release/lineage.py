@@ -326,7 +326,8 @@ def _cause(name: str, change: ArtifactChange) -> str | None:
     its own changed (the thresholds calibrated on dev are not settings: they follow any model)."""
     cause = CAUSES.get(name, f"{name} change")
     own_settings = [k for k in change.settings_changed if k not in _CALIBRATED]
-    if name in _OWN_DATA:
+    if name in _OWN_DATA:  # a new code version that wrote the same data is not a data change
+        own_settings = [k for k in own_settings if k != "code version"]
         if change.content_changed or own_settings or (change.content_changed is None and not change.inputs_differ):
             return cause
         return None
