@@ -16,6 +16,11 @@ a search that names none reads public documents only.
     served.answer.sentences, served.result.hits, served.request_id  # the row written to the audit trail
     service.close()                                # writes what is still queued
 
+    from domret_pipeline.api import incident
+    report = incident(42)                          # audit row 42 (or its request id): replays, lineage, causes
+    print(report.to_text()); report.as_dict()      # what `domret incident 42` prints, or --json
+    incident(query="who approves SLO exceptions?", principal=["sre"])  # served now by the champion, then reviewed
+
 The bundle is the ``serving_config`` artifact: the serving configuration chosen on dev and the
 references (path + content hash) of the index, BM25 index, reranker and chunks it was chosen
 with. Every referenced artifact is re-hashed before it is used.
@@ -121,3 +126,18 @@ def answer(query: str, principal=None, home: str | Path | None = None,
         return service.answer(query, principal)
     finally:
         service.close()
+
+
+def incident(audit_id: int | str | None = None, query: str | None = None, principal=None, kind: str = "answer",
+             home: str | Path | None = None, instance=None, dagster_url: str | None = None,
+             mlflow_url: str | None = None):
+    """The incident review of audit row ``audit_id`` (its id or request id), as
+    :class:`~domret_pipeline.core.audit.incident.IncidentReport` (``to_text()``, ``as_dict()``):
+    what it retrieved and cited, the same request replayed now by the champion and the previous
+    champion with what changed, and the lineage of the bundle that served it joined with the
+    Dagster instance (``instance``, else ``$DAGSTER_HOME``) and MLflow, with what differs from the
+    champion's. With only ``query``: served now by the champion as ``principal`` (audited), then
+    reviewed. Raises LookupError when the row does not exist."""
+    from .incident import incident as review
+
+    return review(audit_id, query, principal, kind, home, instance, dagster_url, mlflow_url)

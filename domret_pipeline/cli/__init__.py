@@ -7,6 +7,7 @@
     domret rollback                         restore the previous champion
     domret feedback import|add|migrate|queue  the feedback store and the labeling queue
     domret audit list|export|purge|migrate  the audit trail of served requests
+    domret incident AUDIT_ID | --query TEXT  review one served request: replays, lineage, causes
 
     domret tune embedding|reranker|selector one fine-tuning trial on dev, from a run's artifacts
     domret eval                             base vs tuned retrieval on the frozen split
@@ -27,15 +28,15 @@ import sys
 
 # The everyday commands keep the terminal to their output; the tools (tune, eval, bench,
 # gpu-tune) keep the libraries' progress bars, which show how far a long trial is.
-_QUIET_COMMANDS = {"run", "report", "search", "promote", "rollback", "feedback", "audit"}
+_QUIET_COMMANDS = {"run", "report", "search", "promote", "rollback", "feedback", "audit", "incident"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audit, bench, evaluate, feedback, gpu_tune, pipeline, sample, tune
+    from . import audit, bench, evaluate, feedback, gpu_tune, incident, pipeline, sample, tune
 
     parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (pipeline, feedback, audit, tune, evaluate, bench, gpu_tune, sample):
+    for module in (pipeline, feedback, audit, incident, tune, evaluate, bench, gpu_tune, sample):
         for sub in module.add_parsers(commands):
             sub.add_argument("--verbose", action="store_true", help="show the stack trace of an unexpected error")
     return parser
