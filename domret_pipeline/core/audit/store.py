@@ -32,8 +32,9 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Iterable, Mapping, TextIO
+
+from ..sql_store import VersionedStore
 
 SCHEMA_VERSION = 1
 SCHEMA_TABLE = "domret_audit_schema"
@@ -148,48 +149,20 @@ def _migration_1(connection, audit, schema) -> None:
 MIGRATIONS = {1: _migration_1}
 
 
-class AuditStore:
+class AuditStore(VersionedStore):
     """The audit database at ``url``. ``query_mode="hash"`` drops every row's query text on
     write, whoever built the record."""
 
-    def __init__(self, url: str, query_mode: str = "text"):
-        from sqlalchemy import MetaData, create_engine
+    kind, schema_table, schema_version, migrations = "audit", SCHEMA_TABLE, SCHEMA_VERSION, MIGRATIONS
+    migrate_command = "domret audit migrate"
 
+    def __init__(self, url: str, query_mode: str = "text"):
         if query_mode not in QUERY_MODES:
             raise ValueError(f"audit query mode must be one of {', '.join(QUERY_MODES)}, not {query_mode!r}")
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.url, self.query_mode = url, query_mode
-        self.engine = create_engine(url)
-        self.metadata = MetaData()
+        super().__init__(url)
+        self.query_mode = query_mode
         self.audit, self.schema = _tables(self.metadata)
-
-    def version(self) -> int:
-        from sqlalchemy import inspect, select
-
-        if not inspect(self.engine).has_table(SCHEMA_TABLE):
-            return 0
-        with self.engine.connect() as connection:
-            return int(connection.execute(select(self.schema.c.version)).scalar() or 0)
-
-    def migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version it started from."""
-        from sqlalchemy import delete, insert
-
-        start = self.version()
-        for target in range(start + 1, SCHEMA_VERSION + 1):
-            with self.engine.begin() as connection:
-                if target == 1:
-                    self.schema.create(connection, checkfirst=True)
-                MIGRATIONS[target](connection, self.audit, self.schema)
-                connection.execute(delete(self.schema))
-                connection.execute(insert(self.schema).values(version=target))
-        return start
-
-    def _require_schema(self) -> None:
-        if self.version() != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.url}: audit schema is at version {self.version()}, expected "
-                               f"{SCHEMA_VERSION}: run `domret audit migrate`")
+        self.table = self.audit
 
     def write(self, record: AuditRecord) -> int:
         """Insert one row; returns its id. The record's time is normalised to :func:`utc_stamp`

@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+
+from ..sql_store import VersionedStore
 
 LABELS = ("relevant", "not_relevant", "partially_relevant", "answer_unsupported")
 POSITIVE_LABELS = ("relevant", "partially_relevant")
@@ -147,43 +148,14 @@ class NewLabels:
     max_id: int | None
 
 
-class FeedbackStore:
+class FeedbackStore(VersionedStore):
+    kind, schema_table, schema_version, migrations = "feedback", "domret_schema", SCHEMA_VERSION, MIGRATIONS
+    migrate_command = "domret feedback migrate"
+
     def __init__(self, url: str):
-        from sqlalchemy import MetaData, create_engine
-
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.url = url
-        self.engine = create_engine(url)
-        self.metadata = MetaData()
+        super().__init__(url)
         self.feedback, self.schema, _ = _tables(self.metadata)
-
-    def version(self) -> int:
-        from sqlalchemy import inspect, select
-
-        if not inspect(self.engine).has_table("domret_schema"):
-            return 0
-        with self.engine.connect() as connection:
-            return int(connection.execute(select(self.schema.c.version)).scalar() or 0)
-
-    def migrate(self) -> int:
-        """Bring the schema to :data:`SCHEMA_VERSION`; returns the version it started from."""
-        from sqlalchemy import delete, insert
-
-        start = self.version()
-        for target in range(start + 1, SCHEMA_VERSION + 1):
-            with self.engine.begin() as connection:
-                if target == 1:
-                    self.schema.create(connection, checkfirst=True)
-                MIGRATIONS[target](connection, self.feedback, self.schema)
-                connection.execute(delete(self.schema))
-                connection.execute(insert(self.schema).values(version=target))
-        return start
-
-    def _require_schema(self) -> None:
-        if self.version() != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.url}: feedback schema is at version {self.version()}, expected "
-                               f"{SCHEMA_VERSION}: run `domret feedback migrate`")
+        self.table = self.feedback
 
     def add(self, labels: list[FeedbackLabel]) -> ImportResult:
         """Insert in one transaction; rows already present (same dedup key) are skipped."""
