@@ -122,6 +122,7 @@ def cmd_bench_training_step(args: argparse.Namespace) -> int:
 
 
 def add_parsers(commands) -> list[argparse.ArgumentParser]:
+    from .bench_access import add_access_parser
     from .bench_precision import add_precision_parser
 
     bench = commands.add_parser("bench", help="benchmarks: the whole graph, inference precision, one training step")
@@ -142,4 +143,4 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     t.add_argument("--freeze-layers", type=int, default=0, help="TrainingSettings.freeze_layers")
     t.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
     t.set_defaults(func=cmd_bench_training_step)
-    return [g, add_precision_parser(kinds), t]
+    return [g, add_precision_parser(kinds), add_access_parser(kinds), t]
