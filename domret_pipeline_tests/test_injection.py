@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -32,6 +30,7 @@ from domret_pipeline.core.retrieval.bm25 import BM25Index
 from domret_pipeline.core.retrieval.dense_index import DenseIndex, build_index
 from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig
 
+from .fake_llm import FakeChatServer
 from .test_access import HashEncoder, whitespace_tokenizer
 
 PASSAGES = 3
@@ -159,34 +158,11 @@ def test_an_obeying_extractive_step_is_counted(planted):
 # -- the generator path ------------------------------------------------------------------------------
 
 
-class ModelServer:
+class ModelServer(FakeChatServer):
     """A local OpenAI-compatible endpoint whose "model" is ``reply(system, user) -> text``."""
 
     def __init__(self, reply):
-        self.requests = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                system, user = (m["content"] for m in body["messages"])
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply(system, user)}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-
-    def close(self):
-        self.server.shutdown()
+        super().__init__(lambda request: reply(*(m["content"] for m in request["body"]["messages"])))
 
 
 def sources(user: str) -> list[str]:
