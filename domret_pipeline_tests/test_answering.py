@@ -180,3 +180,25 @@ def test_the_passage_weight_lets_the_retrieval_order_pick_between_near_copies():
     weighted = extractive_answer("q", "Leeds forklift speed", Pipeline().search(["x"])[0].hits, docs, score,
                                  replace(settings, passage_weight=chosen.passage_weight))
     assert weighted.sentences[0].citations == [("leeds", 0)]
+
+
+def test_remembered_search_searches_each_query_once_and_returns_what_the_pipeline_did():
+    from domret_pipeline.core.evaluation.answers import RememberedSearch
+
+    class Counting:
+        chunks = {"c": "chunk"}
+
+        def __init__(self):
+            self.searched = []
+
+        def search(self, queries, top_n=None, principal=None):
+            self.searched += [(q, top_n, principal) for q in queries]
+            return [f"{q}@{top_n}@{principal}" for q in queries]
+
+    pipeline = Counting()
+    remembered = RememberedSearch(pipeline)
+    assert remembered.search(["a", "b", "a"]) == ["a@None@None", "b@None@None", "a@None@None"]
+    assert remembered.search(["b", "c"]) == ["b@None@None", "c@None@None"]
+    assert remembered.search(["a"], principal=["hr"]) == ["a@None@['hr']"]  # another principal: searched again
+    assert pipeline.searched == [("a", None, None), ("b", None, None), ("c", None, None), ("a", None, ["hr"])]
+    assert remembered.chunks == {"c": "chunk"}  # everything else is the pipeline's

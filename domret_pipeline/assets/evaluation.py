@@ -48,7 +48,7 @@ def evaluation_report(
     from ..core.answers.extractive import AbstentionSettings, AnswerSettings, encoder_scorer
     from ..core.artifacts import read_json
     from ..core.data.serialization import read_documents
-    from ..core.evaluation.answers import calibrate
+    from ..core.evaluation.answers import RememberedSearch, calibrate
     from ..core.evaluation.diagnostics import report_plots
     from ..core.evaluation.retrievers import DenseSystem, evaluate_retrieval
     from ..core.release.comparison import EndToEndSystem, evaluate_release, gate_summary
@@ -136,9 +136,12 @@ def evaluation_report(
             generator = OpenAICompatibleGenerator(config.generator_base_url, config.generator_model,
                                                   os.environ.get(config.generator_api_key_env, ""))
 
-        def end_to_end(name, opened, label=""):
-            return EndToEndSystem(name, opened.pipeline, opened.documents or documents, opened.scorer(),
+        def end_to_end(name, opened, label="", pipeline=None):
+            return EndToEndSystem(name, pipeline or opened.pipeline, opened.documents or documents, opened.scorer(),
                                   AnswerSettings.from_bundle(opened.bundle), label, generator)
+
+        # the challenger's searches, answered by its scorer and by the bi-encoder: searched once
+        challenger_searches = RememberedSearch(challenger.pipeline)
 
         # The bi-encoder's answer settings (a fixed count of sentences) as serving_config tried them.
         encoder_tried = serving["answer"].get("scorers_tried", {}).get("encoder", {})
@@ -153,12 +156,12 @@ def evaluation_report(
         e2e = {
             "base": EndToEndSystem("base", base_pipeline, documents, base_scorer, replace(fixed, threshold=base_threshold),
                                    "dense (base encoder)", generator),
-            "challenger": end_to_end("challenger", challenger),
+            "challenger": end_to_end("challenger", challenger, pipeline=challenger_searches),
         }
         if serving["answer"].get("scorer", "encoder") != "encoder" and "threshold" in encoder_tried and generator is None:
             # the same searches answered with bi-encoder sentence scores: what the served scorer changed
             e2e["challenger_encoder"] = EndToEndSystem(
-                "challenger_encoder", challenger.pipeline, challenger.documents or documents, challenger.scorer("encoder"),
+                "challenger_encoder", challenger_searches, challenger.documents or documents, challenger.scorer("encoder"),
                 replace(fixed, threshold=encoder_tried["threshold"]), "challenger, bi-encoder sentence scores")
         registry = mlflow.registry()
         champion = registry.champion() if registry else None

@@ -157,7 +157,7 @@ def serving_config(
 ) -> dg.Output[ArtifactRef]:
     from dataclasses import replace
 
-    from ..core.evaluation.answers import ANSWER_SELECTION, answer_quality, calibrate_answer_step
+    from ..core.evaluation.answers import ANSWER_SELECTION, RememberedSearch, answer_quality, calibrate_answer_step
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
@@ -216,12 +216,13 @@ def serving_config(
                                   principal=principal)
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
         options, eligible, answer_reasons = _answer_options(config, encoder, reranker, Path(sentence_selector.path))
+        searched = RememberedSearch(pipeline)  # every scorer answers the same dev searches
         target = config.abstention_settings()
         tried = {}
         for name, (fn, settings_for) in options.items():
             # the selector's per-sentence threshold is refined on the dev answers this pipeline gives
             grid = config.selector_threshold_candidates if name == "selector" else 0
-            calibrated = calibrate_answer_step(pipeline, labels, "dev", documents, fn, settings_for, target, grid)
+            calibrated = calibrate_answer_step(searched, labels, "dev", documents, fn, settings_for, target, grid)
             tried[name] = {"threshold": calibrated.threshold, "dev": calibrated.summary,
                            "quality": answer_quality(calibrated.summary), "calibration": calibrated.reached,
                            "settings": replace(settings_for, sentence_threshold=calibrated.sentence_threshold,

@@ -21,6 +21,31 @@ from ..data.documents import Document
 from ..data.labels import LabeledQueries
 
 
+class RememberedSearch:
+    """A search pipeline whose results are remembered per (query, top_n, principal): the dev
+    choice of the answer step tries several scorers, and the report answers the challenger's
+    searches with two, on the same queries; each query is searched (and reranked) once.
+    Everything else is the wrapped pipeline's."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self._seen: dict = {}
+
+    def __getattr__(self, name):
+        return getattr(self.pipeline, name)
+
+    def search(self, queries: list[str], top_n: int | None = None, principal=None) -> list:
+        def key(query):
+            return query, top_n, None if principal is None else repr(principal)
+
+        missing = [q for q in dict.fromkeys(queries) if key(q) not in self._seen]
+        if missing:
+            found = (self.pipeline.search(missing, top_n) if principal is None
+                     else self.pipeline.search(missing, top_n, principal=principal))
+            self._seen.update((key(q), result) for q, result in zip(missing, found))
+        return [self._seen[key(q)] for q in queries]
+
+
 def gold_spans(labels: LabeledQueries, qids: list[str]) -> dict[str, set[Span]]:
     wanted = set(qids)
     gold: dict[str, set[Span]] = {q: set() for q in qids}
