@@ -116,3 +116,55 @@ def test_the_sentence_threshold_maximises_dev_f1():
     # >= 0.8 cites two of three (F1 0.8); >= 0.4 cites all three and one wrong (F1 0.857)
     assert (t, round(f1, 3)) == (0.4, 0.857)
     assert choose_sentence_threshold([0.2, 0.1], [False, False]) == (float("inf"), 0.0)
+
+
+def with_unanswerable(labels: LabeledQueries, documents: dict):
+    """The toy handbook plus, per site, a question its page is on topic for but does not answer
+    (no evidence): when the site's forklifts were bought. Splits as the speed questions."""
+    queries, splits, qrels = dict(labels.queries), dict(labels.splits), dict(labels.qrels)
+    for i, site in enumerate(SITES):
+        qid = f"u-{site.lower()}"
+        queries[qid] = f"when were the forklifts at {site} bought"
+        splits[qid] = labels.splits[f"q-{site.lower()}"]
+        qrels[qid] = {f"fl-{site.lower()}": 1}
+    return LabeledQueries(queries, splits, qrels, labels.evidence), documents
+
+
+def test_unanswerable_train_queries_become_rows_of_negatives_only_which_only_bce_reads():
+    from domret_pipeline.config import RerankerConfig
+    from domret_pipeline.core.training.reranker import _training_dataset
+
+    labels, documents = with_unanswerable(*toy_handbook())
+    plain = selector_examples(labels, documents)
+    assert all(e.positives for e in plain.train) and len(plain.train) == 4
+    examples = selector_examples(labels, documents, unanswerable=True)
+    empty = [e for e in examples.train if not e.positives]
+    # the train sites' unanswerable questions: all sentences of their page are negatives; never dev or test
+    assert sorted(e.query for e in empty) == sorted(f"when were the forklifts at {s} bought" for s in SITES[:4])
+    assert next(e for e in empty if "Leeds" in e.query).negatives == [
+        documents["fl-leeds"].sentence_text(i) for i in range(3)]
+    bce = _training_dataset(examples.train, settings_for(SelectorConfig, loss="bce", num_negatives=3))
+    assert sum(1 for q, label in zip(bce["query"], bce["label"]) if "bought" in q and label == 0.0) == 12
+    assert not any("bought" in q and label == 1.0 for q, label in zip(bce["query"], bce["label"]))
+    mnrl = _training_dataset(examples.train, settings_for(RerankerConfig, loss="mnrl", num_negatives=2))
+    assert not any("bought" in q for q in mnrl["query"])  # a softmax needs a positive to lift
+    # the config asks for them only under a loss that can learn from them
+    assert SelectorConfig().learns_from_unanswerable() and not SelectorConfig(loss="mnrl").learns_from_unanswerable()
+    # rows without positives alone are no training set
+    only = LabeledQueries(labels.queries, labels.splits, labels.qrels, [])
+    assert selector_examples(only, documents, unanswerable=True).train == []
+
+
+def test_a_selector_trained_on_unanswerable_questions_scores_them_below_answerable_ones(tiny_reranker_base, tmp_path):
+    labels, documents = with_unanswerable(*toy_handbook())
+    examples = selector_examples(labels, documents, unanswerable=True)
+    settings = settings_for(SelectorConfig, loss="bce", max_length=48, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                            epochs=30, batch_size=8, logging_steps=1, warmup_ratio=0.0, learning_rate=3e-3,
+                            num_negatives=3, early_stopping_patience=100)
+    fit = fit_selector(examples, str(tiny_reranker_base), settings, tmp_path / "work")
+    calgary = documents["fl-calgary"]
+    sentences = [calgary.sentence_text(i) for i in range(3)]
+    answerable = float(np.max(score_pairs(fit.model, labels.queries["q-calgary"], sentences)))
+    unanswerable = float(np.max(score_pairs(fit.model, labels.queries["u-calgary"], sentences)))
+    # held out: the best sentence score, what the abstention threshold reads, tells the two apart
+    assert answerable > unanswerable, (answerable, unanswerable)

@@ -62,7 +62,8 @@ def sentence_selector(
         if config.mined_negative_sentences:
             by_id = {c.chunk_id: c for c in readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)}
             mined_sentences = mined_negative_sentences(read_mined(hard_negatives.path), by_id, documents)
-        examples = selector_examples(labels, documents, config.max_negatives, mined_sentences)
+        examples = selector_examples(labels, documents, config.max_negatives, mined_sentences,
+                                     unanswerable=config.learns_from_unanswerable())
         if examples.train and not examples.dev:
             examples.reason = "no dev query has sentence evidence: the selector's threshold cannot be chosen"
         start_model = (str(Path(reranker_adapter.path) / "merged") if config.start_from == "reranker"
@@ -86,6 +87,7 @@ def sentence_selector(
                     "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
                     "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
                     "training_seconds": outcome.seconds, "max_length": settings.max_length,
+                    "unanswerable_train_queries": sum(not e.positives for e in examples.train),
                 })
                 epochs = [e["epoch"] for e in outcome.dev_history]
                 curves = training_curves(pending.path, "Sentence selector training loss", outcome.loss_history,
@@ -110,8 +112,10 @@ def sentence_selector(
         if config.log_model_to_mlflow:
             tracked.log_artifacts(final / "merged", "sentence_selector/merged")
         rows = [["starts from", f"{config.start_from} (`{start_model}`)"],
-                ["train queries / dev queries / dev sentences",
-                 f"{card['train_queries']} / {card['dev_queries']} / {card['dev_sentences']}"],
+                ["train queries (of them unanswerable) / dev queries / dev sentences",
+                 f"{card['train_queries']} ({card['unanswerable_train_queries']}) / {card['dev_queries']} / "
+                 f"{card['dev_sentences']}"],
+                ["loss", settings.loss],
                 ["dev sentence nDCG@10: listed order → start → trained",
                  f"{card['dev_sentence_ndcg@10_listed']:.4f} → {card['dev_sentence_ndcg@10_start']:.4f} → "
                  f"{card['dev_sentence_ndcg@10']:.4f}"],

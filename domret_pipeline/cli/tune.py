@@ -149,17 +149,20 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
                                     num_negatives="num_negatives", in_batch_negatives="in_batch_negatives",
                                     epochs="epochs", lr="learning_rate", batch_size="batch_size",
                                     patience="early_stopping_patience", start_from="start_from",
-                                    max_negatives="max_negatives", mined="mined_negative_sentences"))
+                                    max_negatives="max_negatives", mined="mined_negative_sentences",
+                                    unanswerable="unanswerable_negatives"))
     labels = LabeledQueries.load(artifact_dir(refs, "labeled_queries"))
     documents = {d.doc_id: d for d in read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")}
     examples = selector_examples(labels, documents, config.max_negatives)
     if not examples.train or not examples.dev:  # said before reading anything else: the labels decide
         print(f"domret: tune selector: {examples.reason or 'no dev query with evidence'}", file=sys.stderr)
         return 1
+    mined = None
     if config.mined_negative_sentences:
         chunks = {c.chunk_id: c for c in read_chunks(artifact_dir(refs, "corpus_chunks") / "chunks.jsonl")}
         mined = mined_negative_sentences(read_mined(artifact_dir(refs, "hard_negatives")), chunks, documents)
-        examples = selector_examples(labels, documents, config.max_negatives, mined)
+    examples = selector_examples(labels, documents, config.max_negatives, mined,
+                                 unanswerable=config.learns_from_unanswerable())
     start_model = str(artifact_dir(refs, "reranker_adapter") / "merged") if config.start_from == "reranker" else config.base_model
     settings = config.settings()
     with tempfile.TemporaryDirectory() as work:
@@ -168,6 +171,7 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
     print(json.dumps({
         **stamp(args), "start_from": config.start_from, "mined_negative_sentences": config.mined_negative_sentences,
         "max_negatives": config.max_negatives, "settings": settings.as_dict(),
+        "unanswerable_train_queries": sum(not e.positives for e in examples.train),
         "train_queries": fit.train_queries, "dev_queries": fit.dev_queries, "dev_sentences": fit.dev_sentences,
         "dev_sentence_ndcg@10_listed_order": round(outcome.first_stage_dev_score, 4),
         "dev_sentence_ndcg@10_start": round(outcome.start_dev_score, 4),
@@ -225,6 +229,9 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     s.add_argument("--start-from", choices=["base_model", "reranker"], default=None)
     s.add_argument("--mined", action=argparse.BooleanOptionalAction, default=None,
                    help="add sentences of mined negative passages to the negatives (mined_negative_sentences)")
+    s.add_argument("--unanswerable", action=argparse.BooleanOptionalAction, default=None,
+                   help="bce: train queries without evidence add their documents' sentences as negatives "
+                        "(unanswerable_negatives)")
     for flag, kind in (("--base-model", str), ("--loss", str), ("--epochs", int), ("--lr", float), ("--batch-size", int),
                        ("--num-negatives", int), ("--in-batch-negatives", int), ("--max-length", int), ("--patience", int),
                        ("--max-negatives", int)):

@@ -56,12 +56,18 @@ def _sentences(doc: Document) -> list[str]:
 
 
 def selector_examples(labels: LabeledQueries, documents: dict[str, Document], max_negatives: int = 8,
-                      mined_sentences: dict[str, list[str]] | None = None) -> SelectorExamples:
+                      mined_sentences: dict[str, list[str]] | None = None,
+                      unanswerable: bool = False) -> SelectorExamples:
     """Per train query with evidence: its evidence sentences as positives, up to
     ``max_negatives`` other sentences as negatives: those of its relevant documents, interleaved
     with ``mined_sentences[query id]`` (sentences of its mined negative passages) when given, in
     document order (deterministic). Per dev query with evidence: every sentence of its relevant
-    documents as candidates, the evidence ones relevant."""
+    documents as candidates, the evidence ones relevant.
+
+    With ``unanswerable``, each train query whose relevant documents hold no evidence (an
+    abstention case) adds a row without positives: the sentences of those documents, on topic yet
+    no support, as negatives. Only a pointwise loss (``bce``) can learn from such a row; it is what
+    teaches the selector an absolute score, so that its best score can decide abstention."""
     if not labels.evidence:
         return SelectorExamples(reason="the labels carry no sentence evidence: the answer step keeps its scorer")
     gold: dict[str, set[tuple[str, int]]] = {}
@@ -90,7 +96,14 @@ def selector_examples(labels: LabeledQueries, documents: dict[str, Document], ma
             out.train.append(RerankExample(query, positives, negatives[:max_negatives]))
         elif split == "dev":
             out.dev.append(DevSample(query, negatives + positives, positives))  # evidence listed last
-    if not out.train:
+    if unanswerable:
+        for qid in labels.without_evidence("train"):
+            negatives = [text for doc_id in sorted(d for d, r in labels.qrels.get(qid, {}).items() if r > 0)
+                         if doc_id in documents for text in _sentences(documents[doc_id])]
+            if negatives:
+                out.train.append(RerankExample(labels.queries[qid], [], negatives[:max_negatives]))
+    if not any(e.positives for e in out.train):
+        out.train = []  # rows without positives alone teach nothing to rank
         out.reason = "no training query has sentence evidence and another sentence of its documents to contrast"
     return out
 

@@ -113,11 +113,13 @@ def attach_lora(model, settings: RerankerSettings):
 
 
 def _training_dataset(examples: list[RerankExample], settings: RerankerSettings):
-    """Rows in the layout each loss reads; a query needs a positive and a negative."""
+    """Rows in the layout each loss reads; a query needs a positive and a negative, except
+    under the pointwise ``bce``, where a query without positives (nothing it should find) still
+    labels its negatives."""
     from datasets import Dataset
 
-    usable = [e for e in examples if e.positives and e.negatives]
-    if not usable:
+    usable = [e for e in examples if e.negatives and (e.positives or settings.loss == "bce")]
+    if not any(e.positives for e in usable):
         raise ValueError("no reranker training example has both a positive and a negative passage")
     k = settings.num_negatives
     if settings.loss == "mnrl":
