@@ -168,3 +168,32 @@ def test_a_selector_trained_on_unanswerable_questions_scores_them_below_answerab
     unanswerable = float(np.max(score_pairs(fit.model, labels.queries["u-calgary"], sentences)))
     # held out: the best sentence score, what the abstention threshold reads, tells the two apart
     assert answerable > unanswerable, (answerable, unanswerable)
+
+
+class KeywordScorer:
+    """A stand-in cross-encoder: a sentence scores 1 when it holds the query's keyword."""
+
+    def predict(self, pairs, **_):
+        return np.array([float(q.split()[1] in s) for q, s in pairs])
+
+
+def test_abstention_separation_reads_the_best_score_over_the_relevant_documents():
+    from domret_pipeline.core.answers.selector import abstention_separation
+
+    labels, documents = with_unanswerable(*toy_handbook())
+    # dev: Durban's speed question (answerable) and its purchase question (not)
+    queries = {**labels.queries, "q-durban": "how fast ...", "u-durban": "when bought ..."}
+    relabeled = LabeledQueries(queries, labels.splits, labels.qrels, labels.evidence)
+    separated = abstention_separation(KeywordScorer(), relabeled, documents, "dev")
+    assert separated["queries"] == 2 and separated["unanswerable"] == 1
+    # "fast" is in no sentence, "bought" in none either: a tie, half the pairs right
+    assert separated["auc"] == 0.5
+    documents["fl-durban"] = Document("fl-durban", "Forklifts go fast. They were bought in May.",
+                                      sentences=split_sentences("Forklifts go fast. They were bought in May."))
+    both = abstention_separation(KeywordScorer(), relabeled, documents, "dev")
+    assert both["auc"] == 0.5  # both questions now find their word
+    queries["u-durban"] = "when sold ..."
+    assert abstention_separation(KeywordScorer(), relabeled, documents, "dev")["auc"] == 1.0
+    assert abstention_separation(KeywordScorer(), relabeled, documents, "dev")["best_accuracy"] == 1.0
+    assert abstention_separation(KeywordScorer(), labels, documents, "train")  # four of each kind
+    assert abstention_separation(KeywordScorer(), toy_handbook()[0], documents, "dev") == {}  # no abstention case

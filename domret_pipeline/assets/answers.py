@@ -40,7 +40,9 @@ def sentence_selector(
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
-    from ..core.answers.selector import fit_selector, mined_negative_sentences, selector_examples
+    from ..core.answers.selector import (
+        abstention_separation, fit_selector, mined_negative_sentences, selector_examples,
+    )
     from ..core.evaluation.diagnostics import training_curves
     from ..core.retrieval.encoder import set_offline
     from ..core.training.mining import read_mined
@@ -76,6 +78,7 @@ def sentence_selector(
             curves = {}
             if examples.train and examples.dev:
                 fit = fit_selector(examples, start_model, settings, pending.path / ".work", progress_sink=context.log.info)
+                separation = abstention_separation(fit.model, labels, documents, "dev")
                 save_adapter_and_merged(fit.model, pending.path / "adapter", pending.path / "merged")
                 shutil.rmtree(pending.path / ".work", ignore_errors=True)
                 outcome = fit.outcome
@@ -88,6 +91,7 @@ def sentence_selector(
                     "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
                     "training_seconds": outcome.seconds, "max_length": settings.max_length,
                     "unanswerable_train_queries": sum(not e.positives for e in examples.train),
+                    "dev_abstention_on_relevant_documents": separation,
                 })
                 epochs = [e["epoch"] for e in outcome.dev_history]
                 curves = training_curves(pending.path, "Sentence selector training loss", outcome.loss_history,
@@ -121,6 +125,11 @@ def sentence_selector(
                  f"{card['dev_sentence_ndcg@10']:.4f}"],
                 ["per-sentence threshold (dev F1)", f"{card['threshold']:.4f} ({card['dev_sentence_f1']:.4f})"],
                 ["best epoch", card["best_epoch"]], ["training time", f"{card['training_seconds']:.0f} s"]]
+        if card["dev_abstention_on_relevant_documents"]:
+            sep = card["dev_abstention_on_relevant_documents"]
+            rows.append(["dev abstention from the best score on the relevant documents: AUC / best accuracy "
+                         f"({sep['unanswerable']} of {sep['queries']} queries unanswerable)",
+                         f"{sep['auc']:.4f} / {sep['best_accuracy']:.4f}"])
         return artifact_output(pending.ref, tracked, {
             "trained": dg.MetadataValue.bool(True),
             "card": dg.MetadataValue.md(markdown_table(["", ""], rows) + "\n\nDev: every sentence of each dev query's "

@@ -139,7 +139,7 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
     order, at the start and after training, and the per-sentence threshold with its dev F1."""
     offline()
     from ..config import SelectorConfig
-    from ..core.answers.selector import fit_selector, mined_negative_sentences, selector_examples
+    from ..core.answers.selector import abstention_separation, fit_selector, mined_negative_sentences, selector_examples
     from ..core.data.labels import LabeledQueries
     from ..core.data.serialization import read_chunks, read_documents
     from ..core.training.mining import read_mined
@@ -168,6 +168,7 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as work:
         fit = fit_selector(examples, start_model, settings, Path(work))
     outcome = fit.outcome
+    separation = abstention_separation(fit.model, labels, documents, "dev")
     print(json.dumps({
         **stamp(args), "start_from": config.start_from, "mined_negative_sentences": config.mined_negative_sentences,
         "max_negatives": config.max_negatives, "settings": settings.as_dict(),
@@ -177,6 +178,7 @@ def cmd_tune_selector(args: argparse.Namespace) -> int:
         "dev_sentence_ndcg@10_start": round(outcome.start_dev_score, 4),
         "dev_sentence_ndcg@10": round(outcome.dev_score, 4), "best_epoch": outcome.best_epoch,
         "threshold": fit.threshold, "dev_sentence_f1": round(fit.dev_f1, 4), "train_seconds": round(outcome.seconds, 1),
+        "dev_abstention_on_relevant_documents": separation,
     }))
     return 0
 

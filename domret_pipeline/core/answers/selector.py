@@ -171,3 +171,34 @@ def fit_selector(examples: SelectorExamples, start_model: str, settings: Reranke
         progress_sink(f"selector: dev sentence F1 {f1:.4f} at threshold {threshold:.4f} "
                       f"({time.perf_counter() - started:.0f} s)")
     return SelectorFit(outcome.model, outcome, threshold, f1, len(scores), len(examples.train), len(examples.dev))
+
+
+def abstention_separation(model, labels: LabeledQueries, documents: dict[str, Document], split: str = "dev") -> dict:
+    """How well the selector's best score tells answerable queries from abstention cases when
+    retrieval is perfect: per ``split`` query, the best score over every sentence of its
+    relevant documents; the ROC AUC of that score (answerable high) and the abstention accuracy
+    of the best threshold on it (read on the same queries: an optimistic ceiling of what the
+    served answer step, which reads retrieved passages instead, can reach). Empty without both
+    kinds of query."""
+    from ..retrieval.cross_encoder import score_pair_list
+    from .extractive import calibrate_threshold
+
+    answerable = {e.query_id for e in labels.evidence}
+    pairs, owners = [], []
+    for qid in labels.ids(split):
+        for doc_id in sorted(d for d, r in labels.qrels.get(qid, {}).items() if r > 0 and d in documents):
+            for text in _sentences(documents[doc_id]):
+                pairs.append((labels.queries[qid], text))
+                owners.append(qid)
+    best: dict[str, float] = {}
+    for qid, score in zip(owners, score_pair_list(model, pairs, 64)):
+        best[qid] = max(best.get(qid, float("-inf")), float(score))
+    yes = np.array([s for q, s in best.items() if q in answerable])
+    no = np.array([s for q, s in best.items() if q not in answerable])
+    if not len(yes) or not len(no):
+        return {}
+    # AUC as the share of (answerable, unanswerable) pairs ordered right, ties counting half
+    auc = float(((yes[:, None] > no[None, :]).sum() + 0.5 * (yes[:, None] == no[None, :]).sum()) / (len(yes) * len(no)))
+    threshold, accuracy = calibrate_threshold(yes, no)
+    return {"queries": len(best), "unanswerable": int(len(no)), "auc": auc, "best_accuracy": accuracy,
+            "threshold": threshold}
