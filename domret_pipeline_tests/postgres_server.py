@@ -3,7 +3,7 @@ with the image's ``initdb``/``pg_ctl``, listening on a free local port, removed 
 
 ``initdb`` refuses to run as root, and the tests run as root in CI: then the cluster belongs to
 the ``postgres`` system user and every server command runs through ``runuser -u postgres``.
-The folder is made with :func:`tempfile.mkdtemp` under the system temp folder (not pytest's
+The folder is made with :func:`tempfile.mkdtemp` (under ``/tmp`` as root: not pytest's
 ``tmp_path``, whose parents only root may enter). Authentication is ``trust`` on 127.0.0.1 and
 the folder's own socket: nothing outside the machine can reach it, and it lives one test run.
 
@@ -50,13 +50,16 @@ class PostgresServer:
     delete its folder."""
 
     def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="domret-pg-"))
+        root = os.geteuid() == 0
+        # As root, under /tmp itself: the postgres user must be able to reach the folder, and a
+        # TMPDIR (or pytest's tmp_path) under a root-only folder would not let it.
+        self.folder = Path(tempfile.mkdtemp(prefix="domret-pg-", dir="/tmp" if root else None))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.port = free_port()
         self.user = SERVER_USER
         self._as_server_user: list[str] = []
-        if os.geteuid() == 0:
+        if root:
             try:
                 account = pwd.getpwnam(SERVER_USER)
             except KeyError:
@@ -79,11 +82,12 @@ class PostgresServer:
         self._run(server_binary("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                   "--no-locale", "--no-sync")
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(server_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+        self._run(server_binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log),
+                  "-w", "-t", "300", "start")
         return self
 
-    def url(self, database: str = "postgres", driver: str = "postgresql") -> str:
-        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         """A new empty database; returns its URL."""

@@ -2,9 +2,7 @@
 the project's own stores and their migrations (on SQLite too, the same tests), the Dagster
 instance of ``deploy/team/dagster.yaml``, and MLflow's tracking and registry store."""
 
-import os
 import shutil
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -151,6 +149,8 @@ def _count(url: str, sql: str) -> int:
 def test_the_team_configuration_runs_on_postgresql(postgres, tmp_path, monkeypatch):
     """DOMRET_ENV=team's resources and deploy/team/dagster.yaml, every database on the server."""
     from dagster._core.scheduler.instigation import InstigatorStatus
+    from dagster._core.test_utils import in_process_test_workspace
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
     from mlflow.tracking import MlflowClient
 
@@ -189,11 +189,14 @@ def test_the_team_configuration_runs_on_postgresql(postgres, tmp_path, monkeypat
         assert latest.run_id == results[1].run_id
         assert latest.asset_materialization.metadata["version"].value == "2"
 
-        # the schedule, started the way a user starts it, is recorded on the server
-        done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "schedule", "start", "weekly_retrain",
-                               "-w", "workspace.yaml"], cwd=ROOT, env={**os.environ, **env},
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
+        # the schedule, started as `dagster schedule start weekly_retrain` starts it (from the
+        # code location loaded in this process rather than in a code server), is on the server
+        origin = LoadableTargetOrigin(executable_path=sys.executable, module_name="domret_pipeline.definitions",
+                                      working_directory=str(ROOT))
+        with in_process_test_workspace(instance, origin) as workspace:
+            (location,) = workspace.code_locations
+            (repository,) = location.get_repositories().values()
+            instance.start_schedule(repository.get_schedule("weekly_retrain"))
         states = {s.name: s.status for s in instance.all_instigator_state()}
         assert states.get("weekly_retrain") == InstigatorStatus.RUNNING, states
 
