@@ -218,3 +218,12 @@ def test_the_team_configuration_runs_on_postgresql(postgres, tmp_path, monkeypat
     registry = Registry(urls["mlflow"])
     assert (registry.champion().version, registry.get(PREVIOUS).version) == ("2", "1")
     assert _count(urls["mlflow"], "SELECT count(*) FROM model_versions") == 2
+
+
+def test_missing_server_programs_are_an_error_not_a_skip(monkeypatch):
+    from domret_pipeline_tests import postgres_server
+
+    monkeypatch.setattr(postgres_server.shutil, "which", lambda name: None)
+    monkeypatch.setattr(postgres_server, "SEARCH_DIRS", [])
+    with pytest.raises(RuntimeError, match="initdb is not installed.*apt-get install postgresql-15"):
+        postgres_server.server_binary("initdb")
