@@ -203,7 +203,7 @@ def _audit_row(audit_id, query, principal, kind, home) -> tuple[AuditRecord, lis
     store.migrate()
     record = store.get(audit_id)
     if record is None:
-        raise LookupError(f"no audit row {audit_id} in {store.url}")
+        raise LookupError(f"no audit row {audit_id} in {store.display_url}")
     return record, []
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random encoder (MiniLM tokenizer, 2 small layers), one MLflow
-SQLite store per session, and resources that keep every artifact under a temporary folder."""
+SQLite store per session, a PostgreSQL server per session (for the tests that ask), and
+resources that keep every artifact under a temporary folder."""
 
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def tiny_reranker_base(tmp_path_factory) -> Path:
 def mlflow_uri(tmp_path_factory) -> str:
     # Creating a SQLite store runs migrations (seconds): one store for the whole session.
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (``postgres_server.py``), started on first use;
+    each test makes its own databases with ``postgres.create_database(name)``."""
+    from domret_pipeline_tests.postgres_server import running_server
+
+    with running_server() as server:
+        yield server
 
 
 def make_resources(home: Path, model: Path, mlflow_uri: str) -> dict:

@@ -57,14 +57,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     store, settings = _store(args)
     if args.action == "migrate":
-        print(f"audit store {store.url}: schema version {store.version()}")
+        print(f"audit store {store.display_url}: schema version {store.version()}")
         return 0
     if args.action == "purge":
         days = args.older_than_days or settings.retention_days
         if not days:
             print("domret: audit purge needs --older-than-days N (or DOMRET_AUDIT_RETENTION_DAYS)", file=sys.stderr)
             return 2
-        print(f"{store.purge(days)} audit row(s) older than {days:g} days deleted from {store.url}")
+        print(f"{store.purge(days)} audit row(s) older than {days:g} days deleted from {store.display_url}")
         return 0
     if args.action == "export":
         rows = store.rows(since=_since(args))
@@ -74,7 +74,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     rows = store.rows(limit=args.limit, since=_since(args), kind=args.kind, newest_first=True)
     if not rows:
-        print(f"no audit rows in {store.url}" + (f" since {args.since}" if args.since else ""))
+        print(f"no audit rows in {store.display_url}" + (f" since {args.since}" if args.since else ""))
         return 0
     for record in rows:
         print("\n".join(row_lines(record)))

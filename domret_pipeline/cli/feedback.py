@@ -41,7 +41,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return 0
     store = _feedback_store(args)
     if args.action == "migrate":
-        print(f"feedback store {store.url}: schema version {store.version()}")
+        print(f"feedback store {store.display_url}: schema version {store.version()}")
         return 0
     from ..core.feedback.files import COMMAND_LINE, check_label, known_ids, read_feedback
 

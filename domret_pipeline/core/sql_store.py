@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Callable
 
 
+def redacted(url: str) -> str:
+    """``url`` fit for a message or a log: a team database's password shown as ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a database URL: nothing to hide
+        return url
+
+
 class VersionedStore:
     """Subclasses set ``kind`` (for messages), ``schema_table``, ``schema_version``,
     ``migrations`` (target version -> ``fn(connection, table, schema)``) and ``migrate_command``,
@@ -33,6 +44,10 @@ class VersionedStore:
         self.url = url
         self.engine = create_engine(url)
         self.metadata = MetaData()
+
+    @property
+    def display_url(self) -> str:
+        return redacted(self.url)
 
     def version(self) -> int:
         from sqlalchemy import inspect, select
@@ -58,5 +73,5 @@ class VersionedStore:
 
     def _require_schema(self) -> None:
         if self.version() != self.schema_version:
-            raise RuntimeError(f"{self.url}: {self.kind} schema is at version {self.version()}, expected "
+            raise RuntimeError(f"{self.display_url}: {self.kind} schema is at version {self.version()}, expected "
                                f"{self.schema_version}: run `{self.migrate_command}`")

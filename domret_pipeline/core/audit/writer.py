@@ -26,6 +26,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
+from ..sql_store import redacted
 from .store import AuditRecord, AuditSettings, AuditStore
 
 LOG = logging.getLogger("domret.audit")
@@ -56,7 +57,8 @@ class AuditWriter:
 
     @property
     def url(self) -> str:
-        return self.settings.url if self.settings else getattr(self._store, "url", repr(self._store))
+        """Where rows go, for messages: a database password is hidden."""
+        return redacted(self.settings.url) if self.settings else getattr(self._store, "display_url", repr(self._store))
 
     def submit(self, record: AuditRecord) -> None:
         """Queue one row; returns at once and never raises."""
