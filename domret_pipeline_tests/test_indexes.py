@@ -156,3 +156,33 @@ def test_bm25_ranks_matching_chunk_first_and_round_trips(tmp_path):
     assert hits[0][0][0] == "a"  # stemming matches "forklifts"/"speeds"
     assert hits[1][0][0] == "c"
     assert hits[2] == []  # no known term: no hit rather than an error
+
+
+def test_base_faiss_index_records_its_compressed_build(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
+    """The asset, thresholds lowered so that the tiny corpus gets the compressed index."""
+    import dagster as dg
+
+    from domret_pipeline.assets.indexes import base_faiss_index
+    from domret_pipeline.assets.corpus import corpus_chunks, corpus_documents
+    from domret_pipeline.assets.labels import labeled_queries
+    from domret_pipeline.core.manifests import read_manifest
+
+    from .conftest import make_resources
+    from .graph_helpers import run_config
+
+    config = run_config(small_dataset, tiny_encoder)
+    config["ops"] = {k: v for k, v in config["ops"].items() if k in ("corpus_documents", "corpus_chunks", "labeled_queries")}
+    config["ops"]["base_faiss_index"] = {"config": {
+        "exact_max_vectors": 1, "compressed_min_vectors": 2, "compressed_train_sample": 100,
+        "compressed_recall_queries": 4, "compressed_recall_target": 0.9, "precision": "fp32"}}
+    result = dg.materialize([corpus_documents, corpus_chunks, labeled_queries, base_faiss_index],
+                            resources=make_resources(tmp_path, tiny_encoder, mlflow_uri), run_config=config)
+    event = result.asset_materializations_for_node("base_faiss_index")[0]
+    manifest = read_manifest(result.output_for_node("base_faiss_index").path, DenseIndexManifest)
+    build = manifest.index_build
+    assert manifest.index_type == "compressed" and build["factory"] == "IVF1,SQ8" and build["search_parameter"] == "nprobe"
+    assert build["recall_at_10"] >= 0.9 and build["recall_queries"] == 4 and build["bytes"] > 0
+    assert event.metadata["index_recall_at_10"].value == build["recall_at_10"]
+    assert event.metadata["index_search"].value == f"nprobe={build['search_value']}"
+    hits = DenseIndex.load(result.output_for_node("base_faiss_index").path).search(np.eye(1, manifest.dim, dtype=np.float32), 3)
+    assert len(hits[0]) == 3

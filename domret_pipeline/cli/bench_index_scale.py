@@ -127,8 +127,30 @@ def cmd_bench_index_scale(args: argparse.Namespace) -> int:
               f"{r['build_and_tune_seconds'] * 1e6 / r['vectors']:.0f} | {r['bytes'] / 2**20:.0f} | "
               f"{r['bytes_per_million_vectors'] / 2**20:.0f} | {r['bench_recall_at_10']:.3f} | {r['single_p50_ms']} | "
               f"{r['single_p95_ms']} | {r['batch_ms_per_query']} |")
+    if args.project:
+        _print_projection(rows, args)
     print("\n" + json.dumps({**made, "threads": args.threads, "rows": rows}))
     return 0
+
+
+def _print_projection(rows: list[dict], args) -> None:
+    """Wall time to encode, index memory and build time at larger corpora, extrapolated
+    linearly from this run's per-million figures (each row's own size), and a cost line.
+    Encoding: ``--encode-rate`` chunks/s per worker (a figure measured elsewhere: say which),
+    workers in parallel with no overhead; the index is built on one machine."""
+    sizes = [int(float(x)) for x in args.project.split(",")]
+    workers = [int(x) for x in args.workers.split(",")]
+    print(f"\nProjection (extrapolated, linear in corpus size from the rows above; encoding at "
+          f"{args.encode_rate} chunks/s per worker, perfectly parallel; ${args.price_per_hour}/h per worker):\n")
+    print("| chunks | workers | encode wall h | encode worker-h | encode cost $ | "
+          + " | ".join(f"{r['index']} GiB | {r['index']} build h" for r in rows) + " |")
+    print("|---|---|---|---|---|" + "---|---|" * len(rows))
+    for size in sizes:
+        for n in workers:
+            hours = size / args.encode_rate / 3600
+            per_row = " | ".join(f"{r['bytes_per_million_vectors'] * size / 1e6 / 2**30:.1f} | "
+                                 f"{r['build_and_tune_seconds'] / r['vectors'] * size / 3600:.1f}" for r in rows)
+            print(f"| {size:,} | {n} | {hours / n:.1f} | {hours:.0f} | {hours * args.price_per_hour:.0f} | {per_row} |")
 
 
 def add_index_scale_parser(kinds) -> argparse.ArgumentParser:
@@ -145,5 +167,10 @@ def add_index_scale_parser(kinds) -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (on a shared machine 1 avoids "
                    "spin-waiting against other processes)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--project", help="corpus sizes to extrapolate to, e.g. 1e7,1e8")
+    s.add_argument("--workers", default="1,8,32", help="encoding workers of the projection")
+    s.add_argument("--encode-rate", type=float, default=48.9, help="chunks/s one worker encodes (default: bf16 on "
+                   "this 2-core CPU, BENCHMARKS.md 'Encoding throughput')")
+    s.add_argument("--price-per-hour", type=float, default=0.10, help="$ per worker-hour in the projection's cost line")
     s.set_defaults(func=cmd_bench_index_scale)
     return s

@@ -3,10 +3,12 @@
 Up to ``exact_max_vectors`` an exact flat index; up to ``compressed_min_vectors`` an HNSW graph
 over full float32 vectors; above, a compressed index made by ``faiss.index_factory`` from
 ``compressed_factory`` (by default ``IVF{nlist},SQ8``: an inverted file over 8-bit scalar-quantised
-vectors, a quarter of float32's memory). Why that default: on real-looking synthetic vectors
-(BENCHMARKS.md, "Indexes for scale") IVF with SQ8 reaches recall@10 0.95 against exact search
-at a small ``nprobe``, while IVF with PQ (48 or 96 bytes a vector) tops out below that however
-many lists it probes, and HNSW with SQ8 keeps the graph's memory and slow build.
+vectors, a quarter of float32's memory). Why that default: SQ8 loses little to quantisation
+(cosines between unit vectors move by at most 0.002, p99 0.001, on the synthetic vectors), so
+the recall target is a matter of how many lists are probed; PQ codes are smaller still but cap recall@10 against exact search below
+what probing more lists can recover (BENCHMARKS.md, "Indexes for scale", has the figures
+measured here); HNSW with SQ8 keeps the graph (about 256 bytes a vector at M=32) and its slow
+build.
 
 The compressed index's coarse quantiser and scalar quantiser are trained on a sample of the
 vectors (``train_sample``). Its search depth (IVF ``nprobe``, or HNSW ``efSearch`` for an
@@ -16,7 +18,7 @@ corpus vectors kept out of the training sample, each searched for its nearest *o
 Recall counts a returned vector as right when its exact score reaches the exact 10th-best
 score (so a tie among duplicate chunks is not a miss). A target that the largest depth cannot
 meet fails the build, naming what was reached: a quiet fallback to HNSW would need four times
-the memory that was planned for, and a quiet index below the target would serve worse results
+or more the memory that was planned for, and a quiet index below the target would serve worse results
 than the run's settings promise. The chosen depth is stored in the index file (FAISS
 serialises ``nprobe`` and ``efSearch``), so a loaded index searches as tuned.
 
