@@ -26,6 +26,7 @@ from domret_pipeline.core.errors import InputDataError
 from domret_pipeline.core.retrieval.access import GroupTable, Principal
 from domret_pipeline.core.retrieval.bm25 import BM25Index
 from domret_pipeline.core.retrieval.dense_index import DenseIndex, _oversampled, build_index
+from domret_pipeline.core.retrieval.index_build import CompressedSettings, build_sized_index
 from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig
 
 from .conftest import write_jsonl
@@ -83,7 +84,11 @@ def build(docs: list[Document], index_type: str, tmp_path, first_stage: str = "d
     vectors = HashEncoder().encode(texts)
     folder = tmp_path / f"index-{index_type}"
     folder.mkdir(exist_ok=True)
-    DenseIndex(build_index(vectors, index_type, hnsw_m=4, ef_construction=16, ef_search=8), ids, groups).save(folder)
+    if index_type == "compressed":  # IVF-SQ8 with nprobe tuned on the corpus, as past compressed_min_vectors
+        index, _ = build_sized_index(vectors, "compressed", 4, 16, 8, CompressedSettings("IVF{nlist},SQ8", 1000, 0.9, 50))
+    else:
+        index = build_index(vectors, index_type, hnsw_m=4, ef_construction=16, ef_search=8)
+    DenseIndex(index, ids, groups).save(folder)
     BM25Index.build(texts, ids, 1.2, 0.75, groups).save(folder)
     index, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
     config = ServingConfig(first_stage, rerank=rerank, candidates=10, top_n=TOP_N, depth=20)
@@ -197,7 +202,7 @@ def test_a_restricted_best_match_reaches_only_its_group(tmp_path, index_type, fi
     assert pipeline.rankings([QUERY], principal=["hr"])[0][0][0].startswith(SECRET)
 
 
-@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+@pytest.mark.parametrize("index_type", ["flat", "hnsw", "compressed"])
 def test_the_dense_filter_returns_k_visible_chunks_even_when_most_are_hidden(tmp_path, index_type):
     """250 hidden passages crowd the query's neighbourhood; 30 public ones are far from it."""
     pipeline, chunks, _ = build(corpus(n_public=30, n_secret=250), index_type, tmp_path)

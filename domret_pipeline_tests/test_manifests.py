@@ -39,6 +39,7 @@ def _samples() -> dict:
             n_vectors=7, dim=32, precision_choice={"requested": "auto", "precision": "bf16", "trials": []},
             embedding_cache={"hits": 0, "misses": 7, "rejected": 0}, diagnostics={"uniformity": 0.3, "uniformity_base": 0.2},
             embedding_checkpoint=H, base_faiss_index=H, chunks_per_group={"hr": 2, "public": 5},
+            index_build={"index_type": "flat", "factory": "Flat", "n_vectors": 7, "build_seconds": 0.0, "bytes": 1000},
             extra=TunedIndexConfig().model_dump(exclude={"with_title", "precision"})),
         BM25IndexManifest: BM25IndexManifest(k1=1.2, b=0.75, corpus_chunks=H, n_chunks=7, chunks_per_group={"public": 7},
                                              extra=BM25Config().model_dump()),

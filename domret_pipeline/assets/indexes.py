@@ -17,7 +17,7 @@ from ..core.manifests import BM25IndexManifest, DenseIndexManifest, read_manifes
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
 
-FAISS_VERSION = "4"  # 4: each position's access groups stored beside the vectors
+FAISS_VERSION = "5"  # 4: access groups beside the vectors; 5: compressed above compressed_min_vectors, build measured
 BM25_VERSION = "2"  # 2: each chunk's access groups stored beside the index
 UNIFORMITY_SAMPLE = 2000
 # Fail fast on data: BM25 does not read the labels, but it waits for labeled_queries and its
@@ -91,12 +91,13 @@ def _build_dense_index(
     from ..core.evaluation.diagnostics import uniformity
     from ..core.progress import Progress
     from ..core.retrieval.access import GroupTable
-    from ..core.retrieval.dense_index import DenseIndex, build_index, choose_index_type
+    from ..core.retrieval.dense_index import INDEX_FILE, DenseIndex
+    from ..core.retrieval.index_build import build_sized_index, choose_index_type
     from ..core.retrieval.embedding_cache import EmbeddingCache
     from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
 
     chunks = read_chunks(f"{corpus_chunks.path}/chunks.jsonl")
-    index_type = choose_index_type(len(chunks), config.exact_max_vectors)
+    index_type = choose_index_type(len(chunks), config.exact_max_vectors, config.compressed_min_vectors)
     lineage = {"role": role, "embedding_checkpoint": None, "base_faiss_index": None, **(tuned_from or {})}
     params = {**config.model_dump(), "with_title": with_title, "encoder": encoder_name, "max_seq_length": max_seq_length,
               "index_type": index_type}
@@ -126,13 +127,18 @@ def _build_dense_index(
     else:
         vectors, cache_record = encode_missing(texts), {"hits": 0, "misses": len(texts), "rejected": 0}
     encode_seconds = time.perf_counter() - started
-    index = build_index(vectors, index_type, config.hnsw_m, config.hnsw_ef_construction, config.hnsw_ef_search)
+    index, build = build_sized_index(vectors, index_type, config.hnsw_m, config.hnsw_ef_construction,
+                                     config.hnsw_ef_search, config.compressed_settings())
+    if build.recall_at_10 is not None:
+        context.log.info(f"{name}: {build.factory} at {build.search_parameter}={build.search_value}: recall@10 "
+                         f"{build.recall_at_10:.3f} against exact search on {build.recall_queries} {build.recall_query_source}")
     diagnostics = {"uniformity": uniformity(vectors, UNIFORMITY_SAMPLE)}
     if base_vectors is not None:
         diagnostics["uniformity_base"] = uniformity(base_vectors, UNIFORMITY_SAMPLE)
     with atomic_artifact_dir(artifacts.path(), name) as pending:
         groups = GroupTable([c.groups for c in chunks])  # stored beside the vectors: searches filter on them
         DenseIndex(index, [c.chunk_id for c in chunks], groups).save(pending.path)
+        build.with_bytes(os.path.getsize(Path(pending.path) / INDEX_FILE))
         # Two config values are not recorded as such (as before typed manifests): with_title
         # (None for the tuned index) and precision ("auto") are recorded as what was used, the
         # rendering and the chosen precision; the requested one is in precision_choice.
@@ -141,18 +147,29 @@ def _build_dense_index(
             max_seq_length=max_seq_length, precision=choice.precision, with_title=with_title, index_type=index_type,
             corpus_chunks=corpus_chunks.sha256, labeled_queries=labeled_queries.sha256, n_vectors=int(index.ntotal),
             dim=int(vectors.shape[1]), precision_choice=choice.as_dict(), embedding_cache=cache_record,
-            diagnostics=diagnostics, chunks_per_group=groups.counts(),
+            diagnostics=diagnostics, chunks_per_group=groups.counts(), index_build=build.as_dict(),
             extra=config.model_dump(exclude={"with_title", "precision"}),
         ))
     stats = {"vectors": int(index.ntotal), "dim": int(vectors.shape[1]), "encode_seconds": round(encode_seconds, 2),
              "chunks_encoded": cache_record["misses"], "cache_hits": cache_record["hits"],
-             "parity_seconds": round(parity_seconds, 2), **diagnostics}
+             "parity_seconds": round(parity_seconds, 2), "index_build_seconds": round(build.build_seconds, 2),
+             "index_bytes": build.bytes, **diagnostics}
+    if build.recall_at_10 is not None:
+        stats["index_recall_at_10"] = build.recall_at_10
     tracked.set_tag("domret.precision", choice.precision)
     tracked.log_metrics({**stats, **precision_metrics(choice)})
     return artifact_output(pending.ref, tracked, {
         "vectors": dg.MetadataValue.int(stats["vectors"]),
         "dim": dg.MetadataValue.int(stats["dim"]),
         "index_type": index_type,
+        "index_factory": build.factory,
+        **({"index_search": f"{build.search_parameter}={build.search_value}",
+            "index_recall_at_10": dg.MetadataValue.float(round(build.recall_at_10, 4)),
+            "index_recall_queries": dg.MetadataValue.int(build.recall_queries)} if build.recall_at_10 is not None else {}),
+        "index_mib": dg.MetadataValue.float(round(build.bytes / 2**20, 2)),
+        "index_build_seconds": dg.MetadataValue.float(round(build.build_seconds, 2)),
+        "index_mib_per_million_vectors": dg.MetadataValue.float(round(build.as_dict()["bytes_per_million_vectors"] / 2**20, 1)),
+        "index_build_seconds_per_million_vectors": dg.MetadataValue.float(build.as_dict()["build_seconds_per_million_vectors"]),
         "encoder": encoder_name,
         "precision": choice.precision,
         "precision_reason": choice.reason,
@@ -172,7 +189,9 @@ def _build_dense_index(
     description=(
         "FAISS index of the chunks built with the current serving encoder (the embedding_model "
         "resource: the base model). It mines hard negatives and is the baseline the fine-tuned "
-        "index is compared with. Exact (flat) up to exact_max_vectors chunks, HNSW above. The "
+        "index is compared with. Exact (flat) up to exact_max_vectors chunks, HNSW up to "
+        "compressed_min_vectors, above a compressed index (IVF-SQ8 by default) whose nprobe meets compressed_recall_target "
+        "recall@10 against exact search (recorded with its bytes and build seconds per million vectors). The "
         "encoder runs at the fastest precision that passes the dev parity check; chunks already in "
         "the embedding cache (same encoder, precision and text) are not encoded again."
     ),

@@ -11,7 +11,7 @@
 
     domret tune embedding|reranker|selector one fine-tuning trial on dev, from a run's artifacts
     domret eval                             base vs tuned retrieval on the frozen split
-    domret bench graph|precision|training-step  the figures BENCHMARKS.md records
+    domret bench graph|precision|access|index-scale|training-step  the figures BENCHMARKS.md records
     domret gpu-tune prepare|run|restore|report  the embedding recipe search on a borrowed GPU
     domret sample [OUT]                     write the bundled sample data set
 

@@ -1,8 +1,9 @@
-"""``domret bench graph|precision|training-step``: the figures BENCHMARKS.md records.
+"""``domret bench graph|precision|access|index-scale|training-step``: the figures BENCHMARKS.md records.
 
     domret bench graph --config configs/scifact.yaml [--select 'reranker_adapter+']
     domret bench precision --refs .domret/scifact/refs [--throughput-sample 1024]
     domret bench training-step --work .devicework --variant n3 --batch-size 64
+    domret bench access | index-scale   (bench_access.py, bench_index_scale.py)
 
 ``graph`` launches the job as ``domret run`` does (same config check, sweep and publication)
 and prints the machine, each step's wall time and peak resident memory (sampled every 0.2 s
@@ -123,6 +124,7 @@ def cmd_bench_training_step(args: argparse.Namespace) -> int:
 
 def add_parsers(commands) -> list[argparse.ArgumentParser]:
     from .bench_access import add_access_parser
+    from .bench_index_scale import add_index_scale_parser
     from .bench_precision import add_precision_parser
 
     bench = commands.add_parser("bench", help="benchmarks: the whole graph, inference precision, one training step")
@@ -143,4 +145,4 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     t.add_argument("--freeze-layers", type=int, default=0, help="TrainingSettings.freeze_layers")
     t.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
     t.set_defaults(func=cmd_bench_training_step)
-    return [g, add_precision_parser(kinds), add_access_parser(kinds), t]
+    return [g, add_precision_parser(kinds), add_access_parser(kinds), add_index_scale_parser(kinds), t]

@@ -55,8 +55,10 @@ def _system_from_checkpoint(name, path, chunks, base, base_manifest):
     index type, read from its manifest, so only the encoder differs."""
     from ..core.data.chunking import passage_text
     from ..core.evaluation.retrievers import DenseSystem
-    from ..core.retrieval.dense_index import DenseIndex, build_index
+    from ..config import IndexConfig
+    from ..core.retrieval.dense_index import DenseIndex
     from ..core.retrieval.encoder import encode, load_encoder, model_fingerprint
+    from ..core.retrieval.index_build import build_sized_index
 
     encoder = load_encoder(path, base_manifest.max_seq_length)
     started = time.perf_counter()
@@ -64,7 +66,11 @@ def _system_from_checkpoint(name, path, chunks, base, base_manifest):
     vectors = encode(encoder, [passage_text(c, with_title) for c in chunks])
     print(f"encoded {len(chunks)} chunks with {path} in {time.perf_counter() - started:.0f} s "
           f"(weights sha256 {model_fingerprint(path)[:16]})", file=sys.stderr)
-    index = DenseIndex(build_index(vectors, base.index_type), [c.chunk_id for c in chunks])
+    # the base index's settings (a compressed index is trained and tuned as the base one was)
+    settings = IndexConfig(**{k: v for k, v in base_manifest.extra.items() if k in IndexConfig.model_fields})
+    built, _ = build_sized_index(vectors, base.index_type, settings.hnsw_m, settings.hnsw_ef_construction,
+                                 settings.hnsw_ef_search, settings.compressed_settings())
+    index = DenseIndex(built, [c.chunk_id for c in chunks])
     return DenseSystem(name, index, encoder, f"checkpoint@{Path(path).name}", base.index_type)
 
 

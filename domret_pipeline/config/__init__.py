@@ -25,6 +25,7 @@ SETTINGS_SOURCES = [
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AnswerSettings", "answer_"),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AbstentionSettings", "abstention_"),
     (EvaluationConfig, "domret_pipeline.core.release.gate:GateSettings", ""),
+    (IndexConfig, "domret_pipeline.core.retrieval.index_build:CompressedSettings", "compressed_"),
 ]
 
 # Core settings the serving layer reads from the environment (no run config reaches a query):

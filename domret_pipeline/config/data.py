@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 import dagster as dg
 from pydantic import Field
 
-from .base import SAMPLE_DIR
+from .base import SAMPLE_DIR, derive
 
 
 class CorpusConfig(dg.Config):
@@ -67,6 +67,21 @@ class _DenseIndexConfig(dg.Config):
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 128
+    compressed_min_vectors: int = Field(
+        default=1_000_000, description="Above this many chunks the index is compressed (compressed_factory), "
+        "between exact_max_vectors and this an HNSW graph over float32 vectors.",
+    )
+    compressed_factory: str = Field(
+        default="IVF{nlist},SQ8", description="faiss.index_factory string of the compressed index, IVF or HNSW "
+        "({nlist}: 4 sqrt(chunks), at most train sample / 39). SQ8: 8-bit scalar quantisation, a quarter of float32.",
+    )
+    compressed_train_sample: int = Field(default=100_000, description="Vectors the compressed index is trained on.")
+    compressed_recall_target: float = Field(
+        default=0.95, description="Recall@10 against exact search the compressed index must reach: its nprobe "
+        "(efSearch) is the smallest that does; a build that cannot reach it fails.",
+    )
+    compressed_recall_queries: int = Field(default=1000, description="Held-out queries the recall@10 is measured on "
+                                           "(of the compressed index, and of an HNSW index, measured but not tuned).")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto",
         description="Inference precision of the encoder: auto serves the fastest path that loses at most "
@@ -79,6 +94,12 @@ class _DenseIndexConfig(dg.Config):
     use_embedding_cache: bool = Field(
         default=True, description="Read and extend the embedding cache (encoder hash, precision, text): encode only new chunks.",
     )
+
+
+    def compressed_settings(self, **core_only):
+        from ..core.retrieval.index_build import CompressedSettings
+
+        return derive(self, CompressedSettings, "compressed_", **core_only)
 
 
 class IndexConfig(_DenseIndexConfig):

@@ -297,6 +297,7 @@ class DenseIndexManifest(Record):
         "role": "base",  # the first dense index was the only one, built with the base model
         "embedding_checkpoint": None, "base_faiss_index": None,
         "chunks_per_group": lambda raw: {"public": raw.get("n_vectors", 0)},  # before access control: all public
+        "index_build": None,  # before compressed indexes: not measured
     }
     role: str  # "base" or "tuned"
     encoder: str  # its name (model id, or embedding_checkpoint@<hash>)
@@ -307,7 +308,7 @@ class DenseIndexManifest(Record):
     # How passages were rendered. Set once, by base_faiss_index's with_title; the training
     # rows, dev sets, tuned index, reranker and serving bundle take it from this field.
     with_title: bool = field(metadata={"missing": "it predates the setting"})
-    index_type: str  # flat or hnsw
+    index_type: str  # flat, hnsw or compressed (core.retrieval.index_build)
     corpus_chunks: str
     labeled_queries: str | None  # the dev split of the precision parity check
     n_vectors: int
@@ -319,6 +320,9 @@ class DenseIndexManifest(Record):
     base_faiss_index: str | None  # tuned: the base index's content hash
     # access group -> vectors carrying it; the groups themselves are in chunk_groups.json
     chunks_per_group: dict[str, int]
+    # core.retrieval.index_build.IndexBuild.as_dict(): factory string, nprobe/efSearch, recall@10
+    # against exact search and its sample, bytes and build seconds (and both per million vectors)
+    index_build: dict | None
 
 
 @dataclass(frozen=True, kw_only=True)

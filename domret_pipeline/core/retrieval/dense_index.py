@@ -1,13 +1,16 @@
 """FAISS indexes over chunk embeddings, with the id map from FAISS positions to chunk ids.
 
 Exact inner-product search (``IndexFlatIP``) for corpora up to ``exact_max_vectors``; above
-that an HNSW graph, which trades a little recall for sub-linear query time. Embeddings are
-L2-normalised, so inner product is cosine similarity.
+that an HNSW graph, which trades a little recall for sub-linear query time; above
+``compressed_min_vectors`` a compressed index (IVF over 8-bit scalar-quantised vectors by
+default) whose search depth was tuned to a recall target (:mod:`.index_build` chooses and
+builds them). Embeddings are L2-normalised, so inner product is cosine similarity.
 
 Each position's access groups are stored beside the vectors (``chunk_groups.json``, see
 :mod:`.access`). A search given a visibility mask returns only visible chunks, still ``k`` of
 them when that many are visible: a flat (or IVF) index filters inside FAISS with an ID
-selector; an HNSW graph is searched deeper and verified (a selector inside the graph walk can
+selector (an IVF index probes more lists, doubling ``nprobe``, while a query is short of ``k``:
+the visible vectors may sit in lists the tuned ``nprobe`` does not reach); an HNSW graph is searched deeper and verified (a selector inside the graph walk can
 strand the search in a region of invisible nodes and return fewer than ``k``), doubling the
 depth until ``k`` visible chunks are found, then, if the graph gave up first, scanning the
 visible vectors exactly.
@@ -31,10 +34,6 @@ INDEX_FILE = "index.faiss"
 IDS_FILE = "chunk_ids.json"
 
 
-def choose_index_type(n_vectors: int, exact_max_vectors: int = 50_000) -> str:
-    return "flat" if n_vectors <= exact_max_vectors else "hnsw"
-
-
 def build_index(embeddings: np.ndarray, index_type: str, hnsw_m: int = 32, ef_construction: int = 200, ef_search: int = 128):
     import faiss
 
@@ -45,8 +44,8 @@ def build_index(embeddings: np.ndarray, index_type: str, hnsw_m: int = 32, ef_co
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         index.hnsw.efSearch = ef_search
-    else:
-        raise ValueError(f"unknown index type {index_type!r} (flat or hnsw)")
+    else:  # a compressed index needs training and a recall check: index_build.build_sized_index
+        raise ValueError(f"unknown index type {index_type!r} (flat or hnsw; compressed through index_build)")
     index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
     return index
 
@@ -119,9 +118,15 @@ def _selected(index, queries: np.ndarray, k: int, visible: np.ndarray):
     bitmap = np.packbits(visible, bitorder="little")  # bit i of byte i // 8, as IDSelectorBitmap reads it
     selector = faiss.IDSelectorBitmap(len(visible), faiss.swig_ptr(bitmap))
     ivf = faiss.try_extract_index_ivf(index)
-    params = (faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe) if ivf is not None
-              else faiss.SearchParameters(sel=selector))
-    scores, positions = index.search(queries, k, params=params)
+    if ivf is None:
+        scores, positions = index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+    else:
+        nprobe = ivf.nprobe
+        while True:
+            scores, positions = index.search(queries, k, params=faiss.SearchParametersIVF(sel=selector, nprobe=nprobe))
+            if nprobe >= ivf.nlist or (positions >= 0).all():  # k <= visible, so every list probed gives k
+                break
+            nprobe = min(ivf.nlist, nprobe * 2)
     del bitmap  # the selector reads it during the search only
     return positions, scores
 
@@ -157,7 +162,7 @@ def _oversampled(index, queries: np.ndarray, k: int, visible: np.ndarray) -> lis
 
 def _exact(index, query: np.ndarray, k: int, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     positions = np.flatnonzero(visible)
-    vectors = index.reconstruct_batch(positions)
+    vectors = stored_vectors(index, positions)
     scores = vectors @ query
     order = np.argsort(-scores, kind="stable")[:k]
     return positions[order], scores[order]
@@ -179,5 +184,20 @@ def open_with_encoder(folder: Path) -> tuple[DenseIndex, object, DenseIndexManif
 
 
 def all_vectors(index: "DenseIndex") -> np.ndarray:
-    """Every stored vector, in id-map order (flat and HNSW-flat indexes keep them)."""
-    return index.index.reconstruct_n(0, index.index.ntotal)
+    """Every stored vector, in id-map order (see :func:`stored_vectors`)."""
+    return stored_vectors(index.index)
+
+
+def stored_vectors(index, positions: np.ndarray | None = None) -> np.ndarray:
+    """The vectors at ``positions`` (all when None) as the index stores them: exact for flat and
+    HNSW-flat indexes, decoded for a compressed one (8-bit scalar quantisation moves a unit
+    vector's cosines by about 1e-3). An IVF index gets the direct map that reconstruction needs
+    (8 bytes a vector) the first time."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None
+    if ivf is not None and ivf.direct_map.no():
+        ivf.make_direct_map()
+    if positions is None:
+        return index.reconstruct_n(0, index.ntotal)
+    return index.reconstruct_batch(np.asarray(positions, dtype=np.int64))

@@ -77,7 +77,7 @@ def readable_index(index, principal: Principal, chunks: list[Chunk] | None = Non
     exactness costs nothing there."""
     import faiss
 
-    from ..retrieval.dense_index import DenseIndex
+    from ..retrieval.dense_index import DenseIndex, stored_vectors
 
     mask = index.visible(principal)
     if chunks is not None:
@@ -88,7 +88,7 @@ def readable_index(index, principal: Principal, chunks: list[Chunk] | None = Non
     if mask is None:
         return index
     positions = np.flatnonzero(mask)
-    vectors = index.index.reconstruct_batch(positions) if len(positions) else np.zeros((0, index.index.d), np.float32)
+    vectors = stored_vectors(index.index, positions) if len(positions) else np.zeros((0, index.index.d), np.float32)
     flat = faiss.IndexFlatIP(index.index.d)
     flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return DenseIndex(flat, [index.chunk_ids[p] for p in positions], GroupTable([index.groups.groups(p) for p in positions]))
