@@ -8,10 +8,10 @@ import dagster as dg
 from dagster_dask import dask_executor
 
 
-SHARD_ASSETS = dg.AssetSelection.assets("base_chunk_embeddings", "tuned_chunk_embeddings")
+SHARD_SELECTION = dg.AssetSelection.assets("base_chunk_embeddings", "tuned_chunk_embeddings")
 # The partitioned shard assets run in their own job: a run of the pipeline's jobs has no
 # partition, and the indexes read the published shards as inputs from outside the run.
-PIPELINE_ASSETS = dg.AssetSelection.all() - SHARD_ASSETS
+PIPELINE_ASSETS = dg.AssetSelection.all() - SHARD_SELECTION
 
 # dagster.yaml limits runs carrying this tag to one at a time (one training run on a small machine).
 MODEL_TRAINING_TAG = {"domret/model-training": "true"}
@@ -45,7 +45,7 @@ retrain_job = dg.define_asset_job(
 
 encode_shards_job = dg.define_asset_job(
     name="domret_encode_shards",
-    selection=SHARD_ASSETS,
+    selection=SHARD_SELECTION,
     # The scheduler's address is run config (the executor's config is re-read inside each worker,
     # which need not share the launcher's environment): `domret shards encode` fills it in; a
     # backfill from the UI takes it from the launchpad, e.g. address: {env: DOMRET_DASK_SCHEDULER}.
