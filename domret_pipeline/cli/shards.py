@@ -103,6 +103,12 @@ def cmd_bench_shards(args: argparse.Namespace) -> int:
         stores = Stores(str(home / "refs"), str(home / "artifacts"), None, "unused")
         res = resources_run_config(stores.artifacts_root, stores.refs_dir)
         data_ops = {k: v for k, v in config.get("ops", {}).items() if k in ("corpus_documents", "corpus_chunks")}
+        if args.limit_docs:  # the first N documents of a JSONL corpus (say so with the figures)
+            source = Path(data_ops["corpus_documents"]["config"]["path"])
+            lines = source.read_text(encoding="utf-8").splitlines()[: args.limit_docs]
+            (home / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            data_ops["corpus_documents"] = {"config": {**data_ops["corpus_documents"]["config"],
+                                                       "path": str(home / "corpus.jsonl")}}
         with dg.DagsterInstance.local_temp(tempdir=str(home / "dagster")) as instance:
             resources = {**defs.resources}
             resources.update({"artifacts": ArtifactStore(root=stores.artifacts_root),
@@ -153,5 +159,6 @@ def add_bench_parser(kinds) -> argparse.ArgumentParser:
     b = kinds.add_parser("shards", help="corpus encoding in shards on 1, 2, ... Dask workers: wall time and ratio")
     b.add_argument("--config", required=True)
     b.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    b.add_argument("--limit-docs", type=int, help="only the first N documents of the corpus (a JSONL file)")
     b.set_defaults(func=cmd_bench_shards)
     return b
