@@ -5,7 +5,8 @@ cluster (one run per shard partition, each step on a Dask worker)."""
 from __future__ import annotations
 
 import dagster as dg
-from dagster_dask import dask_executor
+
+from .dask_executor import run_scoped_dask_executor
 
 
 SHARD_SELECTION = dg.AssetSelection.assets("base_chunk_embeddings", "tuned_chunk_embeddings")
@@ -49,10 +50,11 @@ encode_shards_job = dg.define_asset_job(
     # The scheduler's address is run config (the executor's config is re-read inside each worker,
     # which need not share the launcher's environment): `domret shards encode` fills it in; a
     # backfill from the UI takes it from the launchpad, e.g. address: {env: DOMRET_DASK_SCHEDULER}.
-    executor_def=dask_executor,
+    # dagster-dask's executor with run-scoped task keys (dask_executor.py: concurrent runs collided).
+    executor_def=run_scoped_dask_executor,
     description=(
         "Encode one corpus shard (a partition of base_chunk_embeddings or tuned_chunk_embeddings) on the Dask "
-        "cluster named in the run config (execution.config.cluster.existing.address). Launch a backfill over the stale shards (or `domret shards encode`), "
+        "cluster named in the run config (execution.config.address). Launch a backfill over the stale shards (or `domret shards encode`), "
         "then build the index with vectors_from: shards."
     ),
 )

@@ -74,7 +74,7 @@ def encode_shards(instance, stores: Stores, asset: str, shards: list[str], run_c
     import dagster as dg
 
     job = dg.reconstructable(shard_job)
-    run_config = {**run_config, "execution": {"config": {"cluster": {"existing": {"address": scheduler}}}}}
+    run_config = {**run_config, "execution": {"config": {"address": scheduler}}}
 
     def one(shard: str) -> ShardRun:
         result = dg.execute_job(job, instance, run_config=run_config, tags={"dagster/partition": shard},

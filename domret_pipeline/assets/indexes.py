@@ -76,7 +76,7 @@ def _published_shards(context, config, io: ArtifactRefIOManager, asset: str) -> 
     the index encodes in process. A dep, not an input: see io_manager.py."""
     if config.vectors_from != "shards":
         return None
-    return io.load_partitions(context.run_id, [asset], CORPUS_SHARDS.get_partition_keys())
+    return io.load_partitions(context.run.run_id, [asset], CORPUS_SHARDS.get_partition_keys())
 
 
 def _vectors_from_shards(context, config, chunks, shards: dict[str, ArtifactRef], fingerprint: str, with_title: bool,
