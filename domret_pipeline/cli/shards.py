@@ -115,7 +115,8 @@ def cmd_bench_shards(args: argparse.Namespace) -> int:
                               "mlflow": MlflowTracker(tracking_uri=f"sqlite:///{home}/mlflow.db",
                                                       artifact_location=str(home / "mlflow-artifacts")),
                               ARTIFACT_IO: ArtifactRefIOManager(base_dir=stores.refs_dir)})
-            result = dg.materialize([a for a in ASSETS if a.key.to_user_string() in data_ops],
+            corpus = ("corpus_documents", "corpus_chunks")
+            result = dg.materialize([a for a in ASSETS if a.key.to_user_string() in corpus],
                                     resources=resources, run_config={"ops": data_ops}, instance=instance)
             assert result.success and finish_run(stores, result.run_id).published
             n_chunks = len(_chunks(home / "refs"))
