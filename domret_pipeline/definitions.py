@@ -16,6 +16,7 @@ from .assets.answers import sentence_selector
 from .assets.common import ARTIFACT_IO
 from .assets.corpus import corpus_chunks, corpus_documents
 from .assets.evaluation import evaluation_report
+from .assets.embedding_shards import base_chunk_embeddings, tuned_chunk_embeddings
 from .assets.indexes import base_faiss_index, bm25_index, faiss_index
 from .assets.feedback import labeling_queue
 from .assets.labels import labeled_queries
@@ -24,7 +25,7 @@ from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint, hard_negatives
 from .checks import ALL_CHECKS
 from .io_manager import ArtifactRefIOManager
-from .jobs import full_pipeline_job, retrain_job
+from .jobs import encode_shards_job, full_pipeline_job, retrain_job
 from .resources import ArtifactStore, EmbeddingModel, FeedbackStoreResource, MlflowTracker
 from .run_transactions import domret_publish, domret_recovery
 from .sensors import feedback_sensor, weekly_retrain
@@ -35,6 +36,9 @@ ASSETS = [
     evaluation_report,
     champion_release, labeling_queue,
 ]
+# The partitioned chunk-embedding shards: their own job on the Dask executor (jobs.py); the
+# pipeline's assets above do not need them (the indexes read them only with vectors_from: shards).
+SHARD_ASSETS = [base_chunk_embeddings, tuned_chunk_embeddings]
 
 
 def resources_for(env: str, home: str | None = None) -> dict:
@@ -67,9 +71,9 @@ def resources_for(env: str, home: str | None = None) -> dict:
 
 
 defs = dg.Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, *SHARD_ASSETS],
     asset_checks=ALL_CHECKS,
-    jobs=[full_pipeline_job, retrain_job],
+    jobs=[full_pipeline_job, retrain_job, encode_shards_job],
     sensors=[feedback_sensor, domret_publish, domret_recovery],
     schedules=[weekly_retrain],
     resources=resources_for(os.environ.get("DOMRET_ENV", "local")),

@@ -10,6 +10,11 @@ A downstream asset receives its own run's reference when the run produced one (e
 re-executed parent run's, else the latest published one, recorded so that publication can
 check it did not change meanwhile), and the IO manager re-hashes the artifact before handing
 it over, so a step reads exactly the bytes its upstream produced, or fails loudly.
+
+A partitioned asset (the chunk-embedding shards) has one reference per partition,
+``<asset key>/<partition>.json``, published like any other. The index that assembles them
+reads them with :meth:`ArtifactRefIOManager.load_partitions` (it declares them as ``deps``, not
+inputs: the in-process pipeline, which never encodes shards, must not need them).
 """
 
 from __future__ import annotations
@@ -30,7 +35,22 @@ class ArtifactRefIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: ArtifactRef) -> None:
         if not isinstance(obj, ArtifactRef):
             raise TypeError(f"{context.asset_key.to_user_string()} must return an ArtifactRef, got {type(obj).__name__}")
-        write_run_ref(self.base_dir, context.run_id, context.asset_key.path, obj.to_json())
+        key_path = list(context.asset_key.path)
+        if context.has_asset_partitions:
+            key_path.append(context.asset_partition_key)
+        write_run_ref(self.base_dir, context.run_id, key_path, obj.to_json())
+
+    def load_partitions(self, run_id: str, key_path: list[str], partitions: list[str]) -> dict[str, ArtifactRef]:
+        """The verified references of those ``partitions`` of an asset that exist, as a step of
+        ``run_id`` reads them (its own run's, else the published ones, recorded for publication)."""
+        found = {}
+        for partition in partitions:
+            text = read_for_run(self.base_dir, run_id, [*key_path, partition])
+            if text is not None:
+                found[partition] = ArtifactRef.from_json(text)
+                if self.verify_on_load:
+                    found[partition].verify()
+        return found
 
     def load_input(self, context: dg.InputContext) -> ArtifactRef:
         upstream = context.upstream_output

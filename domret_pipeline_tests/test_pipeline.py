@@ -13,7 +13,7 @@ import dagster as dg
 from domret_pipeline.checks import ALL_CHECKS
 from domret_pipeline.core.artifacts import ArtifactRef
 from domret_pipeline.core.manifests import DenseIndexManifest, HardNegativesManifest, read_manifest
-from domret_pipeline.definitions import ASSETS, defs
+from domret_pipeline.definitions import ASSETS, SHARD_ASSETS, defs
 
 from .conftest import make_resources, publish
 from .graph_helpers import ASSET_NAMES, MARGINS, materialize, resources_with_feedback, run_config
@@ -23,8 +23,9 @@ from .test_ui import assert_ui_metadata
 def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
-    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == set(ASSET_NAMES)
-    for asset in ASSETS:
+    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == set(ASSET_NAMES) | {
+        "base_chunk_embeddings", "tuned_chunk_embeddings"}
+    for asset in [*ASSETS, *SHARD_ASSETS]:
         spec = next(iter(asset.specs))
         assert spec.description and spec.code_version and spec.group_name
     assert "domret_full" in [job.name for job in repo.get_all_jobs()]

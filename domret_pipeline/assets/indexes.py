@@ -14,8 +14,10 @@ from ..core.artifacts import ArtifactRef, atomic_artifact_dir, read_json, write_
 from ..core.data.chunking import passage_text
 from ..core.data.serialization import read_chunks
 from ..core.manifests import BM25IndexManifest, DenseIndexManifest, read_manifest, write_manifest
+from ..io_manager import ArtifactRefIOManager
 from ..resources import ArtifactStore, EmbeddingModel, MlflowTracker, TrackedRun
 from .common import ARTIFACT_IO, artifact_output, precision_metrics, precision_table_md
+from .embedding_shards import CORPUS_SHARDS, TUNED_BATCH_SIZE, base_chunk_embeddings, tuned_chunk_embeddings
 
 FAISS_VERSION = "5"  # 4: access groups beside the vectors; 5: compressed above compressed_min_vectors, build measured
 BM25_VERSION = "2"  # 2: each chunk's access groups stored beside the index
@@ -69,6 +71,33 @@ def _choose_precision(context, config: IndexConfig | TunedIndexConfig, with_titl
     return choice
 
 
+def _published_shards(context, config, io: ArtifactRefIOManager, asset: str) -> dict[str, ArtifactRef] | None:
+    """The shard partitions this run reads (its own run's, else the published ones); None when
+    the index encodes in process. A dep, not an input: see io_manager.py."""
+    if config.vectors_from != "shards":
+        return None
+    return io.load_partitions(context.run.run_id, [asset], CORPUS_SHARDS.get_partition_keys())
+
+
+def _vectors_from_shards(context, config, chunks, shards: dict[str, ArtifactRef], fingerprint: str, with_title: bool,
+                         max_seq_length: int):
+    """The index's vectors assembled from the chunk-embedding shards (core.retrieval.shards),
+    each checked to be of this encoder, rendering and corpus."""
+    from ..core.retrieval.precision_choice import PrecisionChoice
+    from ..core.retrieval.shards import assemble, read_manifest as read_shard_manifest
+    count = len(CORPUS_SHARDS.get_partition_keys())
+    precision = config.precision
+    if precision == "auto" and shards:  # no parity check here: the shards were encoded at one precision
+        precision = read_shard_manifest(next(iter(shards.values())).path).precision
+    vectors, _ = assemble(chunks, {k: ref.path for k, ref in shards.items()},
+                          {"shard_count": count, "encoder_sha256": fingerprint, "precision": precision,
+                           "with_title": with_title, "max_seq_length": max_seq_length})
+    context.log.info(f"assembled {len(chunks)} vectors from {count} shards ({precision})")
+    choice = PrecisionChoice(config.precision, precision, f"encoded in {count} shards at {precision}")
+    record = {"hits": 0, "misses": 0, "rejected": 0, "from_shards": {k: shards[k].sha256 for k in sorted(shards)}}
+    return choice, vectors, record
+
+
 def _build_dense_index(
     context,
     tracked: TrackedRun,
@@ -85,9 +114,11 @@ def _build_dense_index(
     role: str,
     tuned_from: dict | None = None,
     base_vectors=None,
+    shards: dict[str, ArtifactRef] | None = None,
 ) -> dg.Output:
     """``tuned_from``: for the tuned index, the content hashes of its embedding_checkpoint and
-    base_faiss_index."""
+    base_faiss_index. ``shards``: the published chunk-embedding partitions, read when
+    ``config.vectors_from`` is ``shards`` instead of encoding here."""
     from ..core.evaluation.diagnostics import uniformity
     from ..core.progress import Progress
     from ..core.retrieval.access import GroupTable
@@ -105,8 +136,12 @@ def _build_dense_index(
                         **{k: v for k, v in lineage.items() if v is not None}})
     fingerprint = model_fingerprint(encoder_path)
     started = time.perf_counter()
-    choice = _choose_precision(context, config, with_title, labeled_queries.path, chunks, encoder_path, fingerprint,
-                               max_seq_length, batch_size, artifacts.path() / "embedding_cache")
+    if config.vectors_from == "shards":
+        choice, vectors, cache_record = _vectors_from_shards(context, config, chunks, shards or {}, fingerprint,
+                                                             with_title, max_seq_length)
+    else:
+        choice = _choose_precision(context, config, with_title, labeled_queries.path, chunks, encoder_path,
+                                   fingerprint, max_seq_length, batch_size, artifacts.path() / "embedding_cache")
     parity_seconds = time.perf_counter() - started
     texts = [passage_text(c, with_title) for c in chunks]
 
@@ -117,7 +152,9 @@ def _build_dense_index(
         return encode(model, missing, batch_size, progress=progress)
 
     started = time.perf_counter()
-    if config.use_embedding_cache:
+    if config.vectors_from == "shards":
+        pass  # assembled above: the shards' encoding was timed in their own runs
+    elif config.use_embedding_cache:
         cache = EmbeddingCache(artifacts.path() / "embedding_cache", fingerprint, choice.precision)
         vectors, cache_stats = cache.encode(texts, encode_missing)
         cache_record = {"folder": str(cache.folder), **cache_stats.as_dict()}
@@ -186,6 +223,7 @@ def _build_dense_index(
     group_name="retrieval",
     code_version=FAISS_VERSION,
     io_manager_key=ARTIFACT_IO,
+    deps=[base_chunk_embeddings],
     description=(
         "FAISS index of the chunks built with the current serving encoder (the embedding_model "
         "resource: the base model). It mines hard negatives and is the baseline the fine-tuned "
@@ -193,7 +231,9 @@ def _build_dense_index(
         "compressed_min_vectors, above a compressed index (IVF-SQ8 by default) whose nprobe meets compressed_recall_target "
         "recall@10 against exact search (recorded with its bytes and build seconds per million vectors). The "
         "encoder runs at the fastest precision that passes the dev parity check; chunks already in "
-        "the embedding cache (same encoder, precision and text) are not encoded again."
+        "the embedding cache (same encoder, precision and text) are not encoded again. With vectors_from "
+        "'shards' it encodes nothing: it assembles the base_chunk_embeddings partitions (same vectors, ids "
+        "and order)."
     ),
 )
 def base_faiss_index(
@@ -204,6 +244,7 @@ def base_faiss_index(
     embedding_model: EmbeddingModel,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
+    artifact_io_manager: dg.ResourceParam[ArtifactRefIOManager],
 ) -> dg.Output[ArtifactRef]:
     from ..core.retrieval.encoder import resolve_model_path, set_offline
 
@@ -213,6 +254,7 @@ def base_faiss_index(
             context, tracked, config, config.with_title, corpus_chunks, labeled_queries, embedding_model.model_name_or_path,
             resolve_model_path(embedding_model.model_name_or_path), embedding_model.max_seq_length,
             embedding_model.batch_size, artifacts, "base_faiss_index", "base",
+            shards=_published_shards(context, config, artifact_io_manager, "base_chunk_embeddings"),
         )
 
 
@@ -220,11 +262,12 @@ def base_faiss_index(
     group_name="retrieval",
     code_version=FAISS_VERSION,
     io_manager_key=ARTIFACT_IO,
+    deps=[tuned_chunk_embeddings],
     description=(
         "The tuned index: FAISS index of the chunks built with the fine-tuned embedding_checkpoint "
         "(the one serving_config serves), with the id map to chunk ids and the uniformity of its "
-        "space next to the base index's (collapse check). Precision and embedding cache as for "
-        "base_faiss_index."
+        "space next to the base index's (collapse check). Precision, embedding cache and vectors_from "
+        "(here: the tuned_chunk_embeddings partitions) as for base_faiss_index."
     ),
 )
 def faiss_index(
@@ -236,6 +279,7 @@ def faiss_index(
     base_faiss_index: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
+    artifact_io_manager: dg.ResourceParam[ArtifactRefIOManager],
 ) -> dg.Output[ArtifactRef]:
     from ..core.retrieval.dense_index import DenseIndex, all_vectors
     from ..core.retrieval.encoder import set_offline
@@ -251,9 +295,11 @@ def faiss_index(
         return _build_dense_index(
             context, tracked, config, with_title, corpus_chunks, labeled_queries,
             f"embedding_checkpoint@{embedding_checkpoint.sha256[:12]}",
-            f"{embedding_checkpoint.path}/model", card["training"]["max_seq_length"], 64, artifacts, "faiss_index",
-            "tuned", {"embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
+            f"{embedding_checkpoint.path}/model", card["training"]["max_seq_length"], TUNED_BATCH_SIZE, artifacts,
+            "faiss_index", "tuned",
+            {"embedding_checkpoint": embedding_checkpoint.sha256, "base_faiss_index": base_faiss_index.sha256},
             base_vectors=base_vectors,
+            shards=_published_shards(context, config, artifact_io_manager, "tuned_chunk_embeddings"),
         )
 
 

@@ -8,10 +8,11 @@
     domret feedback import|add|migrate|queue  the feedback store and the labeling queue
     domret audit list|export|purge|migrate  the audit trail of served requests
     domret incident AUDIT_ID | --query TEXT  review one served request: replays, lineage, causes
+    domret shards encode [--workers N]      encode the stale corpus shards on Dask (vectors_from: shards)
 
     domret tune embedding|reranker|selector one fine-tuning trial on dev, from a run's artifacts
     domret eval                             base vs tuned retrieval on the frozen split
-    domret bench graph|precision|access|index-scale|training-step  the figures BENCHMARKS.md records
+    domret bench graph|precision|access|index-scale|shards|training-step  the figures BENCHMARKS.md records
     domret gpu-tune prepare|run|restore|report  the embedding recipe search on a borrowed GPU
     domret sample [OUT]                     write the bundled sample data set
 
@@ -32,11 +33,11 @@ _QUIET_COMMANDS = {"run", "report", "search", "promote", "rollback", "feedback",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audit, bench, evaluate, feedback, gpu_tune, incident, pipeline, sample, tune
+    from . import audit, bench, evaluate, feedback, gpu_tune, incident, pipeline, sample, shards, tune
 
     parser = argparse.ArgumentParser(prog="domret", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (pipeline, feedback, audit, incident, tune, evaluate, bench, gpu_tune, sample):
+    for module in (pipeline, feedback, audit, incident, shards, tune, evaluate, bench, gpu_tune, sample):
         for sub in module.add_parsers(commands):
             sub.add_argument("--verbose", action="store_true", help="show the stack trace of an unexpected error")
     return parser

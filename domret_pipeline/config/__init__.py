@@ -9,8 +9,8 @@ config, and ``test_settings`` pins that each of their fields has exactly one def
 """
 
 from .base import SAMPLE_DIR, derive
-from .data import (BM25Config, ChunkingConfig, CorpusConfig, IndexConfig, LabelsConfig, TunedIndexConfig,
-                   _DenseIndexConfig)
+from .data import (BM25Config, ChunkingConfig, CorpusConfig, IndexConfig, LabelsConfig, ShardEncodingConfig,
+                   TunedIndexConfig, _DenseIndexConfig, corpus_shard_count)
 from .evaluation import RENAMED_KEYS, EvaluationConfig
 from .serving import ServingSelectionConfig
 from .training import CrossEncoderTrainingConfig, FineTuneConfig, MiningConfig, RerankerConfig, SelectorConfig
@@ -34,6 +34,6 @@ ENV_SETTINGS = ["domret_pipeline.core.audit.store:AuditSettings"]
 
 __all__ = [
     "SAMPLE_DIR", "derive", "BM25Config", "ChunkingConfig", "CorpusConfig", "IndexConfig", "LabelsConfig",
-    "TunedIndexConfig", "RENAMED_KEYS", "EvaluationConfig", "ServingSelectionConfig", "CrossEncoderTrainingConfig",
+    "TunedIndexConfig", "ShardEncodingConfig", "corpus_shard_count", "RENAMED_KEYS", "EvaluationConfig", "ServingSelectionConfig", "CrossEncoderTrainingConfig",
     "FineTuneConfig", "MiningConfig", "RerankerConfig", "SelectorConfig", "SETTINGS_SOURCES", "ENV_SETTINGS",
 ]

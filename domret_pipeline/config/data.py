@@ -94,6 +94,12 @@ class _DenseIndexConfig(dg.Config):
     use_embedding_cache: bool = Field(
         default=True, description="Read and extend the embedding cache (encoder hash, precision, text): encode only new chunks.",
     )
+    vectors_from: Literal["encoder", "shards"] = Field(
+        default="encoder",
+        description="encoder: encode the chunks in this step (the default, one process). shards: assemble the "
+        "vectors from the published chunk-embedding shards (encoded by `domret shards encode` on the Dask "
+        "executor); the shards' precision is used, and a shard of another encoder or corpus is an error.",
+    )
 
 
     def compressed_settings(self, **core_only):
@@ -118,6 +124,32 @@ class TunedIndexConfig(_DenseIndexConfig):
         default=None, description="Leave unset: the base index's with_title (the checkpoint was trained on those texts). "
         "A value that disagrees with it is an error.",
     )
+
+
+# The corpus shard count is a deployment setting, not run config: Dagster's partitions of the
+# chunk-embedding assets are fixed when the definitions load. Changing it moves almost every
+# document to another shard (a full re-encode, mostly served by the embedding cache).
+CORPUS_SHARDS_ENV = "DOMRET_CORPUS_SHARDS"
+DEFAULT_CORPUS_SHARDS = 8
+
+
+def corpus_shard_count() -> int:
+    import os
+
+    return int(os.environ.get(CORPUS_SHARDS_ENV) or DEFAULT_CORPUS_SHARDS)
+
+
+class ShardEncodingConfig(dg.Config):
+    """``base_chunk_embeddings`` and ``tuned_chunk_embeddings``: one shard's encoding."""
+
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="fp32", description="Inference precision (no parity check here: it needs the dev split; the index "
+        "assembled from the shards records this precision).")
+    use_embedding_cache: bool = Field(default=True, description="Read and extend the embedding cache: encode only "
+                                      "chunks no earlier run (sharded or not) encoded with this encoder and precision.")
+    with_title: Optional[bool] = Field(
+        default=None, description="base shards: None is base_faiss_index's default rendering; tuned shards: leave "
+        "unset (the published base_faiss_index's rendering, which the checkpoint was trained on).")
 
 
 class BM25Config(dg.Config):

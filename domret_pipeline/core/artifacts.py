@@ -81,7 +81,9 @@ def atomic_artifact_dir(root: str | os.PathLike, name: str) -> Iterator["_Pendin
     The folder only appears under ``root/name/<hash>`` once the block exits without error.
     """
     root = Path(root)
-    staging = root / ".staging" / f"{name}-{uuid.uuid4().hex}"
+    # ``name`` may have a sub-folder (a partition: ``base_chunk_embeddings/shard-003``); staging
+    # stays flat, where the start-up sweep looks.
+    staging = root / ".staging" / f"{name.replace('/', '--')}-{uuid.uuid4().hex}"
     # The owner file sits beside the folder (inside it would change the hash). It is written
     # first, so a process killed at any point leaves a folder whose owner can be checked: the
     # start-up sweep (recovery.py) removes staging folders whose process is gone.
