@@ -11,7 +11,6 @@ as the ``domret_publish`` sensor publishes a daemon-launched run.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,28 +66,46 @@ def stale_shards(refs_dir: str | Path, asset: str, chunks, encoder_path: str, pr
     return stale(current, published_input_hashes(refs_dir, asset))
 
 
+def _run_shard(instance_ref, shard: str, asset: str, run_config: dict) -> tuple[str, bool, int, int]:
+    """One shard's run, in its own process (see :func:`encode_shards`): (run id, success, chunks,
+    chunks encoded)."""
+    import dagster as dg
+    from dagster._core.instance import DagsterInstance
+
+    with DagsterInstance.from_ref(instance_ref) as instance:
+        result = dg.execute_job(dg.reconstructable(shard_job), instance, run_config=run_config,
+                                tags={"dagster/partition": shard}, asset_selection=[dg.AssetKey(asset)])
+        chunks = encoded = 0
+        for event in result.get_asset_materialization_events():
+            meta = event.event_specific_data.materialization.metadata
+            chunks, encoded = meta["chunks"].value, meta["chunks_encoded"].value
+        return result.run_id, result.success, chunks, encoded
+
+
 def encode_shards(instance, stores: Stores, asset: str, shards: list[str], run_config: dict, scheduler: str,
                   parallel: int) -> list[ShardRun]:
     """One run of the shard job per shard (``dagster/partition`` tag), its step on the Dask
-    cluster at ``scheduler``; each successful run is published."""
-    import dagster as dg
+    cluster at ``scheduler``; each successful run is published, one at a time, here.
 
-    job = dg.reconstructable(shard_job)
+    Each run is launched from its own process, not a thread: Dagster builds every run's log
+    manager with ``logging.config.dictConfig``, which takes the logging module's lock and then
+    every handler's, while another run's thread may hold a handler's lock and wait for the
+    module's: two runs in threads of one process deadlocked (seen with ``domret shards encode``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     run_config = {**run_config, "execution": {"config": {"address": scheduler}}}
-
-    def one(shard: str) -> ShardRun:
-        result = dg.execute_job(job, instance, run_config=run_config, tags={"dagster/partition": shard},
-                                asset_selection=[dg.AssetKey(asset)])
-        run = ShardRun(shard, result.run_id, result.success)
-        for event in result.get_asset_materialization_events():
-            meta = event.event_specific_data.materialization.metadata
-            run.chunks, run.encoded = meta["chunks"].value, meta["chunks_encoded"].value
-        if result.success:
-            run.published = finish_run(stores, result.run_id).message()
-        return run
-
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        return list(pool.map(one, shards))
+    ref = instance.get_ref()
+    runs = []
+    with ProcessPoolExecutor(max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(shard, pool.submit(_run_shard, ref, shard, asset, run_config)) for shard in shards]
+        for shard, future in futures:
+            run_id, success, chunks, encoded = future.result()
+            run = ShardRun(shard, run_id, success, chunks, encoded)
+            if success:
+                run.published = finish_run(stores, run_id).message()
+            runs.append(run)
+    return runs
 
 
 def local_cluster(workers: int):
