@@ -111,10 +111,23 @@ def encode_shards(instance, stores: Stores, asset: str, shards: list[str], run_c
 def local_cluster(workers: int):
     """A Dask LocalCluster of ``workers`` single-threaded processes (the local mode of the
     executor; torch in each worker uses one thread, so workers do not fight over cores)."""
+    import signal
+    import threading
+
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
+    # Worker processes inherit an ignored SIGTERM (a launcher's, e.g. a background job's), and so
+    # do the `tail -F` processes Dagster's compute-log capture starts for each step and stops with
+    # SIGTERM: ignored, each step then waits 2 x 30 s for them (seen in CI: a minute a shard).
+    # The workers start with SIGTERM's default action.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL) if main_thread else None
+    try:
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def resources_run_config(artifacts_root: str, refs_dir: str, model: str | None = None, **model_fields) -> dict:
