@@ -126,7 +126,7 @@ def local_cluster(workers: int):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                             env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
     finally:
-        if main_thread:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back from here
             signal.signal(signal.SIGTERM, previous)
 
 
