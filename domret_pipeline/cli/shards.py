@@ -86,7 +86,7 @@ def cmd_bench_shards(args: argparse.Namespace) -> int:
     import dagster as dg
 
     offline()
-    from ..config import corpus_shard_count
+    from ..config import ShardEncodingConfig, corpus_shard_count
     from ..core.retrieval.shards import shard_names
     from ..assets.common import ARTIFACT_IO
     from ..definitions import ASSETS, defs
@@ -121,7 +121,8 @@ def cmd_bench_shards(args: argparse.Namespace) -> int:
             assert result.success and finish_run(stores, result.run_id).published
             n_chunks = len(_chunks(home / "refs"))
             rows, first = [], None
-            shard_config = {**res, "ops": {"base_chunk_embeddings": {"config": {"use_embedding_cache": False}}}}
+            shard_config = {**res, "ops": {"base_chunk_embeddings": {"config": {
+                "use_embedding_cache": False, **({"precision": args.precision} if args.precision else {})}}}}
             for workers in args.workers:
                 started = time.perf_counter()
                 with local_cluster(workers) as cluster:
@@ -139,7 +140,7 @@ def cmd_bench_shards(args: argparse.Namespace) -> int:
                              "chunks_encoded": sum(r.encoded for r in runs)})
                 print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({**stamp(args), "cpus": os.cpu_count(), "chunks": n_chunks, "shards": corpus_shard_count(),
-                      "rows": rows}))
+                      "precision": args.precision or ShardEncodingConfig().precision, "rows": rows}))
     return 0
 
 
@@ -161,5 +162,7 @@ def add_bench_parser(kinds) -> argparse.ArgumentParser:
     b.add_argument("--config", required=True)
     b.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     b.add_argument("--limit-docs", type=int, help="only the first N documents of the corpus (a JSONL file)")
+    b.add_argument("--precision", choices=["fp32", "bf16", "int8"],
+                   help="the shards' inference precision (default: the shard asset's default, fp32)")
     b.set_defaults(func=cmd_bench_shards)
     return b
