@@ -202,3 +202,71 @@ def test_remembered_search_searches_each_query_once_and_returns_what_the_pipelin
     assert remembered.search(["a"], principal=["hr"]) == ["a@None@['hr']"]  # another principal: searched again
     assert pipeline.searched == [("a", None, None), ("b", None, None), ("c", None, None), ("a", None, ["hr"])]
     assert remembered.chunks == {"c": "chunk"}  # everything else is the pipeline's
+
+
+def test_abstention_may_be_decided_by_another_scorer_when_it_separates_better_on_dev():
+    from dataclasses import dataclass, replace
+
+    from domret_pipeline.core.answers.extractive import AbstainingScorer
+    from domret_pipeline.core.data.documents import Evidence
+    from domret_pipeline.core.data.labels import LabeledQueries
+    from domret_pipeline.core.evaluation.answers import calibrate_answer_step
+
+    @dataclass
+    class Result:
+        hits: list
+
+    class OneChunkPipeline:
+        def search(self, queries):
+            return [Result([_hit()]) for _ in queries]
+
+    queries = {"q1": "who approves", "q2": "what is the SLO", "q3": "forklift speed", "q4": "parking rules"}
+    labels = LabeledQueries(queries, dict.fromkeys(queries, "dev"), {q: {"slo": 1} for q in queries},
+                            [Evidence("q1", "slo", "SUPPORT", (1,)), Evidence("q2", "slo", "SUPPORT", (0,))])
+    sentences = [DOCS["slo"].sentence_text(i) for i in range(3)]
+    # the citing scorer ranks the evidence first, but is as sure of itself on q3 and q4 (no evidence)
+    cite_by = {"who approves": [0.2, 0.9, 0.1], "what is the SLO": [0.8, 0.2, 0.1],
+               "forklift speed": [0.1, 0.2, 0.95], "parking rules": [0.9, 0.1, 0.3]}
+    # the other scorer cites badly (its best is never the evidence) but its best tells q3, q4 apart
+    abstain_by = {"who approves": [0.7, 0.1, 0.2], "what is the SLO": [0.1, 0.2, 0.6],
+                  "forklift speed": [0.1, 0.2, 0.3], "parking rules": [0.2, 0.1, 0.1]}
+
+    def table(by):
+        return lambda query, texts: np.array([by[query][sentences.index(t)] for t in texts])
+
+    settings = _settings(answer_max_sentences=1)
+    own = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, table(cite_by), settings)
+    assert own.abstention_scorer is None and own.summary["abstention_accuracy"] < 1.0
+    chosen = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, table(cite_by), settings,
+                                   abstainers={"encoder": table(abstain_by)})
+    assert chosen.abstention_scorer == "encoder" and chosen.settings_tried == 2 * own.settings_tried
+    assert chosen.summary["abstention_accuracy"] == 1.0 and chosen.summary["citation_precision"] == 1.0
+    # served the same way: cite with one, abstain on the other's best score at the dev threshold
+    scorer = AbstainingScorer(table(cite_by), table(abstain_by), "encoder")
+    served = replace(settings, threshold=chosen.threshold, passage_weight=chosen.passage_weight)
+    answered = extractive_answer("q1", "who approves", [_hit()], DOCS, scorer, served)
+    assert not answered.abstained and answered.sentences[0].citations == [("slo", 1)] and answered.evidence_score == 0.7
+    assert extractive_answer("q3", "forklift speed", [_hit()], DOCS, scorer, served).abstained
+    # an abstainer no better than the citing scorer's own is not kept (ties keep its own)
+    tie = calibrate_answer_step(OneChunkPipeline(), labels, "dev", DOCS, table(cite_by), settings,
+                                abstainers={"copy": table(cite_by)})
+    assert tie.abstention_scorer is None and tie.threshold == own.threshold
+
+
+def test_a_bundle_that_abstains_on_another_scorer_serves_both():
+    from pathlib import Path
+
+    from domret_pipeline.core.answers.extractive import AbstainingScorer
+    from domret_pipeline.core.serving.bundle import OpenBundle
+
+    def bundle(answer):  # the scorers are only built here, not called: stand-ins for the models do
+        return OpenBundle(Path("b"), {"answer": answer}, None, None, object(), None, object(), [], None)
+
+    composite = bundle({"scorer": "reranker", "abstention_scorer": "encoder"}).scorer()
+    assert isinstance(composite, AbstainingScorer) and composite.name == "encoder"
+    assert not isinstance(bundle({"scorer": "reranker", "abstention_scorer": None}).scorer(), AbstainingScorer)
+    assert not isinstance(bundle({"scorer": "encoder"}).scorer(), AbstainingScorer)
+    named = bundle({"scorer": "reranker", "abstention_scorer": "encoder"}).scorer("reranker", "encoder")
+    assert isinstance(named, AbstainingScorer)
+    assert not isinstance(bundle({"scorer": "reranker", "abstention_scorer": "encoder"}).scorer("encoder"),
+                          AbstainingScorer)

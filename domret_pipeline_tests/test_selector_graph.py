@@ -47,6 +47,11 @@ def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny
     opened = open_bundle(serving_dir)
     scores = opened.scorer()("Leeds forklift speed", ["Forklifts at Leeds drive at most 8 km/h in aisles.", "Bay C."])
     assert len(scores) == 2
+    # abstention on the selector's own best score or the bi-encoder's, as dev chose; served the same way
+    tried = answer["scorers_tried"]
+    assert answer["abstention_scorer"] == tried["selector"]["abstention_scorer"] in (None, "encoder")
+    assert tried["encoder"]["abstention_scorer"] in (None, "selector")
+    assert getattr(opened.scorer(), "name", None) == answer["abstention_scorer"]
 
     report = json.loads((Path(events["evaluation_report"].metadata["artifact_path"].value) / "report.json").read_text())
     release = report["release"]

@@ -161,7 +161,8 @@ def evaluation_report(
         if serving["answer"].get("scorer", "encoder") != "encoder" and "threshold" in encoder_tried and generator is None:
             # the same searches answered with bi-encoder sentence scores: what the served scorer changed
             e2e["challenger_encoder"] = EndToEndSystem(
-                "challenger_encoder", challenger_searches, challenger.documents or documents, challenger.scorer("encoder"),
+                "challenger_encoder", challenger_searches, challenger.documents or documents,
+                challenger.scorer("encoder", encoder_tried.get("abstention_scorer")),
                 replace(fixed, threshold=encoder_tried["threshold"]), "challenger, bi-encoder sentence scores")
         registry = mlflow.registry()
         champion = registry.champion() if registry else None

@@ -158,6 +158,7 @@ def serving_config(
     from dataclasses import replace
 
     from ..core.evaluation.answers import ANSWER_SELECTION, RememberedSearch, answer_quality, calibrate_answer_step
+    from ..core.evaluation.answers import remembered
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
@@ -218,25 +219,36 @@ def serving_config(
         options, eligible, answer_reasons = _answer_options(config, encoder, reranker, Path(sentence_selector.path))
         searched = RememberedSearch(pipeline)  # every scorer answers the same dev searches
         target = config.abstention_settings()
+        # each scorer remembered once: it scores the dev sentences for citing and for abstaining
+        memos = {name: remembered(fn) for name, (fn, _) in options.items()}
         tried = {}
         for name, (fn, settings_for) in options.items():
             # the selector's per-sentence threshold is refined on the dev answers this pipeline gives
             grid = config.selector_threshold_candidates if name == "selector" else 0
-            calibrated = calibrate_answer_step(searched, labels, "dev", documents, fn, settings_for, target, grid)
+            # abstention may be decided by another scorer's best sentence score, when dev says so
+            abstainers = {n: m for n, m in memos.items() if n != name} if config.abstention_scorer == "auto" else {}
+            calibrated = calibrate_answer_step(searched, labels, "dev", documents, memos[name], settings_for, target, grid,
+                                               abstainers=abstainers)
             tried[name] = {"threshold": calibrated.threshold, "dev": calibrated.summary,
                            "quality": answer_quality(calibrated.summary), "calibration": calibrated.reached,
                            "settings": replace(settings_for, sentence_threshold=calibrated.sentence_threshold,
                                                passage_weight=calibrated.passage_weight),
-                           "settings_tried": calibrated.settings_tried}
+                           "settings_tried": calibrated.settings_tried,
+                           "abstention_scorer": calibrated.abstention_scorer}
         # ties: the cheaper bi-encoder
         scorer = max(eligible, key=lambda n: (tried[n]["quality"], n == "encoder", n))
         answer_reasons.append(f"answer scorer {scorer}: dev answer quality {tried[scorer]['quality']:.4f}; tried "
                               + ", ".join(f"{n} {t['quality']:.4f}" + ("" if n in eligible else " (not eligible)")
                                           for n, t in tried.items()))
+        abstention_scorer = tried[scorer]["abstention_scorer"]
+        if abstention_scorer:
+            answer_reasons.append(f"abstains on the {abstention_scorer}'s best sentence score: it beat the {scorer}'s own "
+                                  "on dev")
         threshold = tried[scorer]["threshold"]
         answer_settings = tried[scorer]["settings"]
         dev_accuracy = tried[scorer]["dev"].get("abstention_accuracy", float("nan"))
-        answer = {"scorer": scorer, "threshold": threshold, "dev_abstention_accuracy": dev_accuracy,
+        answer = {"scorer": scorer, "abstention_scorer": abstention_scorer, "threshold": threshold,
+                  "dev_abstention_accuracy": dev_accuracy,
                   "abstention_target": {"target": target.target, "min_citation_precision": target.min_citation_precision},
                   "calibration": tried[scorer]["calibration"],
                   "passages": answer_settings.passages, "max_sentences": answer_settings.max_sentences,
@@ -247,6 +259,7 @@ def serving_config(
                                         "sentence_threshold": t["settings"].sentence_threshold,
                                         "passage_weight": t["settings"].passage_weight,
                                         "settings_tried": t["settings_tried"],
+                                        "abstention_scorer": t["abstention_scorer"],
                                         **{k: t["dev"].get(k) for k in ANSWER_SELECTION}} for n, t in tried.items()}}
         with atomic_artifact_dir(artifacts.path(), "serving_config") as pending:
             write_json(pending.path / "serving.json", {
@@ -272,9 +285,9 @@ def serving_config(
             "answer_scorer": scorer,
             "answer_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in answer_reasons)),
             "answer_scorers_tried": dg.MetadataValue.md(markdown_table(
-                ["scorer", "dev quality", *ANSWER_SELECTION, "threshold"],
-                [[n, t["quality"], *(t["dev"].get(k, float("nan")) for k in ANSWER_SELECTION), t["threshold"]]
-                 for n, t in tried.items()])),
+                ["scorer", "abstains on", "dev quality", *ANSWER_SELECTION, "threshold"],
+                [[n, t["abstention_scorer"] or n, t["quality"], *(t["dev"].get(k, float("nan")) for k in ANSWER_SELECTION),
+                  t["threshold"]] for n, t in tried.items()])),
             "abstention_threshold": dg.MetadataValue.float(threshold if threshold != float("-inf") else -1e9),
             "dev_abstention_accuracy": dg.MetadataValue.float(dev_accuracy),
             "dev_table": dg.MetadataValue.md(f"{len(qrels)} dev queries, document level.\n\n" + markdown_table(

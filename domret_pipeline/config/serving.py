@@ -61,6 +61,11 @@ class ServingSelectionConfig(dg.Config):
     abstention_min_citation_precision: float = Field(
         default=0.5, description="With abstention_target citation_precision: the dev citation precision to reach."
     )
+    abstention_scorer: Literal["auto", "own"] = Field(
+        default="auto", description="Whose best sentence score the abstention threshold applies to: auto also tries "
+        "the other answer scorers' (cite with one, abstain on another) and keeps one only where it beats the citing "
+        "scorer's own on dev; own: always the citing scorer's.",
+    )
 
     def answer_settings(self, **core_only) -> AnswerSettings:
         from ..core.answers.extractive import AnswerSettings

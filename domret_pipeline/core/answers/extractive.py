@@ -5,7 +5,8 @@ Given a query and the passages the search pipeline returned, every sentence of t
 reranker or the bi-encoder: any ``score(query, sentences) -> scores``), less ``passage_weight``
 per rank of the passage it comes from (0 for the first). When even the best
 sentence scores below ``threshold`` the answer is an abstention ("the corpus holds no
-evidence"; the threshold is calibrated on the dev split). Otherwise the best sentence and, up
+evidence"; the threshold is calibrated on the dev split). An :class:`AbstainingScorer` puts
+another scorer's best sentence score in that test (chosen on dev when it abstains better). Otherwise the best sentence and, up
 to ``max_sentences`` in score order, those scoring at least ``sentence_threshold`` become the
 answer, each citing itself as ``(document id, sentence index)``: a fixed count for scorers
 without a per-sentence threshold, as many as clear it for the selector. Which sentences are
@@ -88,17 +89,40 @@ def extractive_answer(
     if not candidates:
         return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, None)
     spans = list(candidates)
-    scores = np.asarray(score(query, [candidates[s] for s in spans]), dtype=np.float64)
+    texts = [candidates[s] for s in spans]
+    scores = np.asarray(score(query, texts), dtype=np.float64)
     if settings.passage_weight:
         scores = scores - settings.passage_weight * np.array([passage_rank[s] for s in spans], dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
-    best = float(scores[order[0]])
+    evidence = getattr(score, "evidence", None)  # an AbstainingScorer decides abstention by its own score
+    best = float(evidence(query, texts)) if evidence is not None else float(scores[order[0]])
     if best < settings.threshold:
         return Answer(query_id, True, [AnswerSentence(ABSTENTION_TEXT)], retrieved, best)
     chosen = [i for rank, i in enumerate(order[: settings.max_sentences])
               if rank == 0 or scores[i] >= settings.sentence_threshold]
     return Answer(query_id, False, [AnswerSentence(candidates[spans[i]], [spans[i]], score=float(scores[i])) for i in chosen],
                   retrieved, best)
+
+
+class AbstainingScorer:
+    """A sentence scorer that cites with one score and decides abstention with another.
+
+    The score best at ranking a query's sentences (which to cite) need not be the one best at
+    telling an answerable query from one the corpus cannot answer: on the bundled sample the
+    selector cites best but its best score does not separate the dev abstention cases, while
+    the bi-encoder's cosine does. Calling it scores for citations (``cite``); :meth:`evidence`
+    is the abstention score, the best ``abstain`` score over the same candidate sentences
+    (without the passage weight), and it is what the dev-calibrated threshold applies to."""
+
+    def __init__(self, cite: Callable[[str, list[str]], np.ndarray], abstain: Callable[[str, list[str]], np.ndarray],
+                 name: str = ""):
+        self.cite, self.abstain, self.name = cite, abstain, name
+
+    def __call__(self, query: str, sentences: list[str]) -> np.ndarray:
+        return self.cite(query, sentences)
+
+    def evidence(self, query: str, sentences: list[str]) -> float:
+        return float(np.max(np.asarray(self.abstain(query, sentences), dtype=np.float64)))
 
 
 def calibrate_threshold(answerable_scores: Sequence[float], unanswerable_scores: Sequence[float]) -> tuple[float, float]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..answers.citation_metrics import Answer, AnswerSentence, Span, aggregate, score_answer
 from ..answers.extractive import (
-    ABSTENTION_TEXT, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold, extractive_answer,
+    ABSTENTION_TEXT, AbstainingScorer, AbstentionSettings, AnswerSettings, answer_split, calibrate_threshold,
+    extractive_answer,
     lowest_threshold_reaching,
     reliability_bins, threshold_curve,
 )
@@ -178,7 +179,8 @@ def with_sentence_threshold(answer: Answer, sentence_threshold: float) -> Answer
 class AnswerCalibration:
     """What the dev split chose for one answer scorer: the abstention threshold, the
     per-sentence threshold (-inf: a fixed count), the passage weight, the dev metrics with them
-    applied, and what the abstention calibration reached."""
+    applied, what the abstention calibration reached, and whose best sentence score the
+    threshold applies to (``abstention_scorer``; None: the citing scorer's own)."""
 
     threshold: float
     sentence_threshold: float
@@ -186,13 +188,18 @@ class AnswerCalibration:
     reached: dict
     passage_weight: float = 0.0
     settings_tried: int = 1
+    abstention_scorer: str | None = None
 
 
 PASSAGE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # in standard deviations of the dev sentence scores
 
 
-def _memo(score):
-    """``score`` remembered per (query, sentence): the dev grid re-answers without re-scoring."""
+def remembered(score):
+    """``score`` remembered per (query, sentence): the dev grid re-answers without re-scoring.
+    A scorer remembered already is returned as it is (serving_config shares one per scorer
+    between the citation and the abstention trials)."""
+    if hasattr(score, "seen"):
+        return score
     seen: dict[tuple[str, str], float] = {}
 
     def remembered(query: str, sentences: list[str]) -> np.ndarray:
@@ -207,8 +214,8 @@ def _memo(score):
 
 def calibrate_answer_step(pipeline, labels: LabeledQueries, split: str, documents: dict[str, Document], score,
                           settings: AnswerSettings, target: AbstentionSettings | None = None,
-                          sentence_candidates: int = 0, passage_weights: tuple[float, ...] = PASSAGE_WEIGHTS
-                          ) -> AnswerCalibration:
+                          sentence_candidates: int = 0, passage_weights: tuple[float, ...] = PASSAGE_WEIGHTS,
+                          abstainers: dict | None = None) -> AnswerCalibration:
     """The answer step's settings for one scorer, chosen on a (dev) split in one search pass:
     the passage weight (``passage_weights``, in standard deviations of the dev sentence scores,
     so one grid serves cosines and logits), and, with ``sentence_candidates`` > 0 (a scorer with
@@ -218,7 +225,10 @@ def calibrate_answer_step(pipeline, labels: LabeledQueries, split: str, document
     (the best sentence alone) and -inf (every sentence up to the cap). For each combination the
     abstention threshold meets ``target`` as :func:`choose_threshold` does; the combination with
     the best :func:`answer_quality` is kept (ties: the earlier, so no passage weight and the
-    selector's own threshold first). Without evidence labels nothing can be calibrated."""
+    selector's own threshold first). ``abstainers`` (name -> sentence scorer) are tried as the
+    abstention score too (an :class:`AbstainingScorer`: cite with ``score``, abstain on their
+    best sentence score); they must beat the citing scorer's own on dev to be kept. Without
+    evidence labels nothing can be calibrated."""
     if not labels.evidence:
         return AnswerCalibration(float("-inf"), settings.sentence_threshold, {}, {})
     qids = sorted(labels.qrels_for(split))
@@ -230,35 +240,39 @@ def calibrate_answer_step(pipeline, labels: LabeledQueries, split: str, document
         batch = qids[start: start + 32]
         for qid, result in zip(batch, pipeline.search([labels.queries[q] for q in batch])):
             hits[qid] = result.hits
-    memo = _memo(score)
+    memo = remembered(score)
     span_text = span_text_of(documents)
     own = settings.sentence_threshold
     loose = replace(settings, threshold=float("-inf"),
                     sentence_threshold=float("-inf") if sentence_candidates > 0 else own)
 
-    def answer_all(weight: float) -> dict[str, Answer]:
-        return {q: extractive_answer(q, labels.queries[q], hits[q], documents, memo, replace(loose, passage_weight=weight), who)
-                for q in qids}
+    def answer_all(scorer, weight: float) -> dict[str, Answer]:
+        return {q: extractive_answer(q, labels.queries[q], hits[q], documents, scorer, replace(loose, passage_weight=weight),
+                                     who) for q in qids}
 
-    answer_all(0.0)  # scores every candidate once
+    answer_all(memo, 0.0)  # scores every candidate once
     spread = float(np.std(list(memo.seen.values()))) if memo.seen else 0.0
+    scorers = {None: memo, **{name: AbstainingScorer(memo, remembered(other), name) for name, other in (abstainers or {}).items()}}
     best, tried = None, 0
-    for weight in dict.fromkeys(w * spread for w in passage_weights):
-        raw = answer_all(weight)
-        grid = [own]
-        if sentence_candidates > 0:
-            scores = np.array([s.score for a in raw.values() for s in a.sentences[1:] if s.score is not None])
-            if len(scores):
-                grid += [float(q) for q in np.unique(np.quantile(scores, np.linspace(0, 1, sentence_candidates)))]
-            grid += [float("inf"), float("-inf")]
-        for sentence_threshold in dict.fromkeys(grid):  # in order, without repeats
-            tried += 1
-            answers = {q: with_sentence_threshold(a, sentence_threshold) for q, a in raw.items()}
-            threshold, reached = choose_threshold(answers, gold, relevant, span_text, target)
-            rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text) for q, a in answers.items()}
-            summary = aggregate(rows)
-            if best is None or answer_quality(summary) > answer_quality(best.summary) + 1e-12:
-                best = AnswerCalibration(threshold, sentence_threshold, summary, reached, weight)
+    for abstainer, scorer in scorers.items():  # the citing scorer's own abstention first: it wins ties
+        for weight in dict.fromkeys(w * spread for w in passage_weights):
+            raw = answer_all(scorer, weight)
+            grid = [own]
+            if sentence_candidates > 0:
+                scores = np.array([s.score for a in raw.values() for s in a.sentences[1:] if s.score is not None])
+                if len(scores):
+                    grid += [float(q) for q in np.unique(np.quantile(scores, np.linspace(0, 1, sentence_candidates)))]
+                grid += [float("inf"), float("-inf")]
+            for sentence_threshold in dict.fromkeys(grid):  # in order, without repeats
+                tried += 1
+                answers = {q: with_sentence_threshold(a, sentence_threshold) for q, a in raw.items()}
+                threshold, reached = choose_threshold(answers, gold, relevant, span_text, target)
+                rows = {q: score_answer(with_threshold(a, threshold), gold[q], relevant[q], span_text)
+                        for q, a in answers.items()}
+                summary = aggregate(rows)
+                if best is None or answer_quality(summary) > answer_quality(best.summary) + 1e-12:
+                    best = AnswerCalibration(threshold, sentence_threshold, summary, reached, weight,
+                                             abstention_scorer=abstainer)
     best.settings_tried = tried
     return best
 

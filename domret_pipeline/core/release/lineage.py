@@ -109,8 +109,10 @@ def _serving(folder: Path) -> tuple[dict, dict, dict]:
     answer = bundle.get("answer", {})
     config = {k: v for k, v in bundle["config"].items() if k != "reasons"}
     settings = {**config, **{f"answer.{k}": answer.get(k) for k in
-                             ("scorer", "passages", "max_sentences", "threshold", "sentence_threshold")}}
+                             ("scorer", "abstention_scorer", "passages", "max_sentences", "threshold",
+                              "sentence_threshold")}}
     summary = {"serving": bundle.get("label"), "top_n": config.get("top_n"), "answer scorer": answer.get("scorer"),
+               "abstains on": answer.get("abstention_scorer") or answer.get("scorer"),
                "dev principal": ",".join(bundle.get("dev", {}).get("principal", []))}
     return {k: v["sha256"] for k, v in bundle["artifacts"].items()}, summary, settings
 

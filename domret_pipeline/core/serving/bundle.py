@@ -42,13 +42,25 @@ class OpenBundle:
                                          precision)
         return out
 
-    def scorer(self, name: str | None = None):
-        """The answer step's sentence scorer recorded in the bundle (or the one ``name``d: the
-        report also answers with the bi-encoder, to compare). The sentence selector is loaded
-        from the bundle's verified ``sentence_selector`` artifact on first use."""
+    def scorer(self, name: str | None = None, abstain: str | None = None):
+        """The answer step's sentence scorer recorded in the bundle, with the abstention score
+        it was calibrated with (an :class:`AbstainingScorer` when that is another scorer's); or
+        the one ``name``d, abstaining on ``abstain``'s score (None: its own; the report also
+        answers with the bi-encoder, to compare). The sentence selector is loaded from the
+        bundle's verified ``sentence_selector`` artifact on first use."""
+        from ..answers.extractive import AbstainingScorer
+
+        answer = self.bundle.get("answer", {})
+        if name is None:
+            name, abstain = answer.get("scorer", "encoder"), answer.get("abstention_scorer")
+        cite = self._sentence_scorer(name)
+        if abstain and abstain != name:
+            return AbstainingScorer(cite, self._sentence_scorer(abstain), abstain)
+        return cite
+
+    def _sentence_scorer(self, name: str):
         from ..answers.extractive import encoder_scorer, reranker_scorer
 
-        name = name or self.bundle.get("answer", {}).get("scorer", "encoder")
         if name == "selector":
             if self._selector is None:
                 from ..retrieval.cross_encoder import load_reranker
@@ -84,7 +96,8 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     index, encoder, index_manifest = open_with_encoder(refs["faiss_index"].verify())
     bm25 = BM25Index.load(refs["bm25_index"].verify()) if load_all or config.first_stage == "hybrid" else None
     reranker = None
-    answers_with_reranker = bundle.get("answer", {}).get("scorer") == "reranker"
+    answer = bundle.get("answer", {})
+    answers_with_reranker = "reranker" in (answer.get("scorer"), answer.get("abstention_scorer"))
     if config.rerank or answers_with_reranker or (load_all and any(r["settings"]["rerank"] for r in bundle["dev"]["table"])):
         from ..retrieval.cross_encoder import load_reranker
 
