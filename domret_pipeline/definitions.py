@@ -29,6 +29,7 @@ from .jobs import encode_shards_job, full_pipeline_job, retrain_job
 from .resources import ArtifactStore, EmbeddingModel, FeedbackStoreResource, MlflowTracker
 from .run_transactions import domret_publish, domret_recovery
 from .sensors import feedback_sensor, weekly_retrain
+from .sharded_retrain import sharded_retrain_sensor
 
 ASSETS = [
     corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
@@ -74,7 +75,7 @@ defs = dg.Definitions(
     assets=[*ASSETS, *SHARD_ASSETS],
     asset_checks=ALL_CHECKS,
     jobs=[full_pipeline_job, retrain_job, encode_shards_job],
-    sensors=[feedback_sensor, domret_publish, domret_recovery],
+    sensors=[feedback_sensor, domret_publish, domret_recovery, sharded_retrain_sensor],
     schedules=[weekly_retrain],
     resources=resources_for(os.environ.get("DOMRET_ENV", "local")),
 )

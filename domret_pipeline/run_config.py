@@ -21,6 +21,15 @@ class RunConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
+def selected_run_config(run_config: dict, selection) -> dict:
+    """The run config restricted to the selected assets (asset keys): Dagster rejects config of
+    assets outside the selection."""
+    if selection is not None:
+        names = {key.to_user_string() for key in selection}
+        run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if k in names}
+    return run_config
+
+
 def load_run_config(path: str | Path) -> dict:
     """The YAML mapping in ``path``; a missing file, a YAML error (with its line) or a document
     that is not a mapping raises :class:`RunConfigError`."""

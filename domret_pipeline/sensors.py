@@ -1,5 +1,6 @@
 """The feedback sensor and the weekly retrain schedule. Both start stopped (README: how to
-turn them on).
+turn them on). When the deployment builds the tuned index from shards, both start the
+three-stage chain of ``sharded_retrain.py`` instead of one in-process retrain.
 
 The sensor is cheap on purpose: no model imports, one indexed range query on the feedback
 store per tick. Its cursor is the last feedback id it acted on; the run key is the id range
@@ -15,6 +16,7 @@ import dagster as dg
 
 from .jobs import retrain_job
 from .resources import FeedbackStoreResource
+from .sharded_retrain import checkpoint_request, is_sharded
 
 FEEDBACK_IDS_TAG = "domret/feedback_ids"
 
@@ -50,12 +52,16 @@ def feedback_sensor(context: dg.SensorEvaluationContext, feedback: FeedbackStore
         return dg.SkipReason(f"{new.count} new label(s) after id {cursor} (up to id {new.max_id}), none critical; "
                              f"a retrain needs {feedback.retrain_min_labels}")
     first, last = cursor + 1, new.max_id
+    config = retrain_run_config(feedback, last)
+    tags = {FEEDBACK_IDS_TAG: f"{first}-{last}", "domret/trigger": "critical" if new.critical else "count"}
+    if is_sharded(config):  # a chain of three stages (sharded_retrain.py), starting with the checkpoint
+        request = checkpoint_request(config, f"feedback-{first}-{last}", tags)
+        if isinstance(request, dg.SkipReason):
+            return request  # cursor kept: the same labels trigger once the scheduler is configured
+    else:
+        request = dg.RunRequest(run_key=f"feedback-{first}-{last}", run_config=config, tags=tags)
     context.update_cursor(str(last))
-    return dg.RunRequest(
-        run_key=f"feedback-{first}-{last}",
-        run_config=retrain_run_config(feedback, last),
-        tags={FEEDBACK_IDS_TAG: f"{first}-{last}", "domret/trigger": "critical" if new.critical else "count"},
-    )
+    return request
 
 
 @dg.schedule(
@@ -68,4 +74,7 @@ def feedback_sensor(context: dg.SensorEvaluationContext, feedback: FeedbackStore
 def weekly_retrain(context: dg.ScheduleEvaluationContext, feedback: FeedbackStoreResource):
     # The deployment's run config (data paths, recipes) like the sensor's requests: a static
     # config would retrain on the bundled sample. No max id: every label so far.
-    return dg.RunRequest(run_config=retrain_run_config(feedback, None), tags={"domret/trigger": "schedule"})
+    config, tags = retrain_run_config(feedback, None), {"domret/trigger": "schedule"}
+    if is_sharded(config):
+        return checkpoint_request(config, f"schedule-{context.scheduled_execution_time:%Y%m%dT%H%M}", tags)
+    return dg.RunRequest(run_config=config, tags=tags)

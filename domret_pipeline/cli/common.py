@@ -76,15 +76,6 @@ def asset_selection(defs, spec: str):
     return keys
 
 
-def selected_run_config(run_config: dict, selection) -> dict:
-    """The run config restricted to the selected assets: Dagster rejects config of assets
-    outside the selection."""
-    if selection is not None:
-        names = {key.to_user_string() for key in selection}
-        run_config["ops"] = {k: v for k, v in run_config.get("ops", {}).items() if k in names}
-    return run_config
-
-
 def stamp(args: argparse.Namespace) -> dict:
     """When and how figures were made: printed with every tool's output, pasted into BENCHMARKS.md."""
     return {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "command": args.command_line}

@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import asset_selection, domret_home, ensure_dagster_home, quiet, selected_run_config, show_progress
+from ..run_config import selected_run_config
+from .common import asset_selection, domret_home, ensure_dagster_home, quiet, show_progress
 
 
 def _latest_report_dir(args: argparse.Namespace | None = None) -> Path:
