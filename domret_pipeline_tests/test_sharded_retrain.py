@@ -124,3 +124,33 @@ def test_feedback_on_a_sharded_deployment_retrains_in_three_stages_each_after_th
     encoded = DenseIndex.load(Path(in_process.output_for_node("faiss_index").path))
     assert served.chunk_ids == encoded.chunk_ids
     np.testing.assert_allclose(all_vectors(served), all_vectors(encoded), atol=1e-5)
+
+
+def test_the_chain_stops_with_the_reason_when_a_stage_fails(tmp_path, tiny_encoder, mlflow_uri):
+    @dg.asset
+    def step(context) -> None:
+        if context.run.tags.get("fail"):
+            raise RuntimeError("worker lost")
+
+    resources = make_resources(tmp_path / "home", tiny_encoder, mlflow_uri)
+    resources["feedback"] = FeedbackStoreResource(url=f"sqlite:///{tmp_path}/feedback.db")
+
+    def run(chain: str, stage: str, **tags):
+        return dg.materialize([step], instance=instance, raise_on_error=False,
+                              tags={CHAIN_TAG: chain, STAGE_TAG: stage, **tags})
+
+    def chain_tick():
+        context = dg.build_sensor_context(instance=instance, resources=resources, repository_def=defs.get_repository_def())
+        return sharded_retrain_sensor(context)
+
+    with dg.instance_for_test() as instance:
+        failed = run("feedback-1-3", "checkpoint", fail="1")
+        tick = chain_tick()
+        assert isinstance(tick, dg.SkipReason) and "chain feedback-1-3 stopped" in tick.skip_message
+        assert failed.run_id in tick.skip_message
+        # the next chain's checkpoint succeeded, one of its shard runs failed
+        assert run("feedback-4-6", "checkpoint").success and run("feedback-4-6", "shards").success
+        failed = run("feedback-4-6", "shards", fail="1")
+        tick = chain_tick()
+        assert isinstance(tick, dg.SkipReason) and "chain feedback-4-6 stopped" in tick.skip_message
+        assert failed.run_id in tick.skip_message and "domret shards encode --encoder tuned" in tick.skip_message
