@@ -12,6 +12,8 @@ Three kinds of pair:
   document, each ``crop_min_ratio`` to ``crop_max_ratio`` of its words (the query's length held
   within ``min_query_words``..``max_query_words``); the positive span is redrawn until at most
   ``crop_max_overlap`` of the query's words lie inside it, so the two are never the same span.
+  A span runs from the start of its first word to the end of its last (words as the length rule
+  counts them), so punctuation at its edges is left out.
 
 How a positive is rendered: ``PseudoPair.positive`` is the text to train on and never holds the
 query verbatim. For ICT it is the chunk's text before the sentence and after it, joined by one
@@ -58,8 +60,9 @@ REASONS = ("eval_document", "empty_positive", "crop_overlap", "too_short", "too_
            "boilerplate_repeated", "verbatim_in_positive", "near_copy", "duplicate_query", "per_document_cap",
            "total_cap")
 EVAL_SPLITS = ("dev", "test")
-_WORD = re.compile(r"\w+")  # what the length, Jaccard and boilerplate rules count
-_TOKEN = re.compile(r"\S+")  # what a crop is cut along: punctuation stays with its word
+_WORD = re.compile(r"\w+")  # what the length and Jaccard rules count, and what a crop is cut along
+_LETTER = re.compile(r"[^\W\d_]")  # a letter of any script
+_SPACE = re.compile(r"\s")
 _CROP_TRIES = 8  # positive spans drawn before a crop gives up on the overlap bound
 
 
@@ -210,7 +213,7 @@ def _candidates(doc: Document, chunks: list[Chunk], settings: PseudoQuerySetting
         first = chunks[0]
         yield PseudoPair(f"{doc.doc_id}:title:0", "title", doc.title.strip(), first.text, "", doc.doc_id,
                          first.chunk_id, None, (first.start, first.end)), None
-    tokens = [(m.start(), m.end()) for m in _TOKEN.finditer(doc.text)]
+    tokens = [(m.start(), m.end()) for m in _WORD.finditer(doc.text)]
     if "crop" in settings.kinds and tokens:
         for n in range(settings.crops_per_document):
             yield _crop(doc, tokens, settings, rng, n)
@@ -249,8 +252,8 @@ def _rejection(pair: PseudoPair, settings: PseudoQuerySettings, repeats: Counter
         return "too_short"
     if len(words) > settings.max_query_words:
         return "too_long"
-    visible = [ch for ch in pair.query if not ch.isspace()]
-    if sum(ch.isalpha() for ch in visible) < settings.min_letter_share * len(visible):
+    visible = len(pair.query) - len(_SPACE.findall(pair.query))
+    if len(_LETTER.findall(pair.query)) < settings.min_letter_share * visible:
         return "boilerplate_symbols"
     query = normalized_text(pair.query)
     if repeats[query] > settings.max_query_repeats:
