@@ -137,12 +137,17 @@ def test_the_cap_per_document_takes_the_kinds_in_turn():
 
 
 def test_a_crop_overlaps_its_positive_at_most_the_bound():
-    result = generate(corpus(), kinds=["crop"], crops_per_document=4, crop_max_overlap=0.25, max_pairs_per_document=10)
+    docs = {d.doc_id: d for d in corpus()}
+    result = generate(list(docs.values()), kinds=["crop"], crops_per_document=4, crop_max_overlap=0.25,
+                      max_pairs_per_document=10)
     assert result.pairs and {p.kind for p in result.pairs} == {"crop"}
     for p in result.pairs:
         (qa, qb), (pa, pb) = p.query_span, p.positive_span
-        shared = max(0, min(qb, pb) - max(qa, pa))
-        assert shared <= 0.25 * (qb - qa) + 1 and (qa, qb) != (pa, pb)
+        words = [(m.start(), m.end()) for m in re.finditer(r"\w+", docs[p.doc_id].text)]
+        in_query = [w for w in words if qa <= w[0] and w[1] <= qb]
+        shared = [w for w in in_query if pa <= w[0] and w[1] <= pb]
+        assert len(shared) <= 0.25 * len(in_query) and (qa, qb) != (pa, pb)
+        assert p.query == docs[p.doc_id].text[qa:qb] and p.positive == docs[p.doc_id].text[pa:pb]
 
 
 def test_bad_settings_fail_before_any_pair():
