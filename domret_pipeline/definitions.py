@@ -20,6 +20,7 @@ from .assets.embedding_shards import base_chunk_embeddings, tuned_chunk_embeddin
 from .assets.indexes import base_faiss_index, bm25_index, faiss_index
 from .assets.feedback import labeling_queue
 from .assets.labels import labeled_queries
+from .assets.pseudo_queries import pseudo_queries
 from .assets.release import champion_release
 from .assets.reranking import reranker_adapter, serving_config
 from .assets.training import embedding_checkpoint, hard_negatives
@@ -32,7 +33,7 @@ from .sensors import feedback_sensor, weekly_retrain
 from .sharded_retrain import sharded_retrain_sensor
 
 ASSETS = [
-    corpus_documents, corpus_chunks, labeled_queries, base_faiss_index, bm25_index,
+    corpus_documents, corpus_chunks, labeled_queries, pseudo_queries, base_faiss_index, bm25_index,
     hard_negatives, embedding_checkpoint, faiss_index, reranker_adapter, sentence_selector, serving_config,
     evaluation_report,
     champion_release, labeling_queue,

@@ -12,7 +12,7 @@ from domret_pipeline.definitions import ASSETS
 
 from .conftest import make_resources, publish
 
-ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "base_faiss_index", "bm25_index",
+ASSET_NAMES = ["corpus_documents", "corpus_chunks", "labeled_queries", "pseudo_queries", "base_faiss_index", "bm25_index",
                "hard_negatives", "embedding_checkpoint", "faiss_index", "reranker_adapter", "sentence_selector", "serving_config",
                "evaluation_report", "champion_release", "labeling_queue"]
 

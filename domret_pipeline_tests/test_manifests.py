@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from domret_pipeline.config import BM25Config, ChunkingConfig, IndexConfig, LabelsConfig, MiningConfig, TunedIndexConfig
+from domret_pipeline.config import (BM25Config, ChunkingConfig, IndexConfig, LabelsConfig, MiningConfig, PseudoQueriesConfig,
+                                    TunedIndexConfig)
 from domret_pipeline.core.manifests import (
     KINDS, BM25IndexManifest, CorpusChunksManifest, CorpusDocumentsManifest, DenseIndexManifest, FeedbackUse,
-    HardNegativesManifest, LabeledQueriesManifest, LabelingQueueManifest, ManifestError, read_manifest, write_manifest,
+    HardNegativesManifest, LabeledQueriesManifest, LabelingQueueManifest, ManifestError, PseudoQueriesManifest, read_manifest,
+    write_manifest,
 )
 
 H = "ab" * 32  # a content hash
@@ -50,6 +52,11 @@ def _samples() -> dict:
             removed={"labeled_positive": 4, "margin": 2}, queries_without_negatives=["q9"], positive_rules={"evidence": 3},
             read_as=["hr", "public"], extra=mining.model_dump()),
         LabelingQueueManifest: LabelingQueueManifest(served_by="champion", serving_config="0123abcd", pool=40),
+        PseudoQueriesManifest: PseudoQueriesManifest(
+            settings=PseudoQueriesConfig(kinds=["inverse_cloze", "crop"]).settings(),
+            inputs={"corpus_documents": H, "corpus_chunks": H, "labeled_queries": H}, read_as=["public"],
+            n_pairs={"inverse_cloze": 5, "crop": 2}, dropped={"too_short": {"crop": 1}, "eval_document": {"inverse_cloze": 3}},
+            eval_documents={"held_out": 2, "kept_on": 0}, extra=PseudoQueriesConfig(kinds=["inverse_cloze", "crop"]).model_dump()),
     }
 
 
@@ -102,6 +109,8 @@ def _old_style() -> dict:
                                 "cross_checked_with": None, "cross_checked": 0, "removed": {"margin": 1},
                                 "queries_without_negatives": [], "positive_rules": {"evidence": 2}},
         LabelingQueueManifest: {"served_by": "this run", "serving_config": "0123abcd", "pool": 12},
+        PseudoQueriesManifest: {**PseudoQueriesConfig().model_dump(), "inputs": {"corpus_chunks": H}, "read_as": ["public"],
+                                "n_pairs": {"title": 1}, "dropped": {}, "eval_documents": {"held_out": 0, "kept_on": 0}},
     }
 
 

@@ -13,7 +13,8 @@ from .data import (BM25Config, ChunkingConfig, CorpusConfig, IndexConfig, Labels
                    TunedIndexConfig, _DenseIndexConfig, corpus_shard_count)
 from .evaluation import RENAMED_KEYS, EvaluationConfig
 from .serving import ServingSelectionConfig
-from .training import CrossEncoderTrainingConfig, FineTuneConfig, MiningConfig, RerankerConfig, SelectorConfig
+from .training import (CrossEncoderTrainingConfig, FineTuneConfig, MiningConfig, PseudoQueriesConfig, RerankerConfig,
+                       SelectorConfig)
 
 # Every core settings dataclass and the config that defines its knobs (with the prefix of their
 # names there): test_settings walks this list, and fails on a core ``*Settings`` missing from it.
@@ -22,6 +23,7 @@ SETTINGS_SOURCES = [
     (RerankerConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (SelectorConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (MiningConfig, "domret_pipeline.core.training.mining:MiningSettings", ""),
+    (PseudoQueriesConfig, "domret_pipeline.core.weak.pseudo_queries:PseudoQuerySettings", ""),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AnswerSettings", "answer_"),
     (ServingSelectionConfig, "domret_pipeline.core.answers.extractive:AbstentionSettings", "abstention_"),
     (EvaluationConfig, "domret_pipeline.core.release.gate:GateSettings", ""),
@@ -35,5 +37,5 @@ ENV_SETTINGS = ["domret_pipeline.core.audit.store:AuditSettings"]
 __all__ = [
     "SAMPLE_DIR", "derive", "BM25Config", "ChunkingConfig", "CorpusConfig", "IndexConfig", "LabelsConfig",
     "TunedIndexConfig", "ShardEncodingConfig", "corpus_shard_count", "RENAMED_KEYS", "EvaluationConfig", "ServingSelectionConfig", "CrossEncoderTrainingConfig",
-    "FineTuneConfig", "MiningConfig", "RerankerConfig", "SelectorConfig", "SETTINGS_SOURCES", "ENV_SETTINGS",
+    "FineTuneConfig", "MiningConfig", "PseudoQueriesConfig", "RerankerConfig", "SelectorConfig", "SETTINGS_SOURCES", "ENV_SETTINGS",
 ]

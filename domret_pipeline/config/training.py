@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..core.training.bi_encoder import TrainingSettings
     from ..core.training.mining import MiningSettings
     from ..core.training.reranker import RerankerSettings
+    from ..core.weak.pseudo_queries import PseudoQuerySettings
 
 
 class MiningConfig(dg.Config):
@@ -55,6 +56,41 @@ class MiningConfig(dg.Config):
         from ..core.training.mining import MiningSettings
 
         return derive(self, MiningSettings, **core_only)
+
+
+class PseudoQueriesConfig(dg.Config):
+    """``pseudo_queries``: weakly labeled pairs cut from the corpus (core/weak/pseudo_queries.py)."""
+
+    kinds: list[str] = Field(
+        default=["inverse_cloze", "title", "crop"],
+        description="Some of inverse_cloze (a sentence against its chunk without it), title (a title against its "
+        "document's first chunk) and crop (two spans of one document, Contriever); another name fails the step.",
+    )
+    seed: int = Field(default=42, description="Same seed and corpus: the same pairs in the same order.")
+    min_query_words: int = Field(default=4, description="Shorter queries are dropped (too_short).")
+    max_query_words: int = Field(default=64, description="Longer queries are dropped (too_long); a crop's query is drawn within the bounds.")
+    min_letter_share: float = Field(default=0.5, description="Letters among a query's non-space characters; below: "
+                                    "boilerplate (mostly digits and punctuation).")
+    max_query_repeats: int = Field(default=2, description="Documents a query's text may appear in (sentence or title); "
+                                   "more: boilerplate (a repeated line).")
+    max_jaccard: float = Field(default=0.5, description="Token Jaccard of query and positive passage above which the pair "
+                               "is a near-copy and dropped.")
+    crop_min_ratio: float = Field(default=0.1, description="Shortest crop, as a share of the document's words (Contriever: 0.1).")
+    crop_max_ratio: float = Field(default=0.5, description="Longest crop, as a share of the document's words (Contriever: 0.5).")
+    crop_max_overlap: float = Field(default=0.5, description="Share of the query crop's words the positive crop may also "
+                                    "hold (below 1: never the same span).")
+    crops_per_document: int = Field(default=1, description="Crop pairs drawn per document.")
+    max_pairs_per_document: int = Field(default=4, description="Pairs kept per document, the kinds taken in turn.")
+    max_pairs: int = Field(default=20_000, description="Pairs kept in all (a seeded sample when more survive).")
+    allow_eval_documents: bool = Field(
+        default=False, description="Keep pairs whose positive is a document relevant to a dev or test query. Leaks: "
+        "the encoder would see the evaluation positives as positives, and dev and test figures become optimistic.",
+    )
+
+    def settings(self, **core_only) -> PseudoQuerySettings:
+        from ..core.weak.pseudo_queries import PseudoQuerySettings
+
+        return derive(self, PseudoQuerySettings, **core_only)
 
 
 class FineTuneConfig(dg.Config):

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 from .artifacts import write_json
 from .errors import RowIssue
 from .training.mining import MiningSettings
+from .weak.pseudo_queries import PseudoQuerySettings
 
 MANIFEST_FILE = "manifest.json"
 # Field metadata: a dataclass stored flat, its fields at the top level of the manifest. The
@@ -379,8 +380,21 @@ class LabelingQueueManifest(Record):
     pool: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class PseudoQueriesManifest(Record):
+    """``pseudo_queries``: its settings (flat, as hard_negatives'), inputs, principal and counts."""
+
+    KIND: ClassVar[str] = "pseudo_queries"
+    settings: PseudoQuerySettings = field(metadata=FLAT)
+    inputs: dict[str, str]  # corpus_documents, corpus_chunks, labeled_queries -> content hash
+    read_as: list[str]  # the training principal: only chunks it may read became pairs
+    n_pairs: dict[str, int]  # kind -> pairs kept
+    dropped: dict[str, dict[str, int]]  # reason -> kind -> candidates dropped
+    eval_documents: dict[str, int]  # held_out: relevant to a dev/test query; kept_on: pairs on them (0 unless allowed)
+
+
 # Every kind with a manifest.json (test_manifests round-trips each).
 KINDS: tuple[type[Record], ...] = (
     CorpusDocumentsManifest, CorpusChunksManifest, LabeledQueriesManifest, DenseIndexManifest, BM25IndexManifest,
-    HardNegativesManifest, LabelingQueueManifest,
+    HardNegativesManifest, LabelingQueueManifest, PseudoQueriesManifest,
 )
