@@ -100,6 +100,8 @@ def test_old_bundles_load_without_a_rewrite():
     assert (config.rewrite, config.feedback(), config.label()) == ("none", None, "dense")
     back = ServingConfig.from_dict(rewritten(config, PRF).as_dict())
     assert (back.rewrite, back.feedback()) == ("prf", PRF)
+    with pytest.raises(ValueError, match="prf_k"):  # no silent default for the rewrite's parameters
+        ServingConfig("dense", rewrite="prf").feedback()
 
 
 def _dev(relevant: str):

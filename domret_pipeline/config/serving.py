@@ -41,12 +41,12 @@ class ServingSelectionConfig(dg.Config):
     rerank_max_lengths: list[int] = Field(
         default=[], description="Reranker token limits tried on dev (empty: the one it was trained with)."
     )
-    rewriters: list[Literal["prf"]] = Field(
+    rewriters: list[str] = Field(
         default=["prf"], description="Query rewriters tried on dev beside none (prf: pseudo-relevance feedback, the "
-        "query vector moved toward its top dense hits); one serves only where it beats the chosen configuration "
+        "query vector moved toward its top dense hits; another name fails the step); one serves only where it beats the chosen configuration "
         "without it by more than min_gain. Empty: never rewrite.",
     )
-    prf_depths: list[int] = Field(default=[3], description="prf: feedback chunks (the query's top dense hits) tried on dev.")
+    prf_depths: list[int] = Field(default=[1], description="prf: feedback chunks (the query's top dense hits) tried on dev.")
     prf_weights: list[float] = Field(
         default=[0.5], description="prf: weights b of q + b * mean(feedback vectors), renormalised, tried on dev."
     )

@@ -113,16 +113,15 @@ def grid(candidates: list[int], fusion_weights: list[float | None], with_reranke
 
 def rewritten(config: ServingConfig, feedback: Feedback | None) -> ServingConfig:
     """``config`` with the query rewritten by ``feedback`` (None: as written), no reasons."""
-    if feedback is None:  # the prf parameters back to their defaults: they mean nothing without it
-        fields = ServingConfig.__dataclass_fields__
-        return replace(config, rewrite="none", prf_k=fields["prf_k"].default, prf_weight=fields["prf_weight"].default,
-                       reasons=[])
+    if feedback is None:
+        return replace(config, rewrite="none", prf_k=None, prf_weight=None, reasons=[])
     return replace(config, rewrite="prf", prf_k=feedback.k, prf_weight=feedback.weight, reasons=[])
 
 
 def same_stages(a: ServingConfig, b: ServingConfig) -> bool:
-    """Whether two configurations differ at most in the query rewrite (and their reasons)."""
-    return rewritten(a, None).as_dict() == rewritten(b, None).as_dict()
+    """Whether two configurations differ at most in the query rewrite (and their reasons and
+    ``top_n``, which the served one takes from the settings)."""
+    return ({**rewritten(a, None).as_dict(), "top_n": None} == {**rewritten(b, None).as_dict(), "top_n": None})
 
 
 def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: float = 0.0,

@@ -69,8 +69,8 @@ class ServingConfig:
     rerank_precision: str = "fp32"  # the reranker's inference precision (see core.retrieval.precision)
     rerank_max_length: int | None = None  # tokens the reranker reads; None: what it was trained with
     rewrite: str = "none"  # "none" or "prf" (pseudo-relevance feedback, see .rewrite); bundles without it: none
-    prf_k: int = 3  # feedback chunks (prf)
-    prf_weight: float = 0.5  # how far the query moves toward them (prf)
+    prf_k: int | None = None  # prf: feedback chunks (tried on dev: serving_config's prf_depths)
+    prf_weight: float | None = None  # prf: how far the query moves toward them (prf_weights)
     reasons: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -94,7 +94,11 @@ class ServingConfig:
         """The query rewrite's parameters; None when the query is not rewritten."""
         if self.rewrite not in REWRITERS:
             raise ValueError(f"rewrite must be one of {', '.join(REWRITERS)}, not {self.rewrite!r}")
-        return Feedback(self.prf_k, self.prf_weight) if self.rewrite == "prf" else None
+        if self.rewrite == "none":
+            return None
+        if self.prf_k is None or self.prf_weight is None:
+            raise ValueError("rewrite prf needs prf_k and prf_weight")
+        return Feedback(self.prf_k, self.prf_weight)
 
     def rewrite_key(self) -> str:
         """Which rewritten first-stage rankings this configuration reads ("none": the query's own)."""
