@@ -157,3 +157,21 @@ def test_the_report_times_the_rewrite_it_left_off():
     assert {"dense", "hybrid", "dense+prf", "hybrid+prf", "served"} == set(per_query)
     assert report["latency"]["served+prf"]["config"] == "dense+prf@2 (b=1)"
     assert "rewrite" in report["latency"]["served+prf"]["stages"] and "rewrite" not in report["latency"]["served"]["stages"]
+
+
+class TextReranker:
+    """Scores a pair by its passage's text: differs by chunk, as a cross-encoder's logits do."""
+
+    def predict(self, pairs, **kwargs):
+        return np.array([float(sum(map(ord, p))) for _, p in pairs], dtype=np.float32)
+
+
+def test_trying_rewrites_leaves_the_plain_configurations_as_they_were():
+    chunks, index, bm25 = _corpus()
+    queries = {"q": "the query"}
+    configs = grid([2, 4], [None, 1.0], with_reranker=True, depth=100, rrf_k=60)
+    before = collect_rankings(["q"], queries, chunks, index, FixedEncoder(), bm25, TextReranker(), 4)
+    after = collect_rankings(["q"], queries, chunks, index, FixedEncoder(), bm25, TextReranker(), 4, rewrites=[PRF])
+    assert after.stages.rewritten and not before.stages.rewritten
+    for config in configs:
+        assert final_order(after.stages, 0, config) == final_order(before.stages, 0, config), config.label()
