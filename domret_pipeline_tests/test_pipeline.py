@@ -76,9 +76,13 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         assert {"dense_base", "dense_tuned", "bm25"} == set(report["latency"])
         # serving families at their dev-chosen settings, the served one, and per-stage latency
         serving = report["serving"]
-        assert set(serving["rows"]) == {"dense", "hybrid", "dense+rerank", "hybrid+rerank", "served"}
+        assert set(serving["rows"]) == {"dense", "hybrid", "dense+rerank", "hybrid+rerank", "dense+prf", "hybrid+prf",
+                                        "dense+prf+rerank", "hybrid+prf+rerank", "served"}
         assert all(set(r["metrics"]) == {"ndcg@10", "recall@10", "mrr@10"} for r in serving["rows"].values())
-        assert serving["reasons"] and serving["reasons"][-1].startswith("rerank ")
+        assert any(r.startswith("rerank ") for r in serving["reasons"]) and serving["reasons"][-1].startswith("rewrite ")
+        # the query rewrite's latency is in the table, whether dev switched it on or off
+        rewrite_setup = "served" if "+prf" in serving["served"] else "served+prf"
+        assert "rewrite" in serving["latency"][rewrite_setup]["stages"]
         assert {"ann", "bm25", "fusion", "rerank", "total"} <= set(serving["latency"]["hybrid+rerank@20"]["stages"])
         assert 0 < serving["latency"]["hybrid+rerank@20"]["stages"]["rerank"]["share_of_total"] < 1
         assert "Serving configurations" in events["evaluation_report"].metadata["report"].value

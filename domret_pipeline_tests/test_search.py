@@ -5,7 +5,8 @@ import pytest
 
 from domret_pipeline.core.data.chunking import Chunk
 from domret_pipeline.core.serving.dev_choice import SplitRankings, choose, evaluate_config, grid
-from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig, StageOutputs, apply_rerank, rrf_fuse, zscore
+from domret_pipeline.core.serving.fusion import apply_rerank, rrf_fuse, zscore
+from domret_pipeline.core.serving.search import SearchPipeline, ServingConfig, StageOutputs
 
 
 def test_rrf_rewards_agreement_and_breaks_ties_by_id():

@@ -14,7 +14,7 @@ from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
 RERANKER_VERSION = "3"  # 3: candidates only from what the training principal may read
-SERVING_VERSION = "3"  # 3: the dev choice searches as the training principal
+SERVING_VERSION = "4"  # 4: query rewriting (prf) tried on dev; 3: the dev choice searches as the training principal
 
 
 @dg.asset(
@@ -139,7 +139,7 @@ def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
         "BM25 by reciprocal rank fusion; reranking on or off, its depth and fusion weight) with the "
         "references (path + hash) of the tuned index, BM25, reranker and chunks it serves; what "
         "`domret search` loads and champion_release registers. Reranking is on only where it beats "
-        "the stage before it on dev; the reasons are recorded."
+        "the stage before it on dev, and so is query rewriting (pseudo-relevance feedback); the reasons are recorded."
     ),
 )
 def serving_config(
@@ -163,6 +163,7 @@ def serving_config(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.serving.dev_choice import dev_order, select_on_dev
+    from ..core.serving.rewrite import feedback_grid
     from ..core.serving.search import SearchPipeline, variant_key
     from ..core.retrieval.cross_encoder import load_reranker
     from ..core.training.access import training_principal
@@ -188,7 +189,8 @@ def serving_config(
                                        rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
                                        with_title, config.latency_budget_ms,
                                        config.budget_queries, context.log.info, config.score_over_budget,
-                                       principal=principal)
+                                       principal=principal,
+                                       rewrites=feedback_grid(config.rewriters, config.prf_depths, config.prf_weights))
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
         # (what open_bundle loads for the same bundle).
@@ -272,7 +274,7 @@ def serving_config(
                 "dev": {"n_queries": len(qrels), "table": table, "principal": principal.as_list()}, "answer": answer,
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
-                             "rerank_on": float(chosen.rerank)})
+                             "rerank_on": float(chosen.rerank), "rewrite_on": float(chosen.rewrite != "none")})
         tracked.set_tag("domret.serving", chosen.label())
         tracked.log_artifact(f"{pending.ref.path}/serving.json", "serving_config")
         rows = [[r["config"], *(("not scored" if r[m] is None else r[m]) for m in ("ndcg@10", "mrr@10", "recall@10")),

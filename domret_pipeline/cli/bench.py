@@ -126,6 +126,7 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     from .bench_access import add_access_parser
     from .bench_index_scale import add_index_scale_parser
     from .bench_precision import add_precision_parser
+    from .bench_rewrite import add_rewrite_parser
     from .shards import add_bench_parser
 
     bench = commands.add_parser("bench", help="benchmarks: the whole graph, inference precision, one training step")
@@ -147,4 +148,4 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     t.add_argument("--train-precision", default="fp32", help="fp32, bf16 or auto (TrainingSettings.train_precision)")
     t.set_defaults(func=cmd_bench_training_step)
     return [g, add_precision_parser(kinds), add_access_parser(kinds), add_index_scale_parser(kinds),
-            add_bench_parser(kinds), t]
+            add_bench_parser(kinds), add_rewrite_parser(kinds), t]

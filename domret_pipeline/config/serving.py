@@ -41,6 +41,15 @@ class ServingSelectionConfig(dg.Config):
     rerank_max_lengths: list[int] = Field(
         default=[], description="Reranker token limits tried on dev (empty: the one it was trained with)."
     )
+    rewriters: list[str] = Field(
+        default=["prf"], description="Query rewriters tried on dev beside none (prf: pseudo-relevance feedback, the "
+        "query vector moved toward its top dense hits; another name fails the step); one serves only where it beats the chosen configuration "
+        "without it by more than min_gain. Empty: never rewrite.",
+    )
+    prf_depths: list[int] = Field(default=[1], description="prf: feedback chunks (the query's top dense hits) tried on dev.")
+    prf_weights: list[float] = Field(
+        default=[0.5], description="prf: weights b of q + b * mean(feedback vectors), renormalised, tried on dev."
+    )
     answer_scorer: Literal["auto", "reranker", "encoder", "selector"] = Field(
         default="auto", description="What scores answer sentences: auto tries the bi-encoder, the reranker and the "
         "sentence selector (when it was trained) on dev and keeps the best.",

@@ -107,7 +107,10 @@ def content_sha256(folder: Path) -> str:
 def _serving(folder: Path) -> tuple[dict, dict, dict]:
     bundle = read_json(folder / "serving.json")
     answer = bundle.get("answer", {})
-    config = {k: v for k, v in bundle["config"].items() if k != "reasons"}
+    from ..serving.search import ServingConfig
+
+    # as the bundle serves: a key written after it (e.g. rewrite) reads as its default, not as a change
+    config = {k: v for k, v in ServingConfig.from_dict(bundle["config"]).as_dict().items() if k != "reasons"}
     settings = {**config, **{f"answer.{k}": answer.get(k) for k in
                              ("scorer", "abstention_scorer", "passages", "max_sentences", "threshold",
                               "sentence_threshold")}}

@@ -100,6 +100,14 @@ class DenseIndex:
             return self._hits([p for p, _ in found], [s for _, s in found])
         return self._hits(*_selected(self.index, queries, k, visible))
 
+    def vectors(self, chunk_ids: list[str]) -> np.ndarray:
+        """The stored vectors of ``chunk_ids`` (rows in that order; see :func:`stored_vectors`):
+        what query rewriting by pseudo-relevance feedback moves the query toward."""
+        position = self.__dict__.get("_position")
+        if position is None:  # built on first use: most pipelines never rewrite
+            position = self.__dict__["_position"] = {c: i for i, c in enumerate(self.chunk_ids)}
+        return stored_vectors(self.index, np.array([position[c] for c in chunk_ids], dtype=np.int64))
+
     def _hits(self, positions, scores) -> list[list[tuple[str, float]]]:
         return [[(self.chunk_ids[p], float(s)) for p, s in zip(row_p, row_s) if p >= 0]
                 for row_p, row_s in zip(positions, scores)]

@@ -14,17 +14,24 @@ Choice rule (dev split only):
    ``min_gain``;
 2. reranking serves only when the best reranking configuration beats the chosen first stage
    on dev nDCG@10 by more than ``min_gain``; otherwise it is off, and the reason (with both
-   figures) is recorded with the configuration.
+   figures) is recorded with the configuration;
+3. when query rewrites were tried (:mod:`.rewrite`), the configuration chosen by 1-2 is
+   rewritten only when its best rewritten twin (the same stages, the query rewritten) beats
+   it on dev nDCG@10 by more than ``min_gain``.
+
+Rules 1-2 read only the configurations without a rewrite, so a grid without rewrites chooses
+as it did before rewriting existed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..data.chunking import Chunk
 from ..evaluation.metrics import evaluate_run, mean_metrics
 from ..retrieval.document_ranking import aggregate_max
 from .latency import over_budget, time_pipeline, time_reranking, timing_group
+from .rewrite import Feedback
 from .search import SearchPipeline, ServingConfig, StageOutputs, final_order, variant_key
 
 PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
@@ -50,18 +57,19 @@ def as_variants(reranker) -> dict:
 def collect_rankings(
     qids: list[str], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
-    progress=None, principal=None,
+    progress=None, principal=None, rewrites: list[Feedback] | tuple = (),
 ) -> SplitRankings:
     """One run of the served pipeline's stages for every configuration of a grid: dense and
-    hybrid first stages, and each reranker variant over the union of their top
-    ``max_candidates`` chunks. ``reranker``: one model, or models by variant (see
-    :func:`as_variants`). ``progress`` (a :class:`.progress.Progress` over queries x variants)
-    is advanced as they are scored. ``principal``: who the queries run as (None: public only)."""
+    hybrid first stages, of the queries as written and of each query rewrite in ``rewrites``,
+    and each reranker variant over the union of their top ``max_candidates`` chunks.
+    ``reranker``: one model, or models by variant (see :func:`as_variants`). ``progress`` (a
+    :class:`.progress.Progress` over queries x variants) is advanced as they are scored.
+    ``principal``: who the queries run as (None: public only)."""
     pipeline = SearchPipeline(chunks, index, encoder, ServingConfig("hybrid", depth=depth, rrf_k=rrf_k), bm25,
                               with_title=with_title, batch_size=batch_size, principal=principal)
     stages = pipeline.run_stages([queries[q] for q in qids], first_stages=("dense", "hybrid"),
                                  candidates=max_candidates, rerankers=as_variants(reranker),
-                                 depth=max(depth, max_candidates), progress=progress)
+                                 depth=max(depth, max_candidates), progress=progress, rewrites=(None, *rewrites))
     return SplitRankings(list(qids), stages)
 
 
@@ -88,10 +96,10 @@ def pipeline_metrics(pipeline: SearchPipeline, qrels: dict[str, dict[str, int]],
 
 
 def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int,
-         variants: list[tuple[str, int | None]] | None = None) -> list[ServingConfig]:
+         variants: list[tuple[str, int | None]] | None = None, rewrites: list[Feedback] | tuple = ()) -> list[ServingConfig]:
     """Dense, hybrid, and with a reranker every (first stage, candidates, fusion weight,
     reranker variant); ``variants`` are (precision, max_length) pairs, by default fp32 at the
-    trained length."""
+    trained length. Then each of those again with each query rewrite of ``rewrites``."""
     configs = [ServingConfig("dense", depth=depth, rrf_k=rrf_k), ServingConfig("hybrid", depth=depth, rrf_k=rrf_k)]
     if with_reranker:
         for first in ("dense", "hybrid"):
@@ -100,13 +108,51 @@ def grid(candidates: list[int], fusion_weights: list[float | None], with_reranke
                     for w in fusion_weights:
                         configs.append(ServingConfig(first, True, k, w, rrf_k, depth, rerank_precision=precision,
                                                      rerank_max_length=max_length))
-    return configs
+    return configs + [rewritten(c, feedback) for feedback in rewrites for c in configs]
+
+
+def rewritten(config: ServingConfig, feedback: Feedback | None) -> ServingConfig:
+    """``config`` with the query rewritten by ``feedback`` (None: as written), no reasons."""
+    if feedback is None:
+        return replace(config, rewrite="none", prf_k=None, prf_weight=None, reasons=[])
+    return replace(config, rewrite="prf", prf_k=feedback.k, prf_weight=feedback.weight, reasons=[])
+
+
+def same_stages(a: ServingConfig, b: ServingConfig) -> bool:
+    """Whether two configurations differ at most in the query rewrite (and their reasons and
+    ``top_n``, which the served one takes from the settings)."""
+    return ({**rewritten(a, None).as_dict(), "top_n": None} == {**rewritten(b, None).as_dict(), "top_n": None})
 
 
 def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: float = 0.0,
            excluded: dict[str, str] | None = None) -> ServingConfig:
     """The serving configuration from dev nDCG@10 per configuration label (see module doc).
-    ``excluded``: reranking configurations ruled out (by the latency budget), label -> why."""
+    ``excluded``: configurations ruled out (by the latency budget), label -> why."""
+    plain = [c for c in configs if c.rewrite == "none"]
+    chosen = _choose_stages(scores, plain, min_gain, excluded or {})
+    rewrites = [c for c in configs if c.rewrite != "none" and same_stages(c, chosen)]
+    if not any(c.rewrite != "none" for c in configs):
+        return chosen
+    reasons, base = chosen.reasons, scores[chosen.label()]
+    fits = [c for c in rewrites if c.label() not in (excluded or {}) and c.label() in scores]
+    if not fits:
+        reasons.append(f"rewrite off: no rewrite of {chosen.label()} "
+                       + ("fits the latency budget" if rewrites else "was tried"))
+        return chosen
+    # Ties go to fewer feedback chunks, then the smaller move: the query closer to as written.
+    best = max(fits, key=lambda c: (scores[c.label()], -c.prf_k, -c.prf_weight))
+    best_score = scores[best.label()]
+    if best_score > base + min_gain:
+        reasons.append(f"rewrite on: {best.label()} dev nDCG@10 {best_score:.4f} > {chosen.label()} {base:.4f}")
+        return ServingConfig(**{**best.as_dict(), "reasons": reasons})
+    reasons.append(f"rewrite off: the best rewrite, {best.label()}, scored dev nDCG@10 {best_score:.4f}, not above "
+                   f"{chosen.label()} {base:.4f} by more than {min_gain:g}")
+    return chosen
+
+
+def _choose_stages(scores: dict[str, float], configs: list[ServingConfig], min_gain: float,
+                   excluded: dict[str, str]) -> ServingConfig:
+    """Rules 1 and 2 of the module doc over configurations without a query rewrite."""
     by_label = {c.label(): c for c in configs}
     dense, hybrid = scores["dense"], scores["hybrid"]
     if hybrid > dense + min_gain:
@@ -115,7 +161,7 @@ def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: flo
         first, reasons = by_label["dense"], [f"hybrid off: dev nDCG@10 {hybrid:.4f} does not beat dense {dense:.4f} by more than {min_gain:g}"]
     first_score = scores[first.label()]
     reranked = [c for c in configs if c.rerank]
-    excluded = excluded or {}
+    excluded = {label: why for label, why in excluded.items() if label in by_label}
     if excluded:
         reasons.append(f"latency budget: {sum(c.label() in excluded for c in reranked)} of {len(reranked)} reranking "
                        "configurations ruled out (" + "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:3])
@@ -142,13 +188,14 @@ def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: flo
 
 
 def best_per_family(scores: dict[str, float], configs: list[ServingConfig]) -> dict[str, ServingConfig]:
-    """The best dev configuration of each family (dense, hybrid, dense+rerank, hybrid+rerank):
-    the report shows each family with its dev-chosen candidates and weight."""
+    """The best dev configuration of each family (dense, hybrid, dense+rerank, hybrid+rerank,
+    and each with ``+prf`` where query rewrites were tried): the report shows each family with
+    its dev-chosen candidates, weight and rewrite."""
     families: dict[str, ServingConfig] = {}
     for config in configs:
         if scores.get(config.label()) is None:  # not scored on dev (over the latency budget)
             continue
-        family = config.first_stage + ("+rerank" if config.rerank else "")
+        family = config.first_stage + ("+prf" if config.rewrite != "none" else "") + ("+rerank" if config.rerank else "")
         if family not in families or scores[config.label()] > scores[families[family].label()]:
             families[family] = config
     return families
@@ -190,9 +237,10 @@ def evaluate_serving(
     max_candidates = max([c.candidates for c in evaluated.values() if c.rerank] or [0])
     needed = {c.variant() for c in evaluated.values() if c.rerank}
     qids = sorted(qrels)
+    feedbacks = list(dict.fromkeys(c.feedback() for c in evaluated.values() if c.rewrite != "none"))
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25,
                                 {v: m for v, m in rerankers.items() if v in needed}, max_candidates, served.depth,
-                                served.rrf_k, with_title, principal=principal)
+                                served.rrf_k, with_title, principal=principal, rewrites=feedbacks)
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     per_query = {name: evaluate_config(qrels, rankings, c, chunk_to_doc) for name, c in evaluated.items()}
     rows = {
@@ -208,6 +256,11 @@ def evaluate_serving(
     if latency_queries > 0:
         timed = [queries[q] for q in qids[:latency_queries]]
         setups = {"served": served}
+        # the query rewrite's cost when dev left it off: the served stages with its best dev rewrite
+        twins = [c for c in configs if c.rewrite != "none" and same_stages(c, served) and dev_scores.get(c.label()) is not None]
+        if served.rewrite == "none" and twins:
+            best = max(twins, key=lambda c: (dev_scores[c.label()], -c.prf_k, -c.prf_weight))
+            setups[f"served+{best.rewrite}"] = best
         full_variant = served if served.rerank else ServingConfig()
         if full_variant.variant() in rerankers:
             setups["hybrid+rerank@20"] = ServingConfig(
@@ -228,7 +281,7 @@ def select_on_dev(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
     min_gain: float = 0.0, with_title: bool = True, budget_ms: float | None = None, budget_queries: int = 30,
-    progress_sink=None, score_over_budget: bool = True, principal=None,
+    progress_sink=None, score_over_budget: bool = True, principal=None, rewrites: list[Feedback] | None = None,
 ) -> tuple[ServingConfig, dict[str, dict]]:
     """Time the reranking configurations one query at a time when there is a latency budget,
     rule out those over it, score the grid on the dev split and choose; returns (chosen, scored
@@ -238,31 +291,45 @@ def select_on_dev(
     a dimension of the grid. ``score_over_budget`` False skips the dev pass of the variants
     whose every configuration is over the budget (their ``metrics`` are None): on a CPU that
     pass is most of this step's time, and those variants cannot be chosen anyway. ``principal``:
-    who the dev queries run as (None: public only)."""
+    who the dev queries run as (None: public only). ``rewrites``: the query rewrites tried
+    beside none (every configuration again with each; see :func:`choose`)."""
     from ..progress import Progress
 
     if not qrels:
         raise ValueError("the dev split has no labeled query: cannot choose what serves")
     rerankers = as_variants(reranker)
     variants = [_variant_of(v) for v in rerankers]
-    configs = grid(sorted(candidates), fusion_weights, bool(rerankers), depth, rrf_k, variants)
+    configs = grid(sorted(candidates), fusion_weights, bool(rerankers), depth, rrf_k, variants, rewrites or [])
     qids = sorted(qrels)
     excluded: dict[str, str] = {}
     latency: dict[str, dict[str, float]] = {}
     if budget_ms is not None and rerankers and budget_queries > 0:
         timed = [queries[q] for q in qids[:budget_queries]]
-        groups = len({timing_group(c) for c in configs})
-        latency = time_reranking(
-            configs, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title,
-                                              principal=principal),
-            timed, Progress("serving_config: timing configurations", groups, "configurations", progress_sink))
-        excluded = over_budget(configs, latency, budget_ms)
+
+        def timing(subset: list[ServingConfig], what: str) -> dict[str, dict[str, float]]:
+            groups = len({timing_group(c) for c in subset})
+            return time_reranking(
+                subset, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title,
+                                                 principal=principal),
+                timed, Progress(f"serving_config: timing {what}", groups, "configurations", progress_sink))
+
+        plain = [c for c in configs if c.rewrite == "none"]
+        latency = timing(plain, "configurations")
+        excluded = over_budget(plain, latency, budget_ms)
+        # A rewrite only adds work (a second ANN search): one whose stages are over the budget
+        # without it is over it with it, and is not timed.
+        twin = {c.label(): rewritten(c, None).label() for c in configs if c.rewrite != "none"}
+        excluded.update({label: f"not timed: without the rewrite {excluded[t]}" for label, t in twin.items() if t in excluded})
+        to_time = [c for c in configs if c.label() in twin and c.label() not in excluded]
+        if to_time:
+            latency.update(timing(to_time, "rewritten configurations"))
+            excluded.update(over_budget(to_time, latency, budget_ms))
     scored_variants = rerankers if score_over_budget else {
         v: m for v, m in rerankers.items() if any(c.rerank and c.variant() == v and c.label() not in excluded for c in configs)}
     progress = Progress("serving_config: reranking dev candidates", len(qids) * len(scored_variants), "query passes",
                         progress_sink) if scored_variants else None
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, scored_variants, max(candidates),
-                                depth, rrf_k, with_title, progress=progress, principal=principal)
+                                depth, rrf_k, with_title, progress=progress, principal=principal, rewrites=rewrites or [])
     scored = score_all(qrels, rankings, [c for c in configs if not c.rerank or c.variant() in scored_variants],
                        {c.chunk_id: c.doc_id for c in chunks})
     for config in configs:

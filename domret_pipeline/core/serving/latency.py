@@ -3,8 +3,8 @@
 The budget rule: a reranking configuration whose measured p95 (whole query, one at a time, on
 dev queries) exceeds ``budget_ms`` is ruled out before the dev choice, with the measured
 figure as the reason. Fusion weights cost nothing measurable, so configurations that differ
-only in the weight share one timing: what is timed is each (first stage, candidates,
-reranker precision, token limit).
+only in the weight share one timing: what is timed is each (first stage, query rewrite,
+candidates, reranker precision, token limit).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def time_pipeline(pipeline: SearchPipeline, queries: list[str]) -> dict[str, dic
 
 
 def timing_group(config: ServingConfig) -> tuple:
-    return (config.first_stage, config.rerank, config.candidates if config.rerank else 0,
+    return (config.first_stage, config.rewrite_key(), config.rerank, config.candidates if config.rerank else 0,
             config.variant() if config.rerank else "")
 
 

@@ -6,7 +6,7 @@ This is the only code that ranks. ``search`` serves users; the dev choice of wha
 frozen-split report, the release gate and active learning call the same pipeline through its
 batched API: :meth:`SearchPipeline.run_stages` returns what each stage produced for many
 queries (one encode call, the reranker scoring many pairs per call, possibly several first
-stages and reranker variants at once), and :func:`final_order` derives a configuration's
+stages, query rewrites and reranker variants at once), and :func:`.ranking.final_order` derives a configuration's
 ranking from those outputs, the same function ``search`` orders its results with. So a grid of configurations
 costs one first-stage pass and one reranker pass per variant, and what is measured is what
 is served.
@@ -14,6 +14,8 @@ is served.
 Stages, per query batch:
 
 1. **ann** (dense or hybrid): encode the queries and search the FAISS index (``depth`` chunks);
+   **rewrite** (when on, see :mod:`.rewrite`): the query vectors move toward their top ``prf_k``
+   dense hits and the index is searched again with them; that ranking is the dense one;
 2. **bm25** (hybrid or bm25 first stage, or when asked): BM25 top ``depth`` chunks;
 3. **fusion** (hybrid only): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)``;
 4. **rerank** (when on): the first ``candidates`` chunks are scored by the cross-encoder.
@@ -47,6 +49,9 @@ from ..data.chunking import Chunk, passage_text
 from ..data.groups import PUBLIC_GROUPS
 from ..retrieval.access import ChunkAccess, GroupTable, Principal, check_same_groups
 from ..retrieval.encoder import encode
+from .fusion import rrf_fuse
+from .ranking import StageOutputs, final_order, final_ranking
+from .rewrite import REWRITERS, Feedback, prf_query_vectors
 
 
 @dataclass
@@ -63,6 +68,9 @@ class ServingConfig:
     top_n: int = 10
     rerank_precision: str = "fp32"  # the reranker's inference precision (see core.retrieval.precision)
     rerank_max_length: int | None = None  # tokens the reranker reads; None: what it was trained with
+    rewrite: str = "none"  # "none" or "prf" (pseudo-relevance feedback, see .rewrite); bundles without it: none
+    prf_k: int | None = None  # prf: feedback chunks (tried on dev: serving_config's prf_depths)
+    prf_weight: float | None = None  # prf: how far the query moves toward them (prf_weights)
     reasons: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -73,13 +81,29 @@ class ServingConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def label(self) -> str:
+        first = self.first_stage + (f"+{self.feedback().label()}" if self.rewrite != "none" else "")
         if not self.rerank:
-            return self.first_stage
+            return first
         how = "rerank only" if self.fusion_weight is None else f"w={self.fusion_weight:g}"
         variant = ""
         if self.rerank_precision != "fp32" or self.rerank_max_length is not None:
             variant = f" [{self.rerank_precision}" + (f", {self.rerank_max_length} tokens]" if self.rerank_max_length else "]")
-        return f"{self.first_stage}+rerank@{self.candidates} ({how}){variant}"
+        return f"{first}+rerank@{self.candidates} ({how}){variant}"
+
+    def feedback(self) -> Feedback | None:
+        """The query rewrite's parameters; None when the query is not rewritten."""
+        if self.rewrite not in REWRITERS:
+            raise ValueError(f"rewrite must be one of {', '.join(REWRITERS)}, not {self.rewrite!r}")
+        if self.rewrite == "none":
+            return None
+        if self.prf_k is None or self.prf_weight is None:
+            raise ValueError("rewrite prf needs prf_k and prf_weight")
+        return Feedback(self.prf_k, self.prf_weight)
+
+    def rewrite_key(self) -> str:
+        """Which rewritten first-stage rankings this configuration reads ("none": the query's own)."""
+        feedback = self.feedback()
+        return "none" if feedback is None else feedback.key()
 
     def retrieval_depth(self) -> int:
         """Chunks each first-stage retriever returns: ``depth``, or the reranked head when it is deeper."""
@@ -95,13 +119,6 @@ def variant_key(precision: str = "fp32", max_length: int | None = None) -> str:
 
 
 FIRST_STAGES = ("dense", "hybrid", "bm25")
-_PRIMARY = {"dense": "dense", "hybrid": "rrf", "bm25": "bm25"}  # the score that orders each first stage
-
-
-@dataclass
-class Candidate:
-    chunk_id: str
-    scores: dict[str, float]  # dense, bm25, rrf, rerank, final: whichever stages ran
 
 
 @dataclass
@@ -127,117 +144,6 @@ class SearchResult:
         return asdict(self)
 
 
-def rrf_fuse(rankings: list[list[tuple[str, float]]], rrf_k: int = 60) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion of ranked lists (best first); ties broken by chunk id."""
-    fused: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (rrf_k + rank)
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def zscore(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    std = values.std()
-    return (values - values.mean()) / std if std > 1e-12 else np.zeros_like(values)
-
-
-def order_head(first_scores: np.ndarray, rerank_scores: np.ndarray, fusion_weight: float | None) -> np.ndarray:
-    """Final scores of the reranked head: the reranker's logits, or the z-score fusion."""
-    if fusion_weight is None:
-        return np.asarray(rerank_scores, dtype=np.float64)
-    return zscore(first_scores) + fusion_weight * zscore(rerank_scores)
-
-
-def apply_rerank(first: list[tuple[str, float]], rerank_scores: dict[str, float], candidates: int,
-                 fusion_weight: float | None) -> list[tuple[str, float]]:
-    """Reorder the first ``candidates`` of a first-stage ranking with reranker scores (given
-    for at least those chunks); the tail keeps its order, always below the head."""
-    head, tail = first[:candidates], first[candidates:]
-    if not head:
-        return []
-    final = order_head(np.array([s for _, s in head]), np.array([rerank_scores[c] for c, _ in head]), fusion_weight)
-    ordered = sorted(zip([c for c, _ in head], final), key=lambda kv: (-kv[1], kv[0]))
-    floor = min(f for _, f in ordered)
-    # The tail gets strictly decreasing scores below the head, so any consumer that sorts by
-    # score (pytrec_eval, document max-aggregation) keeps head-before-tail.
-    return [(c, float(f)) for c, f in ordered] + [(c, floor - 1.0 - i) for i, (c, _) in enumerate(tail)]
-
-
-@dataclass
-class StageOutputs:
-    """What each stage produced for a batch of queries, aligned with ``queries``: the stage
-    rankings (best first, ``depth`` deep; None for a stage that did not run) and the
-    reranker's logits per variant for the heads it scored. :func:`final_ranking` derives any
-    configuration's ranking from them."""
-
-    queries: list[str]
-    depth: int
-    rrf_k: int
-    dense: list[list[tuple[str, float]]] | None = None
-    lexical: list[list[tuple[str, float]]] | None = None  # BM25
-    hybrid: list[list[tuple[str, float]]] | None = None  # RRF of dense and BM25
-    rerank: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # variant -> per query: chunk -> logit
-    query_vectors: np.ndarray | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage for the batch
-    principal: Principal | None = None  # who the stages ran as (None: the pipeline's principal)
-
-    def first(self, first_stage: str) -> list[list[tuple[str, float]]]:
-        rankings = {"dense": self.dense, "hybrid": self.hybrid, "bm25": self.lexical}[first_stage]
-        if rankings is None:
-            raise ValueError(f"the {first_stage} first stage did not run for these queries")
-        return rankings
-
-
-def first_stage_ranking(stages: StageOutputs, position: int, config: ServingConfig, depth: int) -> list[tuple[str, float]]:
-    """The configuration's first-stage ranking, ``depth`` deep. Stages run deeper (for a grid
-    whose configurations differ in depth) are cut to the prefix the configuration would have
-    retrieved, and hybrid is then fused from those prefixes."""
-    if depth > stages.depth:
-        raise ValueError(f"the stages ran {stages.depth} chunks deep, the configuration ranks {depth}")
-    if config.first_stage == "hybrid" and (depth < stages.depth or config.rrf_k != stages.rrf_k):
-        return rrf_fuse([stages.dense[position][:depth], stages.lexical[position][:depth]], config.rrf_k)[:depth]
-    return stages.first(config.first_stage)[position][:depth]
-
-
-def final_order(stages: StageOutputs, position: int, config: ServingConfig,
-                depth: int | None = None) -> list[tuple[str, float]]:
-    """The ranking ``config`` gives the query at ``position`` as (chunk id, final score), best
-    first, ``depth`` chunks deep (the configuration's own retrieval depth by default): what
-    ``search`` serves (before its ``top_n`` cut) and what every evaluation scores."""
-    first = first_stage_ranking(stages, position, config, depth or config.retrieval_depth())
-    if not config.rerank:
-        return first
-    if config.variant() not in stages.rerank:
-        raise ValueError(f"the reranker variant {config.variant()} did not run for these queries")
-    logits = stages.rerank[config.variant()][position]
-    missing = [c for c, _ in first[: config.candidates] if c not in logits]
-    if missing:  # a head deeper than the reranked one would silently mix in unscored chunks
-        raise ValueError(f"{len(missing)} chunks of the top {config.candidates} were not scored by the reranker")
-    return apply_rerank(first, logits, config.candidates, config.fusion_weight)
-
-
-def final_ranking(stages: StageOutputs, position: int, config: ServingConfig,
-                  depth: int | None = None) -> list[Candidate]:
-    """:func:`final_order` with every score of the stages the configuration runs."""
-    depth = depth or config.retrieval_depth()
-    first = dict(first_stage_ranking(stages, position, config, depth))
-    primary = _PRIMARY[config.first_stage]
-    extra = []
-    if config.first_stage == "hybrid":
-        extra = [("dense", dict(stages.dense[position])), ("bm25", dict(stages.lexical[position]))]
-    logits = stages.rerank[config.variant()][position] if config.rerank else {}
-    out = []
-    for rank, (chunk_id, final) in enumerate(final_order(stages, position, config, depth)):
-        scores = {primary: first[chunk_id]}
-        scores.update({name: values[chunk_id] for name, values in extra if chunk_id in values})
-        if config.rerank and rank < config.candidates:  # apply_rerank keeps the reranked head first
-            scores["rerank"] = logits[chunk_id]
-        scores["final"] = final
-        out.append(Candidate(chunk_id, scores))
-    return out
-
-
 # Pairs per reranker call when progress is reported: the cross-encoder sorts a call's pairs by
 # length, so larger calls pad less; progress needs the pass cut into a few calls.
 PAIRS_PER_CALL = 512
@@ -258,6 +164,8 @@ class SearchPipeline:
             raise ValueError(f"a {config.first_stage} first stage needs a BM25 index")
         if config.rerank and reranker is None:
             raise ValueError("reranking is on but no reranker was given")
+        if config.feedback() is not None and config.first_stage == "bm25":
+            raise ValueError("prf rewrites the query's dense vector: a bm25 first stage does not read it")
         self.chunks = {c.chunk_id: c for c in chunks}
         self.index, self.encoder, self.config = index, encoder, config
         self.bm25, self.reranker = bm25, reranker
@@ -284,14 +192,17 @@ class SearchPipeline:
     def run_stages(self, queries: list[str], *, first_stages: tuple[str, ...] | None = None,
                    candidates: int | None = None, rerankers: dict | None = None, depth: int | None = None,
                    lexical: bool = False, query_vectors: np.ndarray | None = None, progress=None,
-                   principal=None) -> StageOutputs:
+                   principal=None, rewrites: tuple[Feedback | None, ...] | None = None) -> StageOutputs:
         """Run the stages once for every query. By default those of the served configuration;
         an evaluation may ask for several ``first_stages`` at once, the reranker ``rerankers``
         (variant key -> model) over the union of their top ``candidates``, BM25 even where no
         first stage reads it (``lexical``), and pass ``query_vectors`` it already encoded.
         ``progress`` (a :class:`.progress.Progress` over queries x variants) follows the
         reranker, the slow stage on a CPU. ``principal``: who the queries run as (None: the
-        pipeline's principal); every stage returns only what it may read."""
+        pipeline's principal); every stage returns only what it may read. ``rewrites``: the
+        query rewrites whose first-stage rankings to produce as well (None in it: the queries
+        as written, which always run since the rewrite's feedback comes from them; by default
+        the served configuration's), and whose heads the reranker scores."""
         config = self.config
         who = self.principal if principal is None else Principal.of(principal)
         access = self.restriction(who)
@@ -301,16 +212,24 @@ class SearchPipeline:
         if rerankers is None:
             rerankers = {config.variant(): self.reranker} if config.rerank else {}
         depth = depth or max(config.retrieval_depth(), candidates)
+        rewrites = tuple(dict.fromkeys(rewrites if rewrites is not None else (config.feedback(),)))
+        feedbacks = [f for f in rewrites if f is not None]
+        if feedbacks and not {"dense", "hybrid"} & set(first_stages):
+            raise ValueError("a query rewrite was asked for but no first stage reads the query's dense vector")
         stages = StageOutputs(list(queries), depth, config.rrf_k, principal=who)
         timings = stages.timings
         if {"dense", "hybrid"} & set(first_stages):
             started = time.perf_counter()
             stages.query_vectors = self.encode_queries(queries) if query_vectors is None else query_vectors
-            if access is None:
-                stages.dense = self.index.search(stages.query_vectors, depth)
-            else:  # filtered inside FAISS, then verified
-                stages.dense = access.only(self.index.search(stages.query_vectors, depth, visible=access.over(self.index)))
+            stages.dense = self._dense_search(stages.query_vectors, depth, access)
             timings["ann"] = time.perf_counter() - started
+        if feedbacks:  # the feedback: the plain dense ranking, readable chunks only (checked again)
+            started = time.perf_counter()
+            for feedback in feedbacks:
+                vectors = prf_query_vectors(self.index, stages.query_vectors, stages.dense, feedback,
+                                            None if access is None else access.readable)
+                stages.rewritten[feedback.key()] = {"dense": self._dense_search(vectors, depth, access)}
+            timings["rewrite"] = time.perf_counter() - started
         if lexical or {"hybrid", "bm25"} & set(first_stages):
             if self.bm25 is None:
                 raise ValueError("the BM25 stage was asked for but the pipeline has no BM25 index")
@@ -323,16 +242,27 @@ class SearchPipeline:
         if "hybrid" in first_stages:
             started = time.perf_counter()
             stages.hybrid = [rrf_fuse([d, b], config.rrf_k)[:depth] for d, b in zip(stages.dense, stages.lexical)]
+            for rankings in stages.rewritten.values():
+                rankings["hybrid"] = [rrf_fuse([d, b], config.rrf_k)[:depth] for d, b in zip(rankings["dense"], stages.lexical)]
             timings["fusion"] = time.perf_counter() - started
         if rerankers and candidates > 0:
             started = time.perf_counter()
-            heads = [list(dict.fromkeys(c for f in first_stages for c, _ in stages.first(f)[i][:candidates]
+            keys = ["none" if f is None else f.key() for f in rewrites]
+            # BM25 reads the query's words, which no rewrite changes
+            heads = [list(dict.fromkeys(c for key in keys for f in first_stages
+                                        for c, _ in stages.first(f, "none" if f == "bm25" else key)[i][:candidates]
                                         if access is None or access.readable(c)))  # the reranker re-checks
                      for i in range(len(stages.queries))]
             for variant, model in rerankers.items():
                 stages.rerank[variant] = self._score_heads(model, stages.queries, heads, progress)
             timings["rerank"] = time.perf_counter() - started
         return stages
+
+    def _dense_search(self, vectors: np.ndarray, depth: int, access: ChunkAccess | None) -> list[list[tuple[str, float]]]:
+        if access is None:
+            return self.index.search(vectors, depth)
+        # filtered inside FAISS, then verified
+        return access.only(self.index.search(vectors, depth, visible=access.over(self.index)))
 
     def _score_heads(self, model, queries: list[str], heads: list[list[str]], progress) -> list[dict[str, float]]:
         from ..retrieval.cross_encoder import score_pair_list
