@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from domret_pipeline.assets.corpus import corpus_documents
+from domret_pipeline.assets.corpus import corpus_chunks, corpus_documents
 from domret_pipeline.assets.labels import labeled_queries
 from domret_pipeline.checks import ALL_CHECKS, frozen_split_is_clean
 from domret_pipeline.definitions import ASSETS
@@ -49,7 +49,7 @@ def test_a_failed_label_check_stops_the_run_before_any_encoding(tmp_path, tiny_e
 
 def test_training_repeats_of_frozen_test_queries_can_be_dropped(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     config = leaky_frozen_set(small_dataset, tiny_encoder, drop_train_repeats_of_frozen_test=True)
-    result = dg.materialize([corpus_documents, labeled_queries, frozen_split_is_clean],
+    result = dg.materialize([corpus_documents, corpus_chunks, labeled_queries, frozen_split_is_clean],
                             resources=make_resources(tmp_path, tiny_encoder, mlflow_uri),
                             run_config={"ops": {k: config["ops"][k] for k in ("corpus_documents", "labeled_queries")}})
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())

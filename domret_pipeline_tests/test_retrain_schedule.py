@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from domret_pipeline.assets.corpus import corpus_documents
+from domret_pipeline.assets.corpus import corpus_chunks, corpus_documents
 from domret_pipeline.assets.labels import labeled_queries
 from domret_pipeline.checks import ALL_CHECKS
 from domret_pipeline.definitions import ASSETS
@@ -64,7 +64,7 @@ def test_weekly_retrain_schedule_request_runs_end_to_end(tmp_path, tiny_encoder,
 def test_feedback_max_id_above_the_newest_row(tmp_path, tiny_encoder, mlflow_uri, small_dataset):
     resources = _resources_with_feedback(tmp_path, tiny_encoder, mlflow_uri, small_dataset)
     config = run_config(small_dataset, tiny_encoder, use_feedback=True, feedback_max_id=99)
-    result = dg.materialize([corpus_documents, labeled_queries], resources=resources, raise_on_error=False,
+    result = dg.materialize([corpus_documents, corpus_chunks, labeled_queries], resources=resources, raise_on_error=False,
                             run_config={"ops": {k: config["ops"][k] for k in ("corpus_documents", "labeled_queries")}})
     assert result.success, [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
     params = _mlflow_params(mlflow_uri, f"test-{tmp_path.name}", "labeled_queries")

@@ -6,28 +6,35 @@ from collections import Counter
 import dagster as dg
 
 from ..config import LabelsConfig
-from ..core.artifacts import ArtifactRef, atomic_artifact_dir
+from ..core.artifacts import ArtifactRef, atomic_artifact_dir, write_json
 from ..core.data.labels import LabeledQueries, drop_test_repeats
 from ..core.data.loaders import load_labels
-from ..core.data.serialization import read_documents, write_jsonl
+from ..core.data.serialization import read_chunks, read_documents, write_jsonl
 from ..core.data.splits import SPLITS, assign_splits
 from ..core.errors import InputDataError, RowIssue
 from ..core.evaluation.report import markdown_table
 from ..core.manifests import FeedbackUse, LabeledQueriesManifest, write_manifest
 from ..core.retrieval.access import Principal
-from ..core.training.access import restrict_labels
+from ..core.training.access import readable_chunks, restrict_labels
+from ..core.weak.pseudo_evaluation import NOT_USER_RELEVANCE, PseudoEvaluation, add_pseudo_evaluation, wanted
 from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table
 
-LABELS_VERSION = "3"  # 3: train/dev restricted to the training principal
+LABELS_VERSION = "4"  # 4: held-out pseudo-queries in zero-label mode; 3: train/dev restricted to the training principal
 
 
 def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueries, list[RowIssue]]:
     by_id = {d.doc_id: d for d in documents}
-    main = load_labels(config.queries_path, config.qrels_path, set(by_id), config.evidence_path, by_id, config.on_bad_rows)
-    splits = assign_splits(main.queries, config.dev_fraction, config.test_fraction, config.split_salt)
-    labels = LabeledQueries(main.queries, splits, main.qrels, main.evidence, dict(main.slices))
-    issues = list(main.quarantined)
+    if (config.queries_path is None) != (config.qrels_path is None):
+        raise ValueError("labeled_queries: set both queries_path and qrels_path, or neither (zero-label mode)")
+    if config.queries_path is None:  # zero-label mode: no judged query (a frozen test set may still come)
+        labels, issues = LabeledQueries({}, {}, {}), []
+    else:
+        main = load_labels(config.queries_path, config.qrels_path, set(by_id), config.evidence_path, by_id,
+                           config.on_bad_rows)
+        splits = assign_splits(main.queries, config.dev_fraction, config.test_fraction, config.split_salt)
+        labels = LabeledQueries(main.queries, splits, main.qrels, main.evidence, dict(main.slices))
+        issues = list(main.quarantined)
     if config.frozen_test_queries_path:
         if not config.frozen_test_qrels_path:
             raise ValueError("frozen_test_queries_path is set but frozen_test_qrels_path is not")
@@ -53,6 +60,27 @@ def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueri
     return labels, issues
 
 
+def _pseudo_evaluation(config: LabelsConfig, labels: LabeledQueries, documents, corpus_chunks: ArtifactRef,
+                       principal: Principal) -> PseudoEvaluation:
+    """Held-out pseudo-queries into dev and test when ``config.pseudo_evaluation`` wants them
+    (core/weak/pseudo_evaluation.py), cut with the pseudo_queries asset's default filters."""
+    from ..config import PseudoQueriesConfig
+
+    use, reason = wanted(config.pseudo_evaluation, labels)
+    if not use:
+        return PseudoEvaluation(False, reason, {}, 0)
+    chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
+    settings = PseudoQueriesConfig(kinds=list(config.pseudo_eval_kinds)).settings()
+    result = add_pseudo_evaluation(labels, documents, chunks, settings, config.pseudo_eval_fraction,
+                                   config.pseudo_eval_max_queries, config.split_salt)
+    result.reason = reason
+    if not labels.qrels_for("dev") or not labels.qrels_for("test"):
+        raise ValueError(f"labeled_queries: zero-label mode found no pseudo-query for dev or test in "
+                         f"{result.held_out_documents} held-out documents (raise pseudo_eval_fraction, or check "
+                         "pseudo_eval_kinds against the corpus)")
+    return result
+
+
 @dg.asset(
     group_name="labels",
     code_version=LABELS_VERSION,
@@ -60,13 +88,15 @@ def build_labeled_queries(config: LabelsConfig, documents) -> tuple[LabeledQueri
     description=(
         "Labeled queries (BEIR queries + qrels, optional sentence evidence) checked against the corpus "
         "and split train/dev/test by a stable hash of the query id: the test split is the frozen "
-        "evaluation set. An external frozen query set can replace it."
+        "evaluation set. An external frozen query set can replace it. With no judged train query "
+        "(zero-label mode), held-out pseudo-queries (slice pseudo_query: not user relevance) join dev and test."
     ),
 )
 def labeled_queries(
     context: dg.AssetExecutionContext,
     config: LabelsConfig,
     corpus_documents: ArtifactRef,
+    corpus_chunks: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
     feedback: FeedbackStoreResource,
@@ -99,8 +129,11 @@ def labeled_queries(
         principal = Principal.of(config.training_principal)
         access = {"principal": principal.as_list(),
                   **restrict_labels(labels, {d.doc_id for d in documents if principal.may_read(d.groups)})}
+        # Zero-label mode: after the restriction, from documents the training principal may read.
+        pseudo_eval = _pseudo_evaluation(config, labels, documents, corpus_chunks, principal)
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
+            write_json(pending.path / "pseudo_evaluation.json", pseudo_eval.as_dict())
             if dropped:
                 write_jsonl(pending.path / "dropped_test_repeats.jsonl", dropped)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))
@@ -121,6 +154,8 @@ def labeled_queries(
                          sum(q in with_evidence for q in ids) if labels.evidence else "–",
                          len(labels.without_evidence(split)) if labels.evidence else "–"])
         counts = {f"{s}_queries": split_counts.get(s, 0) for s in SPLITS}
+        counts.update(pseudo_dev_queries=pseudo_eval.queries.get("dev", 0),
+                      pseudo_test_queries=pseudo_eval.queries.get("test", 0))
         counts.update(judgements=sum(len(v) for v in labels.qrels.values()), evidence_rows=len(labels.evidence),
                       quarantined_rows=len(issues), dropped_test_repeats=len(dropped),
                       judgements_dropped_for_access=access["judgements_dropped"],
@@ -142,6 +177,10 @@ def labeled_queries(
                     if dropped else "none"),
                 "sample_rows": dg.MetadataValue.md(markdown_table(["query", "split", "text"], sample)),
                 "training_principal": ", ".join(access["principal"]),
+                "pseudo_evaluation": (f"{pseudo_eval.queries.get('dev', 0)} dev and {pseudo_eval.queries.get('test', 0)} "
+                                      f"test pseudo-queries from {pseudo_eval.held_out_documents} held-out documents "
+                                      f"({pseudo_eval.reason}). {NOT_USER_RELEVANCE}" if pseudo_eval.used
+                                      else f"none ({pseudo_eval.reason})"),
                 **({"feedback_labels_used": dg.MetadataValue.int(len(merged.used_ids)),
                     "feedback_ids": (f"{merged.used_ids[0]}–{merged.used_ids[-1]}" if merged.used_ids else "none"),
                     "feedback_new_judgements": dg.MetadataValue.int(merged.new_judgements),

@@ -37,8 +37,11 @@ class ChunkingConfig(dg.Config):
 
 
 class LabelsConfig(dg.Config):
-    queries_path: str = str(SAMPLE_DIR / "queries.jsonl")
-    qrels_path: str = Field(default=str(SAMPLE_DIR / "qrels"), description="A qrels TSV, or a folder of them.")
+    queries_path: Optional[str] = Field(
+        default=str(SAMPLE_DIR / "queries.jsonl"),
+        description="BEIR queries. None together with qrels_path: no judged query at all (zero-label mode).",
+    )
+    qrels_path: Optional[str] = Field(default=str(SAMPLE_DIR / "qrels"), description="A qrels TSV, or a folder of them.")
     evidence_path: Optional[str] = Field(
         default=str(SAMPLE_DIR / "evidence.jsonl"), description="Sentence-level evidence (optional)."
     )
@@ -60,6 +63,18 @@ class LabelsConfig(dg.Config):
     feedback_max_id: Optional[int] = Field(default=None, description="Use feedback labels up to this id (None: all).")
     training_principal: Optional[list[str]] = Field(default=None, description="Access groups training reads as (None: "
                                                     "public only); core/training/access.py says where it applies.")
+    # Zero-label mode (core/weak/pseudo_evaluation.py): dev and test from held-out pseudo-queries.
+    pseudo_evaluation: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Add one held-out pseudo-query per held-out document to dev and test (slice "
+        "pseudo_query; not user relevance): auto does so exactly when no train query is judged (zero-label mode).",
+    )
+    pseudo_eval_fraction: float = Field(default=0.1, description="Share of documents held out for pseudo dev and test "
+                                        "queries (half each, by a stable hash of the document id); they never train.")
+    pseudo_eval_max_queries: int = Field(default=200, description="Pseudo-queries per split at most (a seeded sample).")
+    pseudo_eval_kinds: list[str] = Field(
+        default=["inverse_cloze"], description="Kinds of pseudo-query held out (as pseudo_queries cuts them, with "
+        "its default filters): a sentence reads most like a question.",
+    )
 
 
 class _DenseIndexConfig(dg.Config):

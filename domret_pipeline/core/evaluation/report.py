@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from ..serving.dev_choice import dev_order
+from ..weak.pseudo_evaluation import NOT_USER_RELEVANCE
 
 METRIC_COLUMNS = ("ndcg@10", "mrr@10", "recall@10", "recall@100")
 
@@ -217,6 +218,10 @@ def to_markdown(report: dict) -> str:
     if n:
         parts.append(f"{n} of these queries have relevant documents but no evidence sentences: the right end-to-end "
                      "answer for them is to abstain.")
+    pseudo = report["info"].get("n_pseudo_queries")
+    if pseudo:
+        parts.append(f"{pseudo} of {report['info']['n_queries']} queries are held-out pseudo-queries. "
+                     + NOT_USER_RELEVANCE)
     principal = report["info"].get("principal")
     if principal and principal != ["public"]:  # reports from before access control, or public: nothing to say
         hidden = report["info"].get("judgements_not_readable", 0)

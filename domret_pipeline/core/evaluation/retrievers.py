@@ -17,6 +17,7 @@ from ..retrieval.document_ranking import top_documents
 from ..serving.search import SearchPipeline, ServingConfig
 from .metrics import evaluate_run, mean_metrics
 from .significance import paired_test
+from ..weak.pseudo_evaluation import PSEUDO_SLICE
 
 HARD_NEGATIVE_SLICE = "hard_negative"
 
@@ -117,6 +118,7 @@ def evaluate_retrieval(
             "encoders": {s.name: s.encoder_name for s in dense}, "index_types": {s.name: s.index_type for s in dense},
             "baseline": baseline, "k_values": list(k_values),
             "n_without_evidence": len([q for q in labels.without_evidence(split) if q in qrels]),
+            "n_pseudo_queries": sum(1 for q in qids if labels.slices.get(q) == PSEUDO_SLICE),
         },
         "systems": systems,
         "significance": significance,
