@@ -95,6 +95,14 @@ def test_zero_label_labeled_queries_asset_holds_out_pseudo_queries(tmp_path, tin
     assert "not user relevance" in meta["pseudo_evaluation"].value and "zero-label" in meta["pseudo_evaluation"].value
     record = json.loads((folder / "pseudo_evaluation.json").read_text())
     assert record["used"] and record["queries"] == {"dev": len(labels.ids("dev")), "test": len(labels.ids("test"))}
+    # Lineage: the chunks the pseudo-queries were cut from are an input of the labels.
+    from domret_pipeline.core.release.lineage import read_node
+
+    chunks_sha = next(e.event_specific_data.materialization.metadata["content_sha256"].value
+                      for e in result.get_asset_materialization_events()
+                      if e.asset_key.to_user_string() == "corpus_chunks")
+    node = read_node("labeled_queries", meta["content_sha256"].value, folder)
+    assert node.inputs["corpus_chunks"] == chunks_sha and "dev" in node.summary["pseudo-queries"]
 
 
 def test_one_label_path_without_the_other_fails_with_one_line(tmp_path, tiny_encoder, mlflow_uri, small_dataset):

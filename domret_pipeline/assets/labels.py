@@ -133,7 +133,9 @@ def labeled_queries(
         pseudo_eval = _pseudo_evaluation(config, labels, documents, corpus_chunks, principal)
         with atomic_artifact_dir(artifacts.path(), "labeled_queries") as pending:
             labels.save(pending.path)
-            write_json(pending.path / "pseudo_evaluation.json", pseudo_eval.as_dict())
+            # The chunks it was cut from are an input only when pseudo-queries were added (lineage).
+            write_json(pending.path / "pseudo_evaluation.json",
+                       {**pseudo_eval.as_dict(), "corpus_chunks": corpus_chunks.sha256 if pseudo_eval.used else None})
             if dropped:
                 write_jsonl(pending.path / "dropped_test_repeats.jsonl", dropped)
             write_jsonl(pending.path / "quarantine.jsonl", (i.as_dict() for i in issues))

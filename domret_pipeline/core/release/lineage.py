@@ -174,7 +174,12 @@ def _labels(folder: Path) -> tuple[dict, dict, dict]:
     summary = {"queries": ", ".join(f"{s} {splits[s]}" for s in ("train", "dev", "test") if splits.get(s)),
                "source": m.extra.get("queries_path"), "feedback ids": id_ranges(m.feedback_ids) or "none",
                "training principal": ",".join(m.training_access.get("principal", []))}
-    return {"corpus_documents": m.corpus_documents}, summary, {**m.extra, "feedback_ids": id_ranges(m.feedback_ids)}
+    inputs = {"corpus_documents": m.corpus_documents}
+    pseudo = read_json(folder / "pseudo_evaluation.json") if (folder / "pseudo_evaluation.json").is_file() else {}
+    if pseudo.get("used"):  # zero-label mode: dev and test pseudo-queries cut from these chunks
+        inputs["corpus_chunks"] = pseudo["corpus_chunks"]
+        summary["pseudo-queries"] = ", ".join(f"{s} {n}" for s, n in pseudo["queries"].items())
+    return inputs, summary, {**m.extra, "feedback_ids": id_ranges(m.feedback_ids)}
 
 
 def _documents(folder: Path) -> tuple[dict, dict, dict]:
