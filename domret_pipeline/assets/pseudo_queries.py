@@ -12,7 +12,7 @@ from ..core.manifests import PseudoQueriesManifest, write_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output
 
-PSEUDO_QUERIES_VERSION = "1"
+PSEUDO_QUERIES_VERSION = "2"  # 2: the generated kind
 SAMPLES_PER_KIND = 3
 
 
@@ -23,7 +23,8 @@ SAMPLES_PER_KIND = 3
     description=(
         "Weakly labeled (query, positive passage) pairs cut from the corpus with no model: a sentence against "
         "its chunk with the sentence removed (inverse cloze), a title against its document's first chunk, and "
-        "two spans of one document (Contriever's cropping). Filtered (length, boilerplate, the query verbatim "
+        "two spans of one document (Contriever's cropping); with an OpenAI-compatible endpoint, also questions a "
+        "chat model writes for a chunk (the passage sent as untrusted data). Filtered (length, boilerplate, the query verbatim "
         "in or a near-copy of its passage, duplicates) and capped per document and in all, with counts per "
         "reason. Documents relevant to a dev or test query give no pairs unless allowed (leakage). Only chunks "
         "the training principal may read. Not consumed yet."
@@ -51,7 +52,7 @@ def pseudo_queries(
         chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         documents = read_documents(f"{corpus_documents.path}/documents.jsonl")
         held_out = eval_documents(LabeledQueries.load(labeled_queries.path))
-        result = generate_pseudo_queries(documents, chunks, settings, held_out)
+        result = generate_pseudo_queries(documents, chunks, settings, held_out, _question_writer(config))
         kept, dropped = result.kept(), result.dropped_counts()
         with atomic_artifact_dir(artifacts.path(), "pseudo_queries") as pending:
             write_jsonl(pending.path / "pairs.jsonl", (p.as_dict() for p in result.pairs))
@@ -79,6 +80,22 @@ def pseudo_queries(
                                f"{result.eval_documents} dev/test relevant documents held out"),
             "read_as": principal.label(),
         })
+
+
+def _question_writer(config: PseudoQueriesConfig):
+    """The ``generated`` kind's writer: the configured OpenAI-compatible endpoint (None when
+    the kind is not asked for); the key comes from the environment, never from the config."""
+    if "generated" not in config.kinds:
+        return None
+    if not (config.generator_base_url and config.generator_model):
+        raise ValueError("pseudo_queries: kinds lists 'generated' but generator_base_url and generator_model "
+                         "are not both set")
+    import os
+
+    from ..core.weak.question_writer import OpenAICompatibleQuestionWriter
+
+    return OpenAICompatibleQuestionWriter(config.generator_base_url, config.generator_model,
+                                          os.environ.get(config.generator_api_key_env, ""))
 
 
 def _samples(pairs, kinds: list[str]) -> str:

@@ -64,7 +64,8 @@ class PseudoQueriesConfig(dg.Config):
     kinds: list[str] = Field(
         default=["inverse_cloze", "title", "crop"],
         description="Some of inverse_cloze (a sentence against its chunk without it), title (a title against its "
-        "document's first chunk) and crop (two spans of one document, Contriever); another name fails the step.",
+        "document's first chunk), crop (two spans of one document, Contriever) and generated (a question a chat "
+        "model writes for a chunk: needs generator_base_url and generator_model); another name fails the step.",
     )
     seed: int = Field(default=42, description="Same seed and corpus: the same pairs in the same order.")
     min_query_words: int = Field(default=4, description="Shorter queries are dropped (too_short).")
@@ -80,6 +81,13 @@ class PseudoQueriesConfig(dg.Config):
     crop_max_overlap: float = Field(default=0.5, description="Share of the query crop's words the positive crop may also "
                                     "hold (below 1: never the same span).")
     crops_per_document: int = Field(default=1, description="Crop pairs drawn per document.")
+    generated_per_document: int = Field(default=1, description="generated: chunks per document the question writer "
+                                        "is asked about (one call each).")
+    generator_base_url: str = Field(default="", description="generated: OpenAI-compatible base URL, e.g. "
+                                    "http://localhost:8000/v1 (the kind needs it and generator_model).")
+    generator_model: str = Field(default="", description="generated: the endpoint's model name.")
+    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="generated: environment variable "
+                                       "holding the API key (the key itself is never logged).")
     max_pairs_per_document: int = Field(default=4, description="Pairs kept per document, the kinds taken in turn.")
     max_pairs: int = Field(default=20_000, description="Pairs kept in all (a seeded sample when more survive).")
     allow_eval_documents: bool = Field(

@@ -1,7 +1,7 @@
 """Pseudo-queries: weakly labeled (query, positive passage) pairs cut from the corpus itself,
-with no model and no judgement (asset ``pseudo_queries``).
+with no judgement and, but for the optional ``generated`` kind, no model (asset ``pseudo_queries``).
 
-Three kinds of pair:
+Four kinds of pair (the first three need no model):
 
 - ``inverse_cloze`` (ICT, Lee et al. 2019): a sentence of a chunk is the query and that chunk,
   with the sentence removed, is the positive. A sentence that several chunks hold (their
@@ -14,6 +14,10 @@ Three kinds of pair:
   ``crop_max_overlap`` of the query's words lie inside it, so the two are never the same span.
   A span runs from the start of its first word to the end of its last (words as the length rule
   counts them), so punctuation at its edges is left out.
+- ``generated`` (doc2query-style, only with an OpenAI-compatible endpoint configured): a chunk
+  drawn from the document goes to a chat model that writes a question it answers
+  (:mod:`.question_writer`, under the answer generator's untrusted-text policy); the chunk is
+  the positive. A failed call or an empty reply drops the candidate, counted.
 
 How a positive is rendered: ``PseudoPair.positive`` is the text to train on and never holds the
 query verbatim. For ICT it is the chunk's text before the sentence and after it, joined by one
@@ -49,21 +53,24 @@ import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..data.chunking import Chunk
 from ..data.documents import Document
 from ..data.labels import LabeledQueries, normalized_text
 
-KINDS = ("inverse_cloze", "title", "crop")
-REASONS = ("eval_document", "empty_positive", "crop_overlap", "too_short", "too_long", "boilerplate_symbols",
-           "boilerplate_repeated", "verbatim_in_positive", "near_copy", "duplicate_query", "per_document_cap",
+KINDS = ("inverse_cloze", "title", "crop", "generated")
+REASONS = ("eval_document", "empty_positive", "crop_overlap", "generator_failed", "generator_empty", "too_short",
+           "too_long", "boilerplate_symbols", "boilerplate_repeated", "verbatim_in_positive", "near_copy", "duplicate_query", "per_document_cap",
            "total_cap")
 EVAL_SPLITS = ("dev", "test")
 _WORD = re.compile(r"\w+")  # what the length and Jaccard rules count, and what a crop is cut along
 _LETTER = re.compile(r"[^\W\d_]")  # a letter of any script
 _SPACE = re.compile(r"\s")
 _CROP_TRIES = 8  # positive spans drawn before a crop gives up on the overlap bound
+
+# (title, passage) -> a question the passage answers (question_writer.py); raises on failure
+QuestionWriter = Callable[[str, str], str]
 
 
 @dataclass
@@ -82,6 +89,7 @@ class PseudoQuerySettings:
     crop_max_ratio: float
     crop_max_overlap: float
     crops_per_document: int
+    generated_per_document: int  # chunks per document sent to the question writer (kind generated)
     max_pairs_per_document: int
     max_pairs: int
     allow_eval_documents: bool
@@ -96,8 +104,9 @@ class PseudoQuerySettings:
             raise ValueError("need 0 < crop_min_ratio <= crop_max_ratio <= 1")
         if not 0 <= self.crop_max_overlap < 1:
             raise ValueError("crop_max_overlap must be in [0, 1): a crop equal to its positive is no pair")
-        if min(self.max_pairs_per_document, self.max_pairs, self.crops_per_document) < 1:
-            raise ValueError("max_pairs_per_document, max_pairs and crops_per_document must be at least 1")
+        if min(self.max_pairs_per_document, self.max_pairs, self.crops_per_document, self.generated_per_document) < 1:
+            raise ValueError("max_pairs_per_document, max_pairs, crops_per_document and generated_per_document "
+                             "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -152,10 +161,15 @@ def eval_documents(labels: LabeledQueries) -> set[str]:
 
 
 def generate_pseudo_queries(documents: Iterable[Document], chunks: Iterable[Chunk], settings: PseudoQuerySettings,
-                            held_out: set[str]) -> PseudoQueryResult:
+                            held_out: set[str], writer: QuestionWriter | None = None) -> PseudoQueryResult:
     """The pairs of the documents that have chunks (pass only the chunks training may read),
-    in corpus order. ``held_out``: the evaluation documents (:func:`eval_documents`)."""
+    in corpus order. ``held_out``: the evaluation documents (:func:`eval_documents`).
+    ``writer``: the question writer of the ``generated`` kind (needed exactly when it is listed)."""
     settings.validate()
+    if ("generated" in settings.kinds) != (writer is not None):
+        raise ValueError("kinds lists 'generated' but no question writer is configured (pseudo_queries."
+                         "generator_base_url and generator_model)" if writer is None else
+                         "a question writer is configured but kinds does not list 'generated'")
     by_doc: dict[str, list[Chunk]] = {}
     for chunk in chunks:
         by_doc.setdefault(chunk.doc_id, []).append(chunk)
@@ -168,10 +182,11 @@ def generate_pseudo_queries(documents: Iterable[Document], chunks: Iterable[Chun
     for doc in docs:
         rng = random.Random(f"{settings.seed}:{doc.doc_id}")
         survivors: dict[str, list[tuple[int, PseudoPair]]] = {kind: [] for kind in settings.kinds}
+        held = doc.doc_id in held_out and not settings.allow_eval_documents
         for position, (pair, reason) in enumerate(_candidates(doc, sorted(by_doc[doc.doc_id], key=lambda c: c.index),
-                                                              settings, rng)):
+                                                              settings, rng, writer, skip=held)):
             candidates[pair.kind] += 1
-            if doc.doc_id in held_out and not settings.allow_eval_documents:
+            if held:
                 reason = "eval_document"
             reason = reason or _rejection(pair, settings, repeats)
             if reason is None:
@@ -196,9 +211,11 @@ def generate_pseudo_queries(documents: Iterable[Document], chunks: Iterable[Chun
     return PseudoQueryResult(kept, candidates, dropped, len(held), sum(p.doc_id in held for p in kept))
 
 
-def _candidates(doc: Document, chunks: list[Chunk], settings: PseudoQuerySettings,
-                rng: random.Random) -> Iterator[tuple[PseudoPair, str | None]]:
-    """Every candidate of one document, with the reason it already fails (a crop's overlap)."""
+def _candidates(doc: Document, chunks: list[Chunk], settings: PseudoQuerySettings, rng: random.Random,
+                writer: QuestionWriter | None, skip: bool) -> Iterator[tuple[PseudoPair, str | None]]:
+    """Every candidate of one document, with the reason it already fails (a crop's overlap, a
+    failed question writer). ``skip``: the document gives no pair (held out), so the writer is
+    not called for it, but its candidates are still counted."""
     if "inverse_cloze" in settings.kinds:
         for n, (start, end) in enumerate(doc.sentences):
             holders = [c for c in chunks if c.start <= start and end <= c.end]
@@ -217,6 +234,26 @@ def _candidates(doc: Document, chunks: list[Chunk], settings: PseudoQuerySetting
     if "crop" in settings.kinds and tokens:
         for n in range(settings.crops_per_document):
             yield _crop(doc, tokens, settings, rng, n)
+    if "generated" in settings.kinds:  # last: the other kinds' draws stay as they were without it
+        for n in range(settings.generated_per_document):
+            yield _generated(doc, rng.choice(chunks), writer, n, skip)
+
+
+def _generated(doc: Document, chunk: Chunk, writer: QuestionWriter, n: int, skip: bool) -> tuple[PseudoPair, str | None]:
+    """A question the writer asks of one chunk, the chunk its positive."""
+    from ..answers.generator import GeneratorError
+
+    query, reason = "", None
+    if not skip:
+        try:
+            query = writer(chunk.title, chunk.text)
+        except GeneratorError:
+            reason = "generator_failed"
+        else:
+            reason = None if query.strip() else "generator_empty"
+    pair = PseudoPair(f"{doc.doc_id}:generated:{n}", "generated", query, chunk.text, chunk.title, doc.doc_id,
+                      chunk.chunk_id, None, (chunk.start, chunk.end))
+    return pair, reason
 
 
 def _crop(doc: Document, tokens: list[tuple[int, int]], settings: PseudoQuerySettings, rng: random.Random,
