@@ -146,7 +146,8 @@ class FineTuneConfig(dg.Config):
         description="What the encoder trains on, each listed one trained and the best on dev nDCG@10 kept (a tie: "
         "the simplest, in this order): labels; pseudo (the mined pseudo-query rows); pseudo_then_labels (pseudo "
         "first, then labels from its weights). With no labeled train query, pseudo trains whatever is listed. "
-        "RECIPES_DEFAULT_NOTE",
+        "The default stays labels alone (today's recipe): the pseudo recipes were not yet measured on the sample's "
+        "or SciFact's dev when they were added; list them to have them tried.",
     )
     pseudo_epochs: int = Field(default=1, description="Epochs of the pseudo stage (recipes pseudo, pseudo_then_labels).")
     pseudo_max_rows: int = Field(default=20_000, description="Pseudo rows the pseudo stage trains on at most (a seeded sample).")
