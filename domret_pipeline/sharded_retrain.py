@@ -34,7 +34,8 @@ from .resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 CHAIN_TAG = "domret/retrain-chain"  # the chain's id: the feedback run key, or the schedule tick's
 STAGE_TAG = "domret/retrain-stage"  # checkpoint | shards | index
 SCHEDULER_ENV = "DOMRET_DASK_SCHEDULER"  # the Dask scheduler the shard runs' steps go to
-CHECKPOINT_STAGE = ("labeled_queries", "hard_negatives", "embedding_checkpoint")
+# pseudo_queries: new labels change the held-out documents, and hard_negatives mines its pairs
+CHECKPOINT_STAGE = ("labeled_queries", "pseudo_queries", "hard_negatives", "embedding_checkpoint")
 INDEX_STAGE = dg.AssetSelection.assets("faiss_index").downstream()
 SHARD_ASSET = "tuned_chunk_embeddings"
 

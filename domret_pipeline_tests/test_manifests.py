@@ -50,7 +50,9 @@ def _samples() -> dict:
             mined_with={"retriever": "champion", "version": "3", "faiss_index": H},
             cross_checked_with={"source": "champion", "version": "3", "reranker_adapter": H}, cross_checked=12,
             removed={"labeled_positive": 4, "margin": 2}, queries_without_negatives=["q9"], positive_rules={"evidence": 3},
-            read_as=["hr", "public"], extra=mining.model_dump()),
+            read_as=["hr", "public"], extra=mining.model_dump(),
+            pseudo={"pseudo_queries": H, "pairs": 40, "max_queries": 20, "mined": 20, "negatives": 55,
+                    "removed": {"labeled_positive": 30}, "without_negatives": 1, "positive_rules": {"pair_chunk": 20}}),
         LabelingQueueManifest: LabelingQueueManifest(served_by="champion", serving_config="0123abcd", pool=40),
         PseudoQueriesManifest: PseudoQueriesManifest(
             settings=PseudoQueriesConfig(kinds=["inverse_cloze", "crop"]).settings(),
@@ -144,6 +146,7 @@ def test_fields_older_manifests_lack_take_what_the_old_code_assumed():
     read = HardNegativesManifest.from_dict(mined)
     assert read.mined_with == {"retriever": "base", "faiss_index": H}
     assert read.cross_checked_with is None and read.cross_checked == 0
+    assert read.pseudo is None  # mined before pseudo-queries
     assert read.settings.fill_random is False and read.settings.num_negatives == MiningConfig().num_negatives
     labels = {k: v for k, v in _old_style()[LabeledQueriesManifest].items() if k != "feedback"}
     assert LabeledQueriesManifest.from_dict(labels).feedback_ids == []

@@ -81,8 +81,8 @@ def test_feedback_on_a_sharded_deployment_retrains_in_three_stages_each_after_th
         chain = request.tags[CHAIN_TAG]
         assert (chain, request.run_key) == ("feedback-1-3", "feedback-1-3-checkpoint")
         assert (request.job_name, request.tags[STAGE_TAG], request.tags[CHAIN_TAG]) == ("domret_retrain", "checkpoint", chain)
-        assert {k.to_user_string() for k in request.asset_selection} == {"labeled_queries", "hard_negatives",
-                                                                          "embedding_checkpoint"}
+        assert {k.to_user_string() for k in request.asset_selection} == {"labeled_queries", "pseudo_queries",
+                                                                          "hard_negatives", "embedding_checkpoint"}
         assert set(request.run_config["ops"]) == {"labeled_queries", "hard_negatives", "embedding_checkpoint"}
         assert request.run_config["ops"]["labeled_queries"]["config"]["use_feedback"] is True
         checkpoint_run = launch(request)

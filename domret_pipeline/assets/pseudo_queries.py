@@ -1,12 +1,12 @@
-"""Weak supervision: pseudo-queries cut from the corpus (issue 17, item 1). Nothing reads them
-yet: training on them is the issue's next item."""
+"""Weak supervision: pseudo-queries cut from the corpus (issue 17, item 1). ``hard_negatives``
+mines them and ``embedding_checkpoint`` trains on them (its ``recipes``)."""
 
 import dagster as dg
 
 from ..config import PseudoQueriesConfig
 from ..core.artifacts import ArtifactRef, atomic_artifact_dir
 from ..core.data.labels import LabeledQueries
-from ..core.data.serialization import read_chunks, read_documents, write_jsonl
+from ..core.data.serialization import read_chunks, read_documents
 from ..core.evaluation.report import markdown_table
 from ..core.manifests import PseudoQueriesManifest, write_manifest
 from ..resources import ArtifactStore, MlflowTracker
@@ -27,7 +27,8 @@ SAMPLES_PER_KIND = 3
         "chat model writes for a chunk (the passage sent as untrusted data). Filtered (length, boilerplate, the query verbatim "
         "in or a near-copy of its passage, duplicates) and capped per document and in all, with counts per "
         "reason. Documents relevant to a dev or test query give no pairs unless allowed (leakage). Only chunks "
-        "the training principal may read. Not consumed yet."
+        "the training principal may read. hard_negatives mines them; embedding_checkpoint trains on them when its "
+        "recipes say so (chosen on dev)."
     ),
 )
 def pseudo_queries(
@@ -40,7 +41,7 @@ def pseudo_queries(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.training.access import readable_chunks, training_principal
-    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries
+    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries, write_pairs
 
     inputs = {"corpus_documents": corpus_documents.sha256, "corpus_chunks": corpus_chunks.sha256,
               "labeled_queries": labeled_queries.sha256}
@@ -55,7 +56,7 @@ def pseudo_queries(
         result = generate_pseudo_queries(documents, chunks, settings, held_out, _question_writer(config))
         kept, dropped = result.kept(), result.dropped_counts()
         with atomic_artifact_dir(artifacts.path(), "pseudo_queries") as pending:
-            write_jsonl(pending.path / "pairs.jsonl", (p.as_dict() for p in result.pairs))
+            write_pairs(pending.path, result.pairs)
             write_manifest(pending.path, PseudoQueriesManifest(
                 settings=settings, inputs=inputs, read_as=principal.as_list(), n_pairs=kept, dropped=dropped,
                 eval_documents={"held_out": result.eval_documents, "kept_on": result.pairs_on_eval_documents},

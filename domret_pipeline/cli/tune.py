@@ -2,6 +2,7 @@
 artifacts of a finished run (by default the SciFact run of ``make scifact``).
 
     domret tune embedding --epochs 1 --lr 2e-5 --num-negatives 1 --range 10 60
+    domret tune embedding --recipes labels pseudo pseudo_then_labels --pseudo-max-queries 2000
     domret tune reranker --loss mnrl --lr 5e-4 --epochs 2 --candidates 20
 
 An option left out takes the graph's default (the config classes define them), so a trial
@@ -35,50 +36,92 @@ def given(args: argparse.Namespace, **fields: str) -> dict:
 
 
 def cmd_tune_embedding(args: argparse.Namespace) -> int:
-    """Mine negatives for the train split as ``hard_negatives`` does, train as
-    ``embedding_checkpoint`` does, print the dev nDCG@10 (on the dev candidate subset, see
-    core/training/bi_encoder_data.py) of the base and the tuned model."""
+    """Mine negatives for the train split (and the pseudo-queries) as ``hard_negatives`` does,
+    train the recipes as ``embedding_checkpoint`` does (``core/training/recipes.py``), print the
+    dev nDCG@10 (on the dev candidate subset, see core/training/bi_encoder_data.py) of the base
+    model and of each recipe, and the one chosen."""
     offline()
+    from collections import Counter
+
     from ..config import FineTuneConfig, MiningConfig
     from ..core.retrieval.dense_index import open_with_encoder
-    from ..core.training.bi_encoder import train_encoder
     from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
+    from ..core.training.mining import MiningResult
+    from ..core.training.pseudo_pairs import build_pseudo_rows, mine_pseudo, sample_pairs
+    from ..core.training.recipes import train_recipes
 
     refs = Path(args.index_ref).parent
     index_dir = artifact_dir(refs, Path(args.index_ref).stem)
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(index_dir)
     started = time.perf_counter()
-    settings = MiningConfig(**given(args, num_negatives="num_negatives", fill_random="fill_random", ratio="max_positive_ratio",
-                                    range_min="range_min", range_max="range_max")).settings()
-    mined = train_split(labels, chunks, index, encoder).mine(settings)
+    mining = MiningConfig(**given(args, num_negatives="num_negatives", fill_random="fill_random", ratio="max_positive_ratio",
+                                  range_min="range_min", range_max="range_max", pseudo_max_queries="pseudo_max_queries"))
+    settings = mining.settings()
+    config = FineTuneConfig(**given(args, epochs="epochs", lr="learning_rate", batch_size="batch_size", loss="loss",
+                                    lora="lora", lora_r="lora_r", max_seq_length="max_seq_length",
+                                    patience="early_stopping_patience", cached_mini_batch="cached_mini_batch_size",
+                                    train_precision="train_precision", seed="seed", dev_candidates="dev_candidates_per_query",
+                                    recipes="recipes", pseudo_epochs="pseudo_epochs", pseudo_max_rows="pseudo_max_rows"))
+    recipes = config.recipe_settings()
+    recipes.validate()
+    has_train = bool(labels.qrels_for("train"))
+    mined = train_split(labels, chunks, index, encoder).mine(settings) if has_train else MiningResult([], Counter(), [])
     with_title = manifest.with_title
-    rows = build_training_rows(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
-    dev_config = FineTuneConfig(**given(args, dev_candidates="dev_candidates_per_query"))
-    dev = dev_set_from_index(labels, chunks, index, encoder, dev_config.dev_candidates_per_query,
-                             dev_config.dev_random_chunks, with_title=with_title)
+    by_id = {c.chunk_id: c for c in chunks}
+    rows = build_training_rows(mined, labels.queries, by_id, with_title)
+    pairs, pseudo, pseudo_rows, pairs_from = [], MiningResult([], Counter(), []), [], None
+    if not has_train or any(r != "labels" for r in recipes.recipes):  # pseudo rows only when something uses them
+        all_pairs, pairs_from = _pseudo_pairs(refs, labels, chunks)
+        pairs = sample_pairs(all_pairs, mining.pseudo_max_queries, settings.seed)
+        if pairs:
+            pseudo = mine_pseudo(pairs, chunks, index, encoder, settings)
+            pseudo_rows = build_pseudo_rows(pseudo.queries, {p.pair_id: p for p in pairs}, by_id, with_title)
+    dev = dev_set_from_index(labels, chunks, index, encoder, config.dev_candidates_per_query,
+                             config.dev_random_chunks, with_title=with_title)
     mining_s = time.perf_counter() - started
-    training = FineTuneConfig(**given(args, epochs="epochs", lr="learning_rate", batch_size="batch_size", loss="loss",
-                                      lora="lora", lora_r="lora_r", max_seq_length="max_seq_length",
-                                      patience="early_stopping_patience", cached_mini_batch="cached_mini_batch_size",
-                                      train_precision="train_precision", seed="seed")).settings()
+    training = config.settings()
     with tempfile.TemporaryDirectory() as work:
-        outcome = train_encoder(manifest.encoder_path, rows, settings.num_negatives, dev, training, Path(work))
+        choice = train_recipes(manifest.encoder_path, rows, pseudo_rows, settings.num_negatives, dev, training, recipes,
+                               Path(work))
+    outcome = choice.outcome
     losses = outcome.loss_history
     print(json.dumps({
         **stamp(args),
-        "settings": {"mining": dataclasses.asdict(settings), "training": training.as_dict()},
+        "settings": {"mining": dataclasses.asdict(settings), "training": training.as_dict(),
+                     "recipes": dataclasses.asdict(recipes), "pseudo_max_queries": mining.pseudo_max_queries},
         "train_rows": len(rows), "dev_queries": len(dev.queries), "dev_corpus": len(dev.corpus),
         "mining_removed": dict(mined.removed), "queries_without_negatives": len(mined.queries_without_negatives),
-        "dev_ndcg@10_base": round(outcome.base_dev_score, 4), "dev_ndcg@10_tuned": round(outcome.dev_score, 4),
+        "pseudo": {"pairs_from": pairs_from, "pairs_mined": len(pairs), "rows": len(pseudo_rows),
+                   "negatives": pseudo.n_negatives, "removed": dict(pseudo.removed)},
+        "dev_ndcg@10_base": round(choice.base_dev_score, 4), "dev_ndcg@10_tuned": round(outcome.dev_score, 4),
+        "recipe": choice.chosen, "recipe_reason": choice.reason,
+        "recipes": {r.recipe: {"dev_ndcg@10": round(r.dev_score, 4), "train_seconds": round(r.seconds, 1),
+                               "stages": [{**vars(st), "dev_history": [round(v, 4) for v in st.dev_history]}
+                                          for st in r.stages]} for r in choice.runs},
+        "recipes_skipped": choice.skipped,
         "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
-        "train_seconds": round(outcome.seconds, 1), "mining_seconds": round(mining_s, 1),
+        "train_seconds": round(choice.run.seconds, 1), "mining_seconds": round(mining_s, 1),
         "train_precision": outcome.train_precision,
         "seconds_per_step": round(outcome.seconds / max(1, losses[-1]["step"] if losses else 1), 1),
         "trainable_parameters": outcome.trainable_parameters,
         "loss_first_last": [losses[0]["loss"], losses[-1]["loss"]] if losses else [],
     }))
     return 0
+
+
+def _pseudo_pairs(refs: Path, labels, chunks) -> tuple[list, str]:
+    """The run's pseudo_queries pairs when it published them, else made as that asset makes
+    them (``PseudoQueriesConfig`` defaults, the dev/test relevant documents held out)."""
+    from ..config import PseudoQueriesConfig
+    from ..core.data.serialization import read_documents
+    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries, read_pairs
+
+    if (refs / "pseudo_queries.json").exists():
+        return read_pairs(artifact_dir(refs, "pseudo_queries")), "pseudo_queries artifact"
+    documents = read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")
+    result = generate_pseudo_queries(documents, chunks, PseudoQueriesConfig().settings(), eval_documents(labels))
+    return result.pairs, "generated (PseudoQueriesConfig defaults)"
 
 
 def cmd_tune_reranker(args: argparse.Namespace) -> int:
@@ -207,6 +250,13 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     e.add_argument("--cached-mini-batch", type=int, default=None)
     e.add_argument("--train-precision", default=None, help="fp32, bf16 or auto (TrainingSettings.train_precision)")
     e.add_argument("--seed", type=int, default=None)
+    e.add_argument("--recipes", nargs="+", default=None, choices=["labels", "pseudo", "pseudo_then_labels"],
+                   help="train each, keep the best on dev (FineTuneConfig.recipes)")
+    e.add_argument("--pseudo-max-queries", type=int, default=None,
+                   help="pseudo-query pairs mined (MiningConfig.pseudo_max_queries); the run's pseudo_queries "
+                        "artifact when it has one, else pairs made with PseudoQueriesConfig defaults")
+    e.add_argument("--pseudo-epochs", type=int, default=None)
+    e.add_argument("--pseudo-max-rows", type=int, default=None)
     e.set_defaults(func=cmd_tune_embedding)
     r = kinds.add_parser("reranker", help="train a LoRA reranker, score the serving grid on dev, print what would serve",
                          epilog="Unset options take the defaults of RerankerConfig (README, Configuration).")

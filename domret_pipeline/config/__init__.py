@@ -20,6 +20,7 @@ from .training import (CrossEncoderTrainingConfig, FineTuneConfig, MiningConfig,
 # names there): test_settings walks this list, and fails on a core ``*Settings`` missing from it.
 SETTINGS_SOURCES = [
     (FineTuneConfig, "domret_pipeline.core.training.bi_encoder:TrainingSettings", ""),
+    (FineTuneConfig, "domret_pipeline.core.training.recipes:RecipeSettings", ""),
     (RerankerConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (SelectorConfig, "domret_pipeline.core.training.reranker:RerankerSettings", ""),
     (MiningConfig, "domret_pipeline.core.training.mining:MiningSettings", ""),

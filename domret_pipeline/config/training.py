@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..core.release.gate import GateSettings
     from ..core.training.bi_encoder import TrainingSettings
     from ..core.training.mining import MiningSettings
+    from ..core.training.recipes import RecipeSettings
     from ..core.training.reranker import RerankerSettings
     from ..core.weak.pseudo_queries import PseudoQuerySettings
 
@@ -51,6 +52,12 @@ class MiningConfig(dg.Config):
         default=0.0, description="Drop a candidate the cross-encoder scores above the weakest positive minus this margin."
     )
     cross_encoder_max_length: int = Field(default=256, description="Tokens of query + passage, for a folder / hub id.")
+    pseudo_max_queries: int = Field(
+        default=2000,
+        description="Pseudo-query pairs (pseudo_queries) mined like the labeled queries, a seeded sample; 0: none. "
+        "Enough for a pseudo stage of a few hundred steps; all of SciFact's ~19k pairs would cost the demo minutes "
+        "of encoding and training on a CPU.",
+    )
 
     def settings(self, **core_only) -> MiningSettings:
         from ..core.training.mining import MiningSettings
@@ -142,11 +149,26 @@ class FineTuneConfig(dg.Config):
     )
     dev_random_chunks: int = Field(default=500, description="Random chunks added to the dev corpus.")
     log_model_to_mlflow: bool = Field(default=True, description="Log the checkpoint folder as MLflow artifacts.")
+    recipes: list[str] = Field(
+        default=["labels"],
+        description="What the encoder trains on, each listed one trained and the best on dev nDCG@10 kept (a tie: "
+        "the simplest, in this order): labels; pseudo (the mined pseudo-query rows); pseudo_then_labels (pseudo "
+        "first, then labels from its weights). With no labeled train query, pseudo trains whatever is listed. "
+        "The default stays labels alone (today's recipe): the pseudo recipes were not yet measured on the sample's "
+        "or SciFact's dev when they were added; list them to have them tried.",
+    )
+    pseudo_epochs: int = Field(default=1, description="Epochs of the pseudo stage (recipes pseudo, pseudo_then_labels).")
+    pseudo_max_rows: int = Field(default=20_000, description="Pseudo rows the pseudo stage trains on at most (a seeded sample).")
 
     def settings(self, **core_only) -> TrainingSettings:
         from ..core.training.bi_encoder import TrainingSettings
 
         return derive(self, TrainingSettings, **core_only)
+
+    def recipe_settings(self) -> RecipeSettings:
+        from ..core.training.recipes import RecipeSettings
+
+        return derive(self, RecipeSettings)
 
 
 class CrossEncoderTrainingConfig(dg.Config):

@@ -39,20 +39,28 @@ class TrainSplit:
 def train_split(labels: LabeledQueries, chunks: list[Chunk], index, encoder) -> TrainSplit:
     """Encode the train queries with ``encoder`` (the one that built ``index``) and pick their
     positives, scored against the index's own vectors."""
-    from ..retrieval.dense_index import all_vectors
-    from ..retrieval.encoder import encode
-
     qrels = labels.qrels_for("train")
     query_ids = sorted(qrels)
     if not query_ids:
         raise ValueError("the train split has no labeled query: nothing to mine negatives for")
+    evidence = [e for e in labels.evidence if e.query_id in qrels]
+    return encoded_split(query_ids, [labels.queries[q] for q in query_ids], qrels, chunks, index, encoder,
+                         lambda score: positive_chunks(qrels, chunks, evidence, score))
+
+
+def encoded_split(query_ids: list[str], texts: list[str], qrels: dict[str, dict[str, int]], chunks: list[Chunk],
+                  index, encoder, choose_positives) -> TrainSplit:
+    """Queries encoded by ``encoder`` (the one that built ``index``, at its precision) with the
+    positives ``choose_positives(score)`` picks, where ``score(query_id, chunk_ids)`` reads the
+    index's own vectors: the labeled split and the pseudo-queries' (core/training/pseudo_pairs.py)."""
+    from ..retrieval.dense_index import all_vectors
+    from ..retrieval.encoder import encode
+
     vectors = all_vectors(index)
     position = {c: i for i, c in enumerate(index.chunk_ids)}
-    query_vectors = encode(encoder, [labels.queries[q] for q in query_ids])
+    query_vectors = encode(encoder, texts)
     by_query = dict(zip(query_ids, query_vectors))
-    evidence = [e for e in labels.evidence if e.query_id in qrels]
-    positives = positive_chunks(qrels, chunks, evidence,
-                                lambda q, ids: [float(vectors[position[c]] @ by_query[q]) for c in ids])
+    positives = choose_positives(lambda q, ids: [float(vectors[position[c]] @ by_query[q]) for c in ids])
     return TrainSplit(query_ids, query_vectors, qrels, positives, list(index.chunk_ids), vectors,
                       {c.chunk_id: c.doc_id for c in chunks})
 

@@ -1,6 +1,7 @@
 """Hard-negative mining with false-negative control.
 
-For each training query, candidates come from the current retriever's ranking (dense and,
+The same rules serve the labeled train queries and the pseudo-queries cut from the corpus
+(``pseudo_pairs.py``: a pair's own document is its one relevant document). For each query, candidates come from the current retriever's ranking (dense and,
 optionally, BM25) inside a rank window ``[range_min, range_max)``. Filters, in order:
 
 1. **labeled positive**: every chunk of every document labeled relevant for the query is
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+_SCORE_BLOCK = 512  # queries scored against the chunks at once
 # (query id, chunk ids) -> one cross-encoder relevance score per chunk, higher = more relevant
 CrossScorer = Callable[[str, list[str]], Sequence[float]]
 
@@ -102,7 +104,7 @@ def mine(
         # training wants exactly those (the retriever's own mistakes); inf switches it off.
         raise ValueError("max_positive_ratio must be positive")
     position = {cid: i for i, cid in enumerate(chunk_ids)}
-    scores_all = query_vectors @ chunk_vectors.T  # exact cosine scores (vectors are normalised)
+    scores_all = None
     removed: Counter = Counter()
     mined: list[MinedQuery] = []
     without: list[str] = []
@@ -111,7 +113,11 @@ def mine(
     cross_checked = 0
 
     for row, qid in enumerate(query_ids):
-        scores = scores_all[row]
+        if row % _SCORE_BLOCK == 0:
+            # Exact cosine scores (vectors are normalised), a block of queries at a time: all
+            # of the pseudo-queries against every chunk at once would take gigabytes.
+            scores_all = query_vectors[row:row + _SCORE_BLOCK] @ chunk_vectors.T
+        scores = scores_all[row % _SCORE_BLOCK]
         relevant_docs = {d for d, rel in qrels.get(qid, {}).items() if rel > 0}
         pos = [(cid, float(scores[position[cid]]), rule) for cid, rule in positives.get(qid, []) if cid in position]
         if not pos:
@@ -187,26 +193,33 @@ def _cross_check(qid: str, positive_ids: list[str], kept: list[dict], cross_scor
 
 
 MINED_FILE = "mined.jsonl"
+# The pseudo-queries' rows (query id = the pair's id), beside the labeled ones: the same rows,
+# read and written by the same two functions. Artifacts from before pseudo-queries lack it.
+PSEUDO_MINED_FILE = "mined_pseudo.jsonl"
 
 
-def write_mined(folder, queries: list[MinedQuery]) -> None:
-    """``mined.jsonl`` of a hard_negatives artifact: one row per query (its positives with the
-    rule that chose them, its negatives with source and rank)."""
+def write_mined(folder, queries: list[MinedQuery], pseudo: bool = False) -> None:
+    """``mined.jsonl`` (``mined_pseudo.jsonl`` with ``pseudo``) of a hard_negatives artifact:
+    one row per query (its positives with the rule that chose them, its negatives with source
+    and rank)."""
     from pathlib import Path
 
     from ..data.serialization import write_jsonl
 
-    write_jsonl(Path(folder) / MINED_FILE, (
+    write_jsonl(Path(folder) / (PSEUDO_MINED_FILE if pseudo else MINED_FILE), (
         {"query_id": q.query_id, "positives": [{"chunk_id": c, "score": s, "rule": r} for c, s, r in q.positives],
          "negatives": q.negatives} for q in queries
     ))
 
 
-def read_mined(folder) -> list[MinedQuery]:
-    """The rows :func:`write_mined` wrote."""
+def read_mined(folder, pseudo: bool = False) -> list[MinedQuery]:
+    """The rows :func:`write_mined` wrote (no pseudo rows in an artifact from before them)."""
     from pathlib import Path
 
     from ..data.serialization import read_jsonl
 
+    path = Path(folder) / (PSEUDO_MINED_FILE if pseudo else MINED_FILE)
+    if pseudo and not path.exists():
+        return []
     return [MinedQuery(r["query_id"], [(p["chunk_id"], p["score"], p["rule"]) for p in r["positives"]], r["negatives"])
-            for r in read_jsonl(Path(folder) / MINED_FILE)]
+            for r in read_jsonl(path)]

@@ -154,6 +154,26 @@ class PseudoQueryResult:
         return {r: dict(sorted(self.dropped[r].items())) for r in REASONS if sum(self.dropped.get(r, Counter()).values())}
 
 
+PAIRS_FILE = "pairs.jsonl"  # of a pseudo_queries artifact
+
+
+def write_pairs(folder, pairs: Iterable[PseudoPair]) -> None:
+    from pathlib import Path
+
+    from ..data.serialization import write_jsonl
+
+    write_jsonl(Path(folder) / PAIRS_FILE, (p.as_dict() for p in pairs))
+
+
+def read_pairs(folder) -> list[PseudoPair]:
+    """The pairs :func:`write_pairs` wrote, in their order."""
+    from pathlib import Path
+
+    from ..data.serialization import read_jsonl
+
+    return [PseudoPair.from_dict(row) for row in read_jsonl(Path(folder) / PAIRS_FILE)]
+
+
 def eval_documents(labels: LabeledQueries) -> set[str]:
     """Documents judged relevant (score above 0) to a dev or test query."""
     return {doc for split in EVAL_SPLITS for q in labels.ids(split)
