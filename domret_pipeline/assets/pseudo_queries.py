@@ -39,7 +39,7 @@ def pseudo_queries(
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
     from ..core.training.access import readable_chunks, training_principal
-    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries
+    from ..core.weak.pseudo_queries import PAIRS_FILE, eval_documents, generate_pseudo_queries
 
     inputs = {"corpus_documents": corpus_documents.sha256, "corpus_chunks": corpus_chunks.sha256,
               "labeled_queries": labeled_queries.sha256}
@@ -54,7 +54,7 @@ def pseudo_queries(
         result = generate_pseudo_queries(documents, chunks, settings, held_out)
         kept, dropped = result.kept(), result.dropped_counts()
         with atomic_artifact_dir(artifacts.path(), "pseudo_queries") as pending:
-            write_jsonl(pending.path / "pairs.jsonl", (p.as_dict() for p in result.pairs))
+            write_jsonl(pending.path / PAIRS_FILE, (p.as_dict() for p in result.pairs))
             write_manifest(pending.path, PseudoQueriesManifest(
                 settings=settings, inputs=inputs, read_as=principal.as_list(), n_pairs=kept, dropped=dropped,
                 eval_documents={"held_out": result.eval_documents, "kept_on": result.pairs_on_eval_documents},

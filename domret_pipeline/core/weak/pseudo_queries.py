@@ -295,3 +295,15 @@ def _take_in_turn(survivors: dict[str, list[tuple[int, PseudoPair]]], cap: int,
             if queue and len(chosen) < cap:
                 chosen.append(queue.pop(0))
     return chosen
+
+
+PAIRS_FILE = "pairs.jsonl"  # in a pseudo_queries artifact: one PseudoPair.as_dict() per line, corpus order
+
+
+def read_pseudo_pairs(folder) -> list[PseudoPair]:
+    """The pairs a ``pseudo_queries`` artifact holds."""
+    from pathlib import Path
+
+    from ..data.serialization import read_jsonl
+
+    return [PseudoPair.from_dict(row) for row in read_jsonl(Path(folder) / PAIRS_FILE)]
