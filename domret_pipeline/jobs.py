@@ -25,7 +25,7 @@ full_pipeline_job = dg.define_asset_job(
     # Names every asset (a test holds it to the graph), so the UI's job page says what it runs.
     description=(
         "Materialize the whole graph: the corpus (corpus_documents, corpus_chunks) and labeled_queries; the "
-        "pseudo_queries cut from the corpus (weak supervision, not consumed yet); "
+        "pseudo_queries cut from the corpus (weak supervision: the reranker pretrains on them); "
         "the base_faiss_index and bm25_index; hard_negatives, the fine-tuned embedding_checkpoint and its "
         "faiss_index; the LoRA reranker_adapter, the evidence-trained sentence_selector and the serving_config "
         "chosen on dev; the evaluation_report "

@@ -1,5 +1,5 @@
-"""Weak supervision: pseudo-queries cut from the corpus (issue 17, item 1). Nothing reads them
-yet: training on them is the issue's next item."""
+"""Weak supervision: pseudo-queries cut from the corpus (issue 17, item 1). reranker_adapter
+pretrains on them (core/training/reranker_pretrain.py)."""
 
 import dagster as dg
 
@@ -26,7 +26,7 @@ SAMPLES_PER_KIND = 3
         "two spans of one document (Contriever's cropping). Filtered (length, boilerplate, the query verbatim "
         "in or a near-copy of its passage, duplicates) and capped per document and in all, with counts per "
         "reason. Documents relevant to a dev or test query give no pairs unless allowed (leakage). Only chunks "
-        "the training principal may read. Not consumed yet."
+        "the training principal may read. reranker_adapter pretrains on them."
     ),
 )
 def pseudo_queries(

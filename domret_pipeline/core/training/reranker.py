@@ -21,7 +21,9 @@ Losses (``RerankerSettings.loss``):
   issue tried first and that learned only the base rate on SciFact.
 
 Training keeps the best state on the dev reranking nDCG@10 (early stopping), then writes the
-adapter (small) and a merged model for serving. Loading a trained reranker and scoring with it
+adapter (small) and a merged model for serving. It may also continue an adapter already
+trained (``train_reranker(start=...)``): the labeled fine-tuning after pretraining on
+pseudo-pairs (:mod:`.reranker_pretrain`). Loading a trained reranker and scoring with it
 is query-time code: :mod:`..retrieval.cross_encoder`.
 """
 
