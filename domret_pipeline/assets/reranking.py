@@ -126,7 +126,7 @@ def reranker_adapter(
                 ["trainable parameters", f"{outcome.trainable_parameters:,} of {outcome.total_parameters:,}"],
                 ["train queries / negatives", f"{len(examples)} / {mined.n_negatives}"
                  + (" (zero-label mode: trained on pseudo-pairs only)" if choice.zero_label else "")],
-                ["pretraining", f"{choice.option}: {choice.reason}"],
+                ["pretraining (kept: why)", choice.reason],
                 ["dev nDCG@10: first stage → reranker", f"{outcome.first_stage_dev_score:.4f} → {outcome.dev_score:.4f}"],
                 ["best epoch", outcome.best_epoch], ["training time", f"{outcome.seconds:.0f} s"]]
         return artifact_output(pending.ref, tracked, {
@@ -149,7 +149,7 @@ def _pretrain_table(choice) -> str:
     def score(value):
         return "–" if value is None else round(value, 4)
 
-    rows = [[t.option, t.pretrain_pairs, score(t.pretrain_dev_ndcg), score(t.dev_ndcg), round(t.seconds, 1),
+    rows = [[t.option, t.pretrain_pairs, score(t.pretrain_dev_ndcg), score(t.dev_ndcg), f"{t.seconds:.1f}",
              "yes" if t.chosen else "", t.why] for t in choice.trials]
     note = ("\n\nZero-label mode: no train-split query, so the pseudo-pairs were the whole training (the after-labels "
             "column repeats the pretrained model's figure)." if choice.zero_label else "")

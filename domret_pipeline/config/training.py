@@ -201,7 +201,8 @@ class RerankerConfig(CrossEncoderTrainingConfig):
         default=["none"],
         description="Recipes tried, the best on dev reranking nDCG@10 kept (ties: none): none (labels only) and pseudo "
         "(the adapter and head first trained on pseudo_queries' pairs, then on the labels); another name fails the step. "
-        "DEFAULT_PENDING",
+        "Default none only: pseudo's dev gain is not measured yet on the bundled sample or SciFact, and it costs a "
+        "second training run (list both to choose on dev).",
     )
     pretrain_max_pairs: int = Field(
         default=2000, description="Pseudo-pairs pretraining reads at most (a seeded sample of pseudo_queries' pairs).",
