@@ -25,8 +25,8 @@ full_pipeline_job = dg.define_asset_job(
     # Names every asset (a test holds it to the graph), so the UI's job page says what it runs.
     description=(
         "Materialize the whole graph: the corpus (corpus_documents, corpus_chunks) and labeled_queries; the "
-        "pseudo_queries cut from the corpus (weak supervision: mined by hard_negatives, trained on when the "
-        "embedding_checkpoint's recipes say so); "
+        "pseudo_queries cut from the corpus (weak supervision: mined by hard_negatives, trained on by the "
+        "embedding_checkpoint and the reranker_adapter when their dev choices say so); "
         "the base_faiss_index and bm25_index; hard_negatives, the fine-tuned embedding_checkpoint and its "
         "faiss_index; the LoRA reranker_adapter, the evidence-trained sentence_selector and the serving_config "
         "chosen on dev; the evaluation_report "

@@ -1,5 +1,6 @@
 """Weak supervision: pseudo-queries cut from the corpus (issue 17, item 1). ``hard_negatives``
-mines them and ``embedding_checkpoint`` trains on them (its ``recipes``)."""
+mines them, ``embedding_checkpoint`` trains on them (its ``recipes``) and ``reranker_adapter``
+pretrains on them (core/training/reranker_pretrain.py)."""
 
 import dagster as dg
 
@@ -27,8 +28,8 @@ SAMPLES_PER_KIND = 3
         "chat model writes for a chunk (the passage sent as untrusted data). Filtered (length, boilerplate, the query verbatim "
         "in or a near-copy of its passage, duplicates) and capped per document and in all, with counts per "
         "reason. Documents relevant to a dev or test query give no pairs unless allowed (leakage). Only chunks "
-        "the training principal may read. hard_negatives mines them; embedding_checkpoint trains on them when its "
-        "recipes say so (chosen on dev)."
+        "the training principal may read. hard_negatives mines them; embedding_checkpoint trains on them and "
+        "reranker_adapter pretrains on them when their dev choices say so."
     ),
 )
 def pseudo_queries(

@@ -13,7 +13,7 @@ from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
-RERANKER_VERSION = "3"  # 3: candidates only from what the training principal may read
+RERANKER_VERSION = "4"  # 4: pretraining on pseudo-pairs chosen on dev, zero-label mode; 3: readable candidates only
 SERVING_VERSION = "4"  # 4: query rewriting (prf) tried on dev; 3: the dev choice searches as the training principal
 
 
@@ -25,7 +25,10 @@ SERVING_VERSION = "4"  # 4: query rewriting (prf) tried on dev; 3: the dev choic
         "A cross-encoder reranker adapted with LoRA (peft) on the attention projections, its scoring "
         "head fully trained. Trained on the fine-tuned retriever's own top-k candidates per training "
         "query (labeled positives vs the non-relevant candidates) with a listwise/pairwise loss by "
-        "default; best state on dev reranking nDCG@10 kept (early stopping). Writes the adapter "
+        "default; best state on dev reranking nDCG@10 kept (early stopping). Optionally pretrained "
+        "first on pseudo_queries' pairs (mined the same way, the pair's own passage as positive): each "
+        "recipe of `pretrain` is trained and the best on dev kept, with the table and the reason. With no "
+        "train-split query (zero-label mode) the pseudo-pairs are the whole training. Writes the adapter "
         "(small) and a merged model for serving."
     ),
 )
@@ -35,6 +38,7 @@ def reranker_adapter(
     faiss_index: ArtifactRef,
     labeled_queries: ArtifactRef,
     corpus_chunks: ArtifactRef,
+    pseudo_queries: ArtifactRef,
     artifacts: ArtifactStore,
     mlflow: MlflowTracker,
 ) -> dg.Output[ArtifactRef]:
@@ -42,29 +46,42 @@ def reranker_adapter(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.training.access import readable_chunks, readable_index, training_principal
-    from ..core.training.reranker import save_adapter_and_merged, train_reranker
+    from ..core.training.reranker import save_adapter_and_merged
     from ..core.training.reranker_data import prepare
+    from ..core.training.reranker_pretrain import check_options, choose_pretraining, pretraining_examples
+    from ..core.weak.pseudo_queries import read_pairs
 
+    check_options(config.pretrain)
     set_offline(True)
     with mlflow.run(context, RERANKER_VERSION) as tracked:
         inputs = {"faiss_index": faiss_index.sha256, "labeled_queries": labeled_queries.sha256,
-                  "corpus_chunks": corpus_chunks.sha256}
+                  "corpus_chunks": corpus_chunks.sha256, "pseudo_queries": pseudo_queries.sha256}
         tracked.log_params({**config.model_dump(), **{f"{k}_sha256": v for k, v in inputs.items()}})
         labels = LabeledQueries.load(labeled_queries.path)
         # Candidates only among what the training principal may read (core/training/access.py).
         principal = training_principal(labeled_queries.path)
         chunks = readable_chunks(read_chunks(f"{corpus_chunks.path}/chunks.jsonl"), principal)
         index, encoder, manifest = open_with_encoder(Path(faiss_index.path))
+        index = readable_index(index, principal, chunks)
         with_title = manifest.with_title
-        examples, dev, mined = prepare(labels, chunks, readable_index(index, principal, chunks), encoder,
-                                       config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
+        examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
+                                       config.max_positive_ratio, with_title)
         settings = config.settings()
+        pseudo, pseudo_mined, pseudo_missing = [], None, "not asked for (pretrain lists no pseudo)"
+        if "pseudo" in config.pretrain or not examples:  # no labeled example: zero-label mode needs them
+            pseudo, pseudo_mined, pseudo_missing = pretraining_examples(
+                read_pairs(pseudo_queries.path), config.pretrain_max_pairs, config.seed, chunks, index, encoder,
+                config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
-            outcome = train_reranker(config.base_model, examples, dev, settings, work, progress_sink=context.log.info)
+            choice = choose_pretraining(config.pretrain, config.base_model, examples, pseudo, dev, settings,
+                                        config.pretrain_epochs, work, context.log.info, pseudo_missing)
+            context.log.info(f"reranker pretraining: {choice.reason}")
+            outcome = choice.outcome
             save_adapter_and_merged(outcome.model, pending.path / "adapter", pending.path / "merged")
             shutil.rmtree(work, ignore_errors=True)
-            choice = _precision_choice(context, config, dev, pending.path / "merged")
+            precision = _precision_choice(context, config, dev, pending.path / "merged")
+            pre = choice.pretrain_outcome
             card = {
                 "base_model": config.base_model, "inputs": inputs, "training": settings.as_dict(), "train_precision_used": outcome.train_precision,
                 "with_title": with_title, "train_queries": len(examples),
@@ -74,7 +91,13 @@ def reranker_adapter(
                 "best_epoch": outcome.best_epoch, "dev_history": outcome.dev_history,
                 "loss_history": outcome.loss_history, "trainable_parameters": outcome.trainable_parameters,
                 "total_parameters": outcome.total_parameters, "training_seconds": outcome.seconds,
-                "precision_choice": choice.as_dict(), "training_principal": principal.as_list(),
+                "precision_choice": precision.as_dict(), "training_principal": principal.as_list(),
+                "pretrain": {"chosen": choice.option, "reason": choice.reason, "zero_label": choice.zero_label,
+                             "trials": choice.table(), "pseudo_examples": len(pseudo),
+                             "pseudo_negatives": pseudo_mined.n_negatives if pseudo_mined else 0,
+                             "pseudo_mining_removed": dict(pseudo_mined.removed) if pseudo_mined else {},
+                             "pretrain_dev_history": pre.dev_history if pre else [],
+                             "pretrain_loss_history": pre.loss_history if pre else []},
             }
             write_json(pending.path / "card.json", card)
             epochs = [e["epoch"] for e in outcome.dev_history]
@@ -85,10 +108,12 @@ def reranker_adapter(
         final = Path(pending.ref.path)
         for entry in outcome.loss_history:
             tracked.log_metrics({"train_loss": entry["loss"]}, step=entry["step"])
-        tracked.set_tag("domret.precisions_passed", ",".join(choice.passed()))
-        tracked.log_metrics(precision_metrics(choice))
+        tracked.set_tag("domret.precisions_passed", ",".join(precision.passed()))
+        tracked.set_tag("domret.reranker_pretrain", choice.option)
+        tracked.log_metrics(precision_metrics(precision))
         tracked.log_metrics({"dev_ndcg@10": outcome.dev_score, "dev_first_stage_ndcg@10": outcome.first_stage_dev_score,
-                             "trainable_parameters": outcome.trainable_parameters, "training_seconds": outcome.seconds})
+                             "trainable_parameters": outcome.trainable_parameters, "training_seconds": outcome.seconds,
+                             **({"dev_ndcg@10_pretrained": pre.dev_score} if pre else {})})
         for name in ("card.json", "loss.png", "dev.png"):
             if (final / name).exists():
                 tracked.log_artifact(final / name, "reranker_adapter")
@@ -99,7 +124,9 @@ def reranker_adapter(
                 ["LoRA", f"r={settings.lora_r}, alpha={settings.lora_alpha} on {', '.join(settings.lora_target_modules)}"],
                 ["head", ", ".join(settings.head_modules())],
                 ["trainable parameters", f"{outcome.trainable_parameters:,} of {outcome.total_parameters:,}"],
-                ["train queries / negatives", f"{len(examples)} / {mined.n_negatives}"],
+                ["train queries / negatives", f"{len(examples)} / {mined.n_negatives}"
+                 + (" (zero-label mode: trained on pseudo-pairs only)" if choice.zero_label else "")],
+                ["pretraining (kept: why)", choice.reason],
                 ["dev nDCG@10: first stage → reranker", f"{outcome.first_stage_dev_score:.4f} → {outcome.dev_score:.4f}"],
                 ["best epoch", outcome.best_epoch], ["training time", f"{outcome.seconds:.0f} s"]]
         return artifact_output(pending.ref, tracked, {
@@ -110,9 +137,24 @@ def reranker_adapter(
             "trainable_parameters": dg.MetadataValue.int(outcome.trainable_parameters),
             "training_seconds": dg.MetadataValue.float(round(outcome.seconds, 1)),
             **plot_metadata(final, curves),
-            "precision_parity": dg.MetadataValue.md(precision_table_md(choice)),
-            "precisions_passed": ", ".join(choice.passed()),
+            "precision_parity": dg.MetadataValue.md(precision_table_md(precision)),
+            "precisions_passed": ", ".join(precision.passed()),
+            "pretrain": choice.option,
+            "pretrain_table": dg.MetadataValue.md(_pretrain_table(choice)),
         })
+
+
+def _pretrain_table(choice) -> str:
+    """The pretraining options as trained, as Markdown."""
+    def score(value):
+        return "–" if value is None else round(value, 4)
+
+    rows = [[t.option, t.pretrain_pairs, score(t.pretrain_dev_ndcg), score(t.dev_ndcg), f"{t.seconds:.1f}",
+             "yes" if t.chosen else "", t.why] for t in choice.trials]
+    note = ("\n\nZero-label mode: no train-split query, so the pseudo-pairs were the whole training (the after-labels "
+            "column repeats the pretrained model's figure)." if choice.zero_label else "")
+    return markdown_table(["option", "pretrain pairs", "pretrain dev nDCG@10", "after labels dev nDCG@10", "seconds",
+                           "chosen", "why"], rows) + note
 
 
 def _precision_choice(context, config: RerankerConfig, dev, merged: Path):

@@ -4,6 +4,7 @@ artifacts of a finished run (by default the SciFact run of ``make scifact``).
     domret tune embedding --epochs 1 --lr 2e-5 --num-negatives 1 --range 10 60
     domret tune embedding --recipes labels pseudo pseudo_then_labels --pseudo-max-queries 2000
     domret tune reranker --loss mnrl --lr 5e-4 --epochs 2 --candidates 20
+    domret tune reranker --pretrain none pseudo --pretrain-max-pairs 1000 --max-length 128 --grid-candidates
 
 An option left out takes the graph's default (the config classes define them), so a trial
 differs from the graph's recipe only in what its command line says.
@@ -125,7 +126,8 @@ def _pseudo_pairs(refs: Path, labels, chunks) -> tuple[list, str]:
 
 
 def cmd_tune_reranker(args: argparse.Namespace) -> int:
-    """Train a LoRA cross-encoder as ``reranker_adapter`` does, then score the serving grid
+    """Train a LoRA cross-encoder as ``reranker_adapter`` does (each ``pretrain`` option, the
+    best on dev kept: :func:`..core.training.reranker_pretrain.choose_pretraining`), then score the serving grid
     (dense, hybrid, reranking depths and fusion weights) on dev as ``serving_config`` does,
     and print what would serve."""
     offline()
@@ -134,33 +136,57 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     from ..core.retrieval.cross_encoder import merge_adapter
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.serving.dev_choice import select_on_dev
-    from ..core.training.reranker import save_adapter_and_merged, train_reranker
+    from ..core.training.access import readable_chunks, readable_index, training_principal
+    from ..core.training.reranker import save_adapter_and_merged
     from ..core.training.reranker_data import prepare
+    from ..core.training.reranker_pretrain import check_options, choose_pretraining, pretraining_examples
 
     refs = Path(args.refs)
     labels, chunks = labels_and_chunks(refs)
     index, encoder, manifest = open_with_encoder(artifact_dir(refs, "faiss_index"))
+    # as the asset: candidates only among what the training principal may read
+    principal = training_principal(artifact_dir(refs, "labeled_queries"))
+    chunks = readable_chunks(chunks, principal)
+    index = readable_index(index, principal, chunks)
     with_title = manifest.with_title
     config = RerankerConfig(**given(args, base_model="base_model", max_length="max_length", loss="loss",
                                     candidates="candidates", num_negatives="num_negatives",
                                     in_batch_negatives="in_batch_negatives", epochs="epochs", lr="learning_rate",
-                                    batch_size="batch_size", patience="early_stopping_patience", lora_r="lora_r"),
+                                    batch_size="batch_size", patience="early_stopping_patience", lora_r="lora_r",
+                                    train_precision="train_precision", pretrain="pretrain",
+                                    pretrain_max_pairs="pretrain_max_pairs", pretrain_epochs="pretrain_epochs"),
                             **({"lora_alpha": 2 * args.lora_r} if args.lora_r is not None else {}))
+    check_options(config.pretrain)
     settings = config.settings()
     examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives, None, with_title)
+    started = time.perf_counter()
+    pseudo, pseudo_mined, missing = [], None, "not asked for (pretrain lists no pseudo)"
+    if "pseudo" in config.pretrain or not examples:
+        pseudo, pseudo_mined, missing = pretraining_examples(
+            _pseudo_pairs(refs, labels, chunks), config.pretrain_max_pairs, config.seed, chunks, index, encoder,
+            config.candidates, config.num_negatives, None, with_title)
+    pseudo_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as work:
-        outcome = train_reranker(config.base_model, examples, dev, settings, Path(work))
+        choice = choose_pretraining(config.pretrain, config.base_model, examples, pseudo, dev, settings,
+                                    config.pretrain_epochs, Path(work), pseudo_missing=missing)
+    outcome = choice.outcome
     if args.save:
         save_adapter_and_merged(outcome.model, Path(args.save) / "adapter", Path(args.save) / "merged")
     else:
         merge_adapter(outcome.model)
     started = time.perf_counter()
-    chosen, scored = select_on_dev(labels.qrels_for("dev"), labels.queries, chunks, index, encoder,
-                                   BM25Index.load(artifact_dir(refs, "bm25_index")), outcome.model, args.grid_candidates,
-                                   [None, 0.25, 0.5, 1.0, 2.0], with_title=with_title)
+    chosen, scored = None, {}
+    if args.grid_candidates:
+        chosen, scored = select_on_dev(labels.qrels_for("dev"), labels.queries, chunks, index, encoder,
+                                       BM25Index.load(artifact_dir(refs, "bm25_index")), outcome.model,
+                                       args.grid_candidates, [None, 0.25, 0.5, 1.0, 2.0], with_title=with_title)
     losses = outcome.loss_history
     print(json.dumps({
         **stamp(args),
+        "pretrain": {"chosen": choice.option, "reason": choice.reason, "zero_label": choice.zero_label,
+                     "trials": choice.table(), "pseudo_examples": len(pseudo),
+                     "pseudo_negatives": pseudo_mined.n_negatives if pseudo_mined else 0,
+                     "pseudo_mining_seconds": round(pseudo_s, 1)},
         "train_queries": len(examples), "train_negatives": mined.n_negatives, "dev_queries": len(dev),
         "dev_rerank_ndcg@10_first_stage": round(outcome.first_stage_dev_score, 4),
         "dev_rerank_ndcg@10_start": round(outcome.start_dev_score, 4),
@@ -170,9 +196,22 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         "loss_first_last": [losses[0]["loss"], losses[-1]["loss"]] if losses else [],
         "grid_seconds": round(time.perf_counter() - started, 1),
         "dev_grid_ndcg@10": {label: round(s["metrics"]["ndcg@10"], 4) for label, s in scored.items()},
-        "chosen": chosen.label(), "reasons": chosen.reasons,
+        "chosen": chosen.label() if chosen else None, "reasons": chosen.reasons if chosen else [],
     }))
     return 0
+
+
+def _pseudo_pairs(refs: Path, labels, chunks) -> list:
+    """The run's pseudo_queries pairs; a run made before that asset existed has none, so they
+    are cut now from its corpus with PseudoQueriesConfig's defaults, as the asset does."""
+    from ..config import PseudoQueriesConfig
+    from ..core.data.serialization import read_documents
+    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries, read_pairs
+
+    if (refs / "pseudo_queries.json").is_file():
+        return read_pairs(artifact_dir(refs, "pseudo_queries"))
+    documents = read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")
+    return generate_pseudo_queries(documents, chunks, PseudoQueriesConfig().settings(), eval_documents(labels)).pairs
 
 
 def cmd_tune_selector(args: argparse.Namespace) -> int:
@@ -272,7 +311,12 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     r.add_argument("--max-length", type=int, default=None)
     r.add_argument("--lora-r", type=int, default=None)
     r.add_argument("--patience", type=int, default=None)
-    r.add_argument("--grid-candidates", type=int, nargs="+", default=[20, 50])
+    r.add_argument("--train-precision", default=None, help="fp32, bf16 or auto")
+    r.add_argument("--pretrain", nargs="+", default=None, help="options tried, the best on dev kept: none, pseudo")
+    r.add_argument("--pretrain-max-pairs", type=int, default=None)
+    r.add_argument("--pretrain-epochs", type=int, default=None)
+    r.add_argument("--grid-candidates", type=int, nargs="*", default=[20, 50],
+                   help="reranking depths of the serving grid scored on dev (none given: no grid)")
     r.add_argument("--save", help="keep the trained adapter and merged model in this folder")
     r.set_defaults(func=cmd_tune_reranker)
     s = kinds.add_parser("selector", help="train the evidence-trained sentence selector, print its dev figures",

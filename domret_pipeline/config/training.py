@@ -227,6 +227,17 @@ class RerankerConfig(CrossEncoderTrainingConfig):
         "that pass are offered to serving_config, which picks within the latency budget.",
     )
     max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
+    pretrain: list[str] = Field(
+        default=["none"],
+        description="Recipes tried, the best on dev reranking nDCG@10 kept (ties: none): none (labels only) and pseudo "
+        "(the adapter and head first trained on pseudo_queries' pairs, then on the labels); another name fails the step. "
+        "Default none only: pseudo's dev gain is not measured yet on the bundled sample or SciFact, and it costs a "
+        "second training run (list both to choose on dev).",
+    )
+    pretrain_max_pairs: int = Field(
+        default=2000, description="Pseudo-pairs pretraining reads at most (a seeded sample of pseudo_queries' pairs).",
+    )
+    pretrain_epochs: int = Field(default=1, description="Epochs over the pseudo-pairs before the labels (best dev epoch kept).")
 
 
 class SelectorConfig(CrossEncoderTrainingConfig):

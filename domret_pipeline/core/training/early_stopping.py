@@ -7,15 +7,17 @@ beats its starting point is reported as such."""
 from __future__ import annotations
 
 
-def keep_best_callback(model, metric: str, start_score: float, patience: int):
-    """A ``transformers.TrainerCallback`` tracking ``eval_<metric>`` on ``model``."""
+def keep_best_callback(model, metric: str, start_score: float, patience: int, keep_start: bool = False):
+    """A ``transformers.TrainerCallback`` tracking ``eval_<metric>`` on ``model``. With
+    ``keep_start``, the model's state before training is the best so far (a model that was
+    already trained, continued: later epochs must beat it to replace it)."""
     from transformers import TrainerCallback
 
     class KeepBest(TrainerCallback):
         def __init__(self):
             self.best = start_score
             self.best_epoch = 0.0
-            self.best_state = None
+            self.best_state = _snapshot(model) if keep_start else None
             self.bad_evaluations = 0
             self.history: list[dict] = [{"epoch": 0.0, metric: start_score}]
 
@@ -24,7 +26,7 @@ def keep_best_callback(model, metric: str, start_score: float, patience: int):
             self.history.append({"epoch": float(state.epoch), metric: score})
             if score > self.best:
                 self.best, self.best_epoch, self.bad_evaluations = score, float(state.epoch), 0
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                self.best_state = _snapshot(model)
             else:
                 self.bad_evaluations += 1
                 if self.bad_evaluations >= patience:
@@ -39,6 +41,10 @@ def keep_best_callback(model, metric: str, start_score: float, patience: int):
             return self.history[-1][metric], self.history[-1]["epoch"]
 
     return KeepBest()
+
+
+def _snapshot(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def training_arguments(settings, work_dir, n_rows: int, batch_sampler, use_cpu: bool = True,

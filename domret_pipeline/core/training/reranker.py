@@ -21,7 +21,9 @@ Losses (``RerankerSettings.loss``):
   issue tried first and that learned only the base rate on SciFact.
 
 Training keeps the best state on the dev reranking nDCG@10 (early stopping), then writes the
-adapter (small) and a merged model for serving. Loading a trained reranker and scoring with it
+adapter (small) and a merged model for serving. It may also continue an adapter already
+trained (``train_reranker(start=...)``): the labeled fine-tuning after pretraining on
+pseudo-pairs (:mod:`.reranker_pretrain`). Loading a trained reranker and scoring with it
 is query-time code: :mod:`..retrieval.cross_encoder`.
 """
 
@@ -184,7 +186,15 @@ def train_reranker(
     work_dir: Path,
     progress_sink=None,
     progress_label: str = "training the reranker",
+    start=None,
 ) -> RerankerOutcome:
+    """Train ``base_model`` with a fresh LoRA adapter on ``examples``, keeping the best dev state.
+
+    ``start``: a cross-encoder whose LoRA adapter (and head) is already attached, e.g. the
+    outcome of an earlier call (pretraining on pseudo-pairs); training continues that adapter
+    and head with a fresh optimizer instead of building a new one (``base_model`` is then only
+    recorded). Its state before this call counts as the best so far: if no epoch beats it on
+    dev, it is what comes back."""
     import torch
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -194,16 +204,21 @@ def train_reranker(
     from ..retrieval.precision import resolve_train_precision
 
     train_precision = resolve_train_precision(settings.train_precision, "cpu")
-    model = load_cross_encoder(base_model, settings.max_length, settings.seed)
-    attach_lora(model, settings)
+    if start is None:
+        model = load_cross_encoder(base_model, settings.max_length, settings.seed)
+        attach_lora(model, settings)
+    else:
+        model = start
+        model.max_seq_length = settings.max_length
     trainable, total = count_parameters(model)
     evaluator = dev_evaluator(dev, settings.batch_size)
-    start = evaluator(model)
-    start_score, first_stage_score = float(start[DEV_METRIC]), float(start["dev_base_ndcg@10"])
+    initial = evaluator(model)
+    start_score, first_stage_score = float(initial[DEV_METRIC]), float(initial["dev_base_ndcg@10"])
 
     dataset = _training_dataset(examples, settings)
     torch.manual_seed(settings.seed)
-    keep_best = keep_best_callback(model, DEV_METRIC, start_score, settings.early_stopping_patience)
+    keep_best = keep_best_callback(model, DEV_METRIC, start_score, settings.early_stopping_patience,
+                                   keep_start=start is not None)
     # A duplicate text in a batch would be scored as an in-batch negative of itself.
     sampler = BatchSamplers.NO_DUPLICATES if settings.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER
     args = CrossEncoderTrainingArguments(**training_arguments(settings, work_dir, len(dataset), sampler,

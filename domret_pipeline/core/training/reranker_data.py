@@ -6,14 +6,24 @@ chunks (the rule of :mod:`.positives`) against the candidates from non-relevant 
 (mined by :func:`.mining.mine` with the window starting at rank 0: the retriever's own
 mistakes are the negatives worth learning). Dev samples are the dev queries' candidate
 lists in retriever order, so dev reranking nDCG@10 measures exactly the serving task.
+
+Pseudo-pairs (``pseudo_queries``) become examples the same way (:func:`pseudo_examples`): each
+pair is a query whose one relevant document is its own, mined by the same :func:`.mining.mine`
+with the same window, so no chunk of its document is a negative. Its positive is the pair's own
+text (the chunk with the query sentence cut out, or the crop), never the whole chunk, which holds
+the query verbatim and would teach the reranker to match copied text.
 """
 
 from __future__ import annotations
 
+import random
+from collections import Counter
+
 import numpy as np
 
 from ..data.chunking import Chunk, passage_text
-from .mining import MiningResult
+from ..weak.pseudo_queries import PseudoPair
+from .mining import MiningResult, MiningSettings
 from .reranker import DevSample, RerankExample
 
 
@@ -50,13 +60,24 @@ def dev_samples(qids: list[str], queries: dict[str, str], qrels: dict[str, dict[
     return samples
 
 
+def reranker_mining(candidates: int, num_negatives: int, max_positive_ratio: float | None) -> MiningSettings:
+    """The reranker's own mining rule, for labeled queries and pseudo-pairs alike: its window
+    from rank 0 (the retriever's own mistakes), no BM25 candidates, no random fill and no
+    cross-encoder check: fixed choices of this stage, not hard_negatives' knobs."""
+    ratio = max_positive_ratio if max_positive_ratio is not None else float("inf")
+    return MiningSettings(range_min=0, range_max=candidates, max_positive_ratio=ratio, num_negatives=num_negatives,
+                          use_bm25=False, fill_random=False, cross_encoder_candidates=0, cross_encoder_margin=0.0)
+
+
 def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_negatives: int,
             max_positive_ratio: float | None, with_title: bool):
     """Training examples (train split) and dev samples (dev split) from a fine-tuned index and
-    its encoder. Returns ``(examples, dev, mined)``; ``mined`` keeps the mining counts."""
+    its encoder. Returns ``(examples, dev, mined)``; ``mined`` keeps the mining counts. Labels
+    with no train query (zero-label mode) give no examples and say nothing: the caller decides
+    whether pseudo-pairs can stand in."""
     from ..retrieval.dense_index import all_vectors
     from ..retrieval.encoder import encode
-    from .mining import MiningSettings, mine
+    from .mining import mine
     from .positives import positive_chunks
 
     vectors = all_vectors(index)
@@ -64,24 +85,63 @@ def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_ne
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     qrels = labels.qrels_for("train")
     train_ids = sorted(qrels)
-    if not train_ids:
-        raise ValueError("the train split has no labeled query: nothing to train the reranker on")
     dev_qrels = labels.qrels_for("dev")
     dev_ids = sorted(dev_qrels)
     if not dev_ids:
         raise ValueError("the dev split has no labeled query: the reranker cannot be early-stopped or judged")
-    train_vectors = encode(encoder, [labels.queries[q] for q in train_ids])
-    qvec = dict(zip(train_ids, train_vectors))
-    positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
-                                lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
-    ratio = max_positive_ratio if max_positive_ratio is not None else float("inf")
-    # The reranker mines its own window, from rank 0 (the retriever's own mistakes), with no
-    # BM25 candidates, no random fill and no cross-encoder check: fixed choices of this stage,
-    # not hard_negatives' knobs.
-    settings = MiningSettings(range_min=0, range_max=candidates, max_positive_ratio=ratio, num_negatives=num_negatives,
-                              use_bm25=False, fill_random=False, cross_encoder_candidates=0, cross_encoder_margin=0.0)
-    mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives, settings)
-    examples = rerank_examples(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
+    examples, mined = [], MiningResult([], Counter(), [])
+    if train_ids:
+        train_vectors = encode(encoder, [labels.queries[q] for q in train_ids])
+        qvec = dict(zip(train_ids, train_vectors))
+        positives = positive_chunks(qrels, chunks, [e for e in labels.evidence if e.query_id in qrels],
+                                    lambda q, ids: [float(vectors[position[c]] @ qvec[q]) for c in ids])
+        mined = mine(train_ids, train_vectors, index.chunk_ids, vectors, chunk_to_doc, qrels, positives,
+                     reranker_mining(candidates, num_negatives, max_positive_ratio))
+        examples = rerank_examples(mined, labels.queries, {c.chunk_id: c for c in chunks}, with_title)
     dev = dev_samples(dev_ids, labels.queries, dev_qrels, chunks, index.chunk_ids, vectors,
                       encode(encoder, [labels.queries[q] for q in dev_ids]), candidates, with_title)
     return examples, dev, mined
+
+
+def sample_pairs(pairs: list[PseudoPair], max_pairs: int, seed: int) -> list[PseudoPair]:
+    """Up to ``max_pairs`` of ``pairs``: a seeded sample, kept in their order."""
+    if len(pairs) <= max_pairs:
+        return list(pairs)
+    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), max_pairs))]
+
+
+def pseudo_examples(pairs: list[PseudoPair], chunks: list[Chunk], index, encoder, candidates: int,
+                    num_negatives: int, max_positive_ratio: float | None,
+                    with_title: bool) -> tuple[list[RerankExample], MiningResult]:
+    """Reranker examples of pseudo-pairs, mined like labeled queries (module docstring): the
+    retriever's top ``candidates`` chunks for the pair's query, every chunk of its document
+    removed; the positive is ``pair.passage(with_title)``. For the margin rule (off unless
+    ``max_positive_ratio``), the pair's positive chunk is its own chunk or, for a crop (a span,
+    no chunk), its document's chunk the retriever scores highest (the labeled ``best_match``
+    rule). Pairs on documents outside ``chunks`` (unreadable) give no example."""
+    from ..retrieval.dense_index import all_vectors
+    from ..retrieval.encoder import encode
+    from .mining import mine
+    from .positives import positive_chunks
+
+    vectors = all_vectors(index)
+    position = {c: i for i, c in enumerate(index.chunk_ids)}
+    known, documents = {c.chunk_id for c in chunks}, {c.doc_id for c in chunks}
+    pairs = [p for p in pairs if p.chunk_id in known or (p.chunk_id is None and p.doc_id in documents)]
+    if not pairs:
+        return [], MiningResult([], Counter(), [])
+    ids = [p.pair_id for p in pairs]
+    query_vectors = encode(encoder, [p.query for p in pairs])
+    qvec = dict(zip(ids, query_vectors))
+    qrels = {p.pair_id: {p.doc_id: 1} for p in pairs}
+    crops = {p.pair_id: qrels[p.pair_id] for p in pairs if p.chunk_id is None}
+    positives = positive_chunks(crops, chunks, [], lambda q, cids: [float(vectors[position[c]] @ qvec[q]) for c in cids])
+    positives.update({p.pair_id: [(p.chunk_id, "own_chunk")] for p in pairs if p.chunk_id is not None})
+    mined = mine(ids, query_vectors, index.chunk_ids, vectors, {c.chunk_id: c.doc_id for c in chunks}, qrels, positives,
+                 reranker_mining(candidates, num_negatives, max_positive_ratio))
+    by_pair = {p.pair_id: p for p in pairs}
+    by_chunk = {c.chunk_id: c for c in chunks}
+    examples = [RerankExample(by_pair[q.query_id].query, [by_pair[q.query_id].passage(with_title)],
+                              [passage_text(by_chunk[n["chunk_id"]], with_title) for n in q.negatives])
+                for q in mined.queries if q.negatives]
+    return examples, mined

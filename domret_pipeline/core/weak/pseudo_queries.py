@@ -154,7 +154,7 @@ class PseudoQueryResult:
         return {r: dict(sorted(self.dropped[r].items())) for r in REASONS if sum(self.dropped.get(r, Counter()).values())}
 
 
-PAIRS_FILE = "pairs.jsonl"  # of a pseudo_queries artifact
+PAIRS_FILE = "pairs.jsonl"  # in a pseudo_queries artifact: one PseudoPair.as_dict() per line, corpus order
 
 
 def write_pairs(folder, pairs: Iterable[PseudoPair]) -> None:
