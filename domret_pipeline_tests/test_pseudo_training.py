@@ -153,8 +153,40 @@ def test_the_recipe_with_the_best_dev_score_is_kept_a_tie_goes_to_the_simplest(m
     staged = choice.runs[2]
     assert [(s.data, s.rows) for s in staged.stages] == [("pseudo", 4), ("labels", 3)] and staged.seconds == 4.0
     header, rows = recipe_table(choice.as_dict())
-    assert header[0] == "recipe" and [r[4] for r in rows].count("yes") == 1
+    assert header[0] == "recipe" and [r[5] for r in rows].count("yes") == 1
+    assert rows[0][3] == "–" and "on the dev task" in choice.reason  # no choice_dev: the epochs' task decides
     assert "pseudo: 0.5000 → " in rows[2][2] and rows[2][1] == "pseudo 4 → labels 3"
+
+
+def test_over_every_chunk_the_choice_can_overturn_the_dev_task(monkeypatch, tmp_path):
+    """The dev task ranks pseudo first; the dev queries over every chunk rank it below labels and
+    below the untrained model (what SciFact showed): the choice follows every chunk and says so."""
+    calls = []
+    monkeypatch.setattr(recipes_module, "train_encoder", _fake_trainer({"base+labels": 0.60, "base+pseudo": 0.65}, calls))
+    full = {"base-model": 0.58, "base+labels": 0.62, "base+pseudo": 0.55}
+    scored = []
+
+    def scorer(dev, settings):
+        def score(model):
+            name = model if isinstance(model, str) else model.name
+            scored.append(name)
+            return full[name]
+        return score
+
+    monkeypatch.setattr(recipes_module, "full_dev_scorer", scorer)
+    config = FineTuneConfig(recipes=["labels", "pseudo"])
+    choice = train_recipes("base-model", LABEL_ROWS, PSEUDO_ROWS, 1, DEV, config.settings(), config.recipe_settings(),
+                           tmp_path, choice_dev=DEV)
+    assert choice.chosen == "labels" and "over every chunk" in choice.reason and "labels 0.6200" in choice.reason
+    assert [r.outcome.dev_score for r in choice.runs] == [0.60, 0.65]  # the epochs' task said otherwise
+    assert choice.base_full_dev_score == 0.58 and sorted(scored) == ["base+labels", "base+pseudo", "base-model"]
+    header, rows = recipe_table(choice.as_dict())
+    assert rows[0][:4] == ["(untrained)", "", "", "0.5800"] and rows[2][3] == "0.5500"
+    # one recipe: nothing to choose between, no corpus encoding
+    scored.clear()
+    single = train_recipes("base-model", LABEL_ROWS, PSEUDO_ROWS, 1, DEV, config.settings(),
+                           FineTuneConfig().recipe_settings(), tmp_path / "one", choice_dev=DEV)
+    assert not scored and single.base_full_dev_score is None and single.runs[0].full_dev_score is None
 
 
 def test_zero_label_mode_trains_pseudo_though_not_asked_and_nothing_at_all_is_one_error(monkeypatch, tmp_path):
@@ -170,7 +202,7 @@ def test_zero_label_mode_trains_pseudo_though_not_asked_and_nothing_at_all_is_on
     choice = train_recipes("base-model", [], PSEUDO_ROWS, 1, DEV, config.settings(), config.recipe_settings(), tmp_path)
     assert choice.chosen == "pseudo" and calls == [("base", "pseudo", config.pseudo_epochs)]
     assert "only recipe" in choice.reason and "labels" in choice.skipped
-    assert any("skipped: " + NO_LABELS == row[5] for row in recipe_table(choice.as_dict())[1])
+    assert any("skipped: " + NO_LABELS == row[6] for row in recipe_table(choice.as_dict())[1])
 
 
 def test_two_real_recipes_on_the_tiny_encoder_keep_the_better_on_dev(tiny_encoder, tmp_path):
@@ -178,8 +210,11 @@ def test_two_real_recipes_on_the_tiny_encoder_keep_the_better_on_dev(tiny_encode
     config = FineTuneConfig(recipes=["labels", "pseudo"], epochs=1, learning_rate=5e-3, batch_size=4, max_seq_length=32,
                             warmup_ratio=0.0)
     choice = train_recipes(str(tiny_encoder), ROWS, pseudo_rows, 2, DEV, config.settings(), config.recipe_settings(),
-                           tmp_path)
+                           tmp_path, choice_dev=DEV)
     labels, pseudo = choice.runs
+    # scored again on the choice's corpus (here the same task): the kept state scores as the epoch did
+    assert labels.full_dev_score == pytest.approx(labels.outcome.dev_score, abs=1e-6)
+    assert choice.base_full_dev_score == pytest.approx(choice.base_dev_score, abs=1e-6)
     assert (labels.recipe, pseudo.recipe) == ("labels", "pseudo")
     assert len(labels.stages[0].dev_history) == len(pseudo.stages[0].dev_history) == 2  # the start, then the epoch
     assert labels.stages[0].dev_history[0] == pseudo.stages[0].dev_history[0] == choice.base_dev_score

@@ -17,7 +17,7 @@ from ..resources import ArtifactStore, FeedbackStoreResource, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, issues_table, plot_metadata
 
 MINING_VERSION = "4"  # 4: the pseudo-queries mined too (mined_pseudo.jsonl)
-CHECKPOINT_VERSION = "3"  # 3: recipes (labels, pseudo, pseudo_then_labels) chosen on dev
+CHECKPOINT_VERSION = "4"  # 4: recipes chosen over every chunk; 3: recipes (labels, pseudo, pseudo_then_labels) chosen on dev
 
 
 @dg.asset(
@@ -267,7 +267,7 @@ def embedding_checkpoint(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.training.access import readable_chunks, readable_index, training_principal
-    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index
+    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, full_dev_set
     from ..core.training.mining import MiningResult, read_mined
     from ..core.training.pseudo_pairs import build_pseudo_rows
     from ..core.training.recipes import train_recipes
@@ -303,8 +303,12 @@ def embedding_checkpoint(
         with atomic_artifact_dir(artifacts.path(), "embedding_checkpoint") as pending:
             work = pending.path / ".work"
             # The rows' width: the num_negatives hard_negatives mined with, as its manifest records.
+            # Between recipes, the dev queries over every readable chunk (config.recipe_choice_corpus).
+            choice_dev = (full_dev_set(labels, chunks, with_title=with_title)
+                          if config.recipe_choice_corpus == "full" else None)
             choice = train_recipes(base_manifest.encoder_path, rows, pseudo_rows, mining.settings.num_negatives, dev,
-                                   settings, config.recipe_settings(), work, progress_sink=context.log.info)
+                                   settings, config.recipe_settings(), work, progress_sink=context.log.info,
+                                   choice_dev=choice_dev)
             outcome = choice.outcome
             outcome.model.save(str(pending.path / "model"))
             if outcome.adapter_dir:

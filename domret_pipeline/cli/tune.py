@@ -46,7 +46,7 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
 
     from ..config import FineTuneConfig, MiningConfig
     from ..core.retrieval.dense_index import open_with_encoder
-    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, train_split
+    from ..core.training.bi_encoder_data import build_training_rows, dev_set_from_index, full_dev_set, train_split
     from ..core.training.mining import MiningResult
     from ..core.training.pseudo_pairs import build_pseudo_rows, mine_pseudo, sample_pairs
     from ..core.training.recipes import train_recipes
@@ -63,7 +63,8 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
                                     lora="lora", lora_r="lora_r", max_seq_length="max_seq_length",
                                     patience="early_stopping_patience", cached_mini_batch="cached_mini_batch_size",
                                     train_precision="train_precision", seed="seed", dev_candidates="dev_candidates_per_query",
-                                    recipes="recipes", pseudo_epochs="pseudo_epochs", pseudo_max_rows="pseudo_max_rows"))
+                                    recipes="recipes", pseudo_epochs="pseudo_epochs", pseudo_max_rows="pseudo_max_rows",
+                                    recipe_choice_corpus="recipe_choice_corpus"))
     recipes = config.recipe_settings()
     recipes.validate()
     has_train = bool(labels.qrels_for("train"))
@@ -82,10 +83,13 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
                              config.dev_random_chunks, with_title=with_title)
     mining_s = time.perf_counter() - started
     training = config.settings()
+    choice_dev = full_dev_set(labels, chunks, with_title=with_title) if config.recipe_choice_corpus == "full" else None
     with tempfile.TemporaryDirectory() as work:
         choice = train_recipes(manifest.encoder_path, rows, pseudo_rows, settings.num_negatives, dev, training, recipes,
-                               Path(work))
+                               Path(work), choice_dev=choice_dev)
     outcome = choice.outcome
+    if args.save:  # the chosen recipe's model, for `domret eval --tuned-model`
+        outcome.model.save(str(args.save))
     losses = outcome.loss_history
     print(json.dumps({
         **stamp(args),
@@ -97,7 +101,10 @@ def cmd_tune_embedding(args: argparse.Namespace) -> int:
                    "negatives": pseudo.n_negatives, "removed": dict(pseudo.removed)},
         "dev_ndcg@10_base": round(choice.base_dev_score, 4), "dev_ndcg@10_tuned": round(outcome.dev_score, 4),
         "recipe": choice.chosen, "recipe_reason": choice.reason,
-        "recipes": {r.recipe: {"dev_ndcg@10": round(r.dev_score, 4), "train_seconds": round(r.seconds, 1),
+        "dev_ndcg@10_base_every_chunk": (None if choice.base_full_dev_score is None
+                                         else round(choice.base_full_dev_score, 4)),
+        "recipes": {r.recipe: {"dev_ndcg@10": round(r.dev_score, 4), "dev_ndcg@10_dev_task": round(r.outcome.dev_score, 4),
+                               "train_seconds": round(r.seconds, 1),
                                "stages": [{**vars(st), "dev_history": [round(v, 4) for v in st.dev_history]}
                                           for st in r.stages]} for r in choice.runs},
         "recipes_skipped": choice.skipped,
@@ -295,6 +302,9 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
                    help="pseudo-query pairs mined (MiningConfig.pseudo_max_queries); the run's pseudo_queries "
                         "artifact when it has one, else pairs made with PseudoQueriesConfig defaults")
     e.add_argument("--pseudo-epochs", type=int, default=None)
+    e.add_argument("--recipe-choice-corpus", choices=["full", "subset"], default=None,
+                   help="where two or more recipes are compared (FineTuneConfig.recipe_choice_corpus)")
+    e.add_argument("--save", help="keep the chosen recipe's model in this folder (for domret eval --tuned-model)")
     e.add_argument("--pseudo-max-rows", type=int, default=None)
     e.set_defaults(func=cmd_tune_embedding)
     r = kinds.add_parser("reranker", help="train a LoRA reranker, score the serving grid on dev, print what would serve",

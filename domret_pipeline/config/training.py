@@ -157,6 +157,11 @@ class FineTuneConfig(dg.Config):
         "The default stays labels alone (today's recipe): the pseudo recipes were not yet measured on the sample's "
         "or SciFact's dev when they were added; list them to have them tried.",
     )
+    recipe_choice_corpus: Literal["full", "subset"] = Field(
+        default="full", description="Where the choice between two or more recipes is made: full (the dev queries over "
+        "every chunk, the untrained model scored too: one corpus encoding per recipe) or subset (the dev task the epochs "
+        "are scored on). On SciFact the subset favoured the pseudo recipe that every chunk showed losing (BENCHMARKS.md).",
+    )
     pseudo_epochs: int = Field(default=1, description="Epochs of the pseudo stage (recipes pseudo, pseudo_then_labels).")
     pseudo_max_rows: int = Field(default=20_000, description="Pseudo rows the pseudo stage trains on at most (a seeded sample).")
 

@@ -79,6 +79,21 @@ def dev_set_from_index(labels: LabeledQueries, chunks: list[Chunk], index, encod
                          with_title=with_title)
 
 
+def full_dev_set(labels: LabeledQueries, chunks: list[Chunk], *, with_title: bool) -> DevSet:
+    """The dev queries over every chunk given (pass those training may read), a chunk relevant
+    when its document is: what the choice between training recipes reads
+    (``core/training/recipes.py``), dearer than :func:`build_dev_set`'s subset and unbiased by it."""
+    qrels = labels.qrels_for("dev")
+    if not qrels:
+        raise ValueError("the 'dev' split has no labeled query: cannot choose between recipes")
+    by_doc: dict[str, list[str]] = {}
+    for c in chunks:
+        by_doc.setdefault(c.doc_id, []).append(c.chunk_id)
+    relevant = {q: {c for d, score in docs.items() if score > 0 for c in by_doc.get(d, [])} for q, docs in qrels.items()}
+    return DevSet({q: labels.queries[q] for q in qrels}, {c.chunk_id: passage_text(c, with_title) for c in chunks},
+                  {q: r for q, r in relevant.items() if r})
+
+
 def build_training_rows(
     mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk], with_title: bool
 ) -> list[tuple[str, str, list[str]]]:
