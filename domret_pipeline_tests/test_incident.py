@@ -24,10 +24,10 @@ from domret_pipeline.core.release.lineage import BundleLineage, LineageNode, com
 DAG = {
     "corpus_documents": [], "corpus_chunks": ["corpus_documents"], "labeled_queries": ["corpus_documents"],
     "base_faiss_index": ["corpus_chunks", "labeled_queries"], "bm25_index": ["corpus_chunks"],
-    "hard_negatives": ["labeled_queries", "corpus_chunks", "base_faiss_index"],
-    "embedding_checkpoint": ["hard_negatives", "labeled_queries", "corpus_chunks", "base_faiss_index"],
-    "faiss_index": ["corpus_chunks", "labeled_queries", "embedding_checkpoint", "base_faiss_index"],
     "pseudo_queries": ["corpus_documents", "corpus_chunks", "labeled_queries"],
+    "hard_negatives": ["labeled_queries", "corpus_chunks", "base_faiss_index", "pseudo_queries"],
+    "embedding_checkpoint": ["hard_negatives", "pseudo_queries", "labeled_queries", "corpus_chunks", "base_faiss_index"],
+    "faiss_index": ["corpus_chunks", "labeled_queries", "embedding_checkpoint", "base_faiss_index"],
     "reranker_adapter": ["faiss_index", "labeled_queries", "corpus_chunks", "pseudo_queries"],
     "sentence_selector": ["labeled_queries", "corpus_documents", "corpus_chunks", "hard_negatives", "reranker_adapter"],
     "serving_config": ["faiss_index", "bm25_index", "reranker_adapter", "sentence_selector", "corpus_chunks",
@@ -66,9 +66,10 @@ def built_lineage(own: dict[str, str] | None = None, settings: dict[str, dict] |
     ({"own": {"embedding_checkpoint": "another seed"}}, ["model change (embedding checkpoint)"]),
     ({"settings": {"hard_negatives": {"epochs": 1, "num_negatives": 4}}}, ["model change (negative mining)"]),
     ({"settings": {"serving_config": {"top_n": 2}}}, ["serving settings change"]),
+    ({"settings": {"pseudo_queries": {"epochs": 1, "kinds": ["crop"]}}}, ["weak supervision change (pseudo-queries)"]),
     ({"own": {"corpus_documents": "edited"}, "settings": {"serving_config": {"top_n": 2}}},
      ["corpus change", "serving settings change"]),
-], ids=["nothing", "corpus", "labels", "reranker-settings", "checkpoint-draw", "mining", "serving", "corpus+serving"])
+], ids=["nothing", "corpus", "labels", "reranker-settings", "checkpoint-draw", "mining", "serving", "pseudo-queries", "corpus+serving"])
 def test_the_comparison_blames_what_changed_by_itself_not_what_was_rebuilt(changed, expected):
     served = built_lineage(settings={"serving_config": {"top_n": 3}})
     settings = {"serving_config": {"top_n": 3}, **changed.get("settings", {})}

@@ -186,6 +186,8 @@ class PseudoQueriesManifest(Record):
     """``pseudo_queries``: its settings (flat, as hard_negatives'), inputs, principal and counts."""
 
     KIND: ClassVar[str] = "pseudo_queries"
+    # Manifests from before the generated kind: no pair was generated, the knob had its default.
+    LEGACY: ClassVar[dict[str, Any]] = {"generated_per_document": 1}
     settings: PseudoQuerySettings = field(metadata=FLAT)
     inputs: dict[str, str]  # corpus_documents, corpus_chunks, labeled_queries -> content hash
     read_as: list[str]  # the training principal: only chunks it may read became pairs

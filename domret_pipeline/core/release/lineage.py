@@ -26,18 +26,19 @@ from typing import Any, Callable
 
 from ..artifacts import read_json, sha256_file
 from ..manifests import (BM25IndexManifest, CorpusChunksManifest, CorpusDocumentsManifest, DenseIndexManifest,
-                         HardNegativesManifest, LabeledQueriesManifest, read_manifest)
+                         HardNegativesManifest, LabeledQueriesManifest, PseudoQueriesManifest, read_manifest)
 
 # Each artifact a bundle depends on, upstream first, with what a reviewer calls it.
 ROLES: dict[str, str] = {
     "corpus_documents": "corpus", "corpus_chunks": "corpus", "labeled_queries": "labels",
-    "base_faiss_index": "base encoder index", "bm25_index": "BM25 index", "hard_negatives": "mined negatives",
+    "pseudo_queries": "pseudo-queries", "base_faiss_index": "base encoder index", "bm25_index": "BM25 index", "hard_negatives": "mined negatives",
     "embedding_checkpoint": "embedding checkpoint", "faiss_index": "tuned index", "reranker_adapter": "reranker",
     "sentence_selector": "sentence selector", "serving_config": "serving bundle",
 }
 # The causes an incident can have, by the artifact that changed by itself.
 CAUSES: dict[str, str] = {
     "corpus_documents": "corpus change", "corpus_chunks": "corpus change (chunking)", "labeled_queries": "label change",
+    "pseudo_queries": "weak supervision change (pseudo-queries)",
     "base_faiss_index": "model change (base encoder)", "bm25_index": "model change (BM25 settings)",
     "hard_negatives": "model change (negative mining)", "embedding_checkpoint": "model change (embedding checkpoint)",
     "faiss_index": "model change (tuned index)", "reranker_adapter": "model change (reranker)",
@@ -141,6 +142,8 @@ def _bm25(folder: Path) -> tuple[dict, dict, dict]:
 def _negatives(folder: Path) -> tuple[dict, dict, dict]:
     m = read_manifest(folder, HardNegativesManifest)
     inputs = {"labeled_queries": m.labeled_queries, "corpus_chunks": m.corpus_chunks, "base_faiss_index": m.base_faiss_index}
+    if m.pseudo and m.pseudo.get("pseudo_queries"):  # the pseudo-queries it mined as well
+        inputs["pseudo_queries"] = m.pseudo["pseudo_queries"]
     mined = m.mined_with.get("retriever", "base") + (f" v{m.mined_with['version']}" if m.mined_with.get("version") else "")
     summary = {"mined with": mined, "removed": sum(m.removed.values()), "queries without negatives":
                len(m.queries_without_negatives), "read as": ",".join(m.read_as)}
@@ -182,6 +185,14 @@ def _labels(folder: Path) -> tuple[dict, dict, dict]:
     return inputs, summary, {**m.extra, "feedback_ids": id_ranges(m.feedback_ids)}
 
 
+def _pseudo(folder: Path) -> tuple[dict, dict, dict]:
+    m = read_manifest(folder, PseudoQueriesManifest)
+    summary = {"pairs": sum(m.n_pairs.values()), "per kind": m.n_pairs, "held-out documents":
+               m.eval_documents.get("held_out"), "read as": ",".join(m.read_as)}
+    return dict(m.inputs), summary, {**asdict(m.settings), **{k: v for k, v in m.extra.items() if k not in
+                                                              asdict(m.settings)}}
+
+
 def _documents(folder: Path) -> tuple[dict, dict, dict]:
     m = read_manifest(folder, CorpusDocumentsManifest)
     summary = {"source": m.source, "documents": m.n_documents, "quarantined": m.n_quarantined,
@@ -192,7 +203,7 @@ def _documents(folder: Path) -> tuple[dict, dict, dict]:
 READERS: dict[str, Callable[[Path], tuple[dict, dict, dict]]] = {
     "serving_config": _serving, "faiss_index": _dense, "base_faiss_index": _dense, "bm25_index": _bm25,
     "hard_negatives": _negatives, "embedding_checkpoint": _card, "reranker_adapter": _card, "sentence_selector": _card,
-    "corpus_chunks": _chunks, "labeled_queries": _labels, "corpus_documents": _documents,
+    "corpus_chunks": _chunks, "labeled_queries": _labels, "corpus_documents": _documents, "pseudo_queries": _pseudo,
 }
 
 
