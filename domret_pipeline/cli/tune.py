@@ -170,7 +170,7 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     pseudo, pseudo_mined, missing = [], None, "not asked for (pretrain lists no pseudo)"
     if "pseudo" in config.pretrain or not examples:
         pseudo, pseudo_mined, missing = pretraining_examples(
-            _pseudo_pairs(refs, labels, chunks), config.pretrain_max_pairs, config.seed, chunks, index, encoder,
+            _pseudo_pairs(refs, labels, chunks)[0], config.pretrain_max_pairs, config.seed, chunks, index, encoder,
             config.candidates, config.num_negatives, None, with_title)
     pseudo_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as work:
@@ -206,19 +206,6 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
         "chosen": chosen.label() if chosen else None, "reasons": chosen.reasons if chosen else [],
     }))
     return 0
-
-
-def _pseudo_pairs(refs: Path, labels, chunks) -> list:
-    """The run's pseudo_queries pairs; a run made before that asset existed has none, so they
-    are cut now from its corpus with PseudoQueriesConfig's defaults, as the asset does."""
-    from ..config import PseudoQueriesConfig
-    from ..core.data.serialization import read_documents
-    from ..core.weak.pseudo_queries import eval_documents, generate_pseudo_queries, read_pairs
-
-    if (refs / "pseudo_queries.json").is_file():
-        return read_pairs(artifact_dir(refs, "pseudo_queries"))
-    documents = read_documents(artifact_dir(refs, "corpus_documents") / "documents.jsonl")
-    return generate_pseudo_queries(documents, chunks, PseudoQueriesConfig().settings(), eval_documents(labels)).pairs
 
 
 def cmd_tune_selector(args: argparse.Namespace) -> int:
