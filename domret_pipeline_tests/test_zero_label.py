@@ -126,3 +126,34 @@ def test_the_report_says_pseudo_query_figures_are_not_user_relevance():
     text = to_markdown(report)
     assert "3 of 4 queries are held-out pseudo-queries" in text and NOT_USER_RELEVANCE in text
     assert "pseudo-queries" not in to_markdown({**report, "info": info})
+
+
+def test_with_no_label_file_the_whole_tiny_graph_runs_on_pseudo_queries_and_says_so(tmp_path, tiny_encoder, mlflow_uri,
+                                                                                   small_dataset):
+    """Zero-label mode end to end: no queries or qrels at all. split_salt "domret" at 0.5 holds
+    out fl-a (test) and fl-b (dev); the other four documents give the training pairs."""
+    from .graph_helpers import ASSET_NAMES, materialize, run_config
+
+    config = run_config(small_dataset, tiny_encoder, queries_path=None, qrels_path=None, evidence_path=None,
+                        split_salt="domret", pseudo_eval_fraction=0.5)
+    config["ops"]["pseudo_queries"] = {"config": {"min_query_words": 3}}
+    # chunks of more than one sentence: an inverse-cloze query needs a rest of its chunk
+    config["ops"]["corpus_chunks"] = {"config": {"chunk_tokens": 64, "overlap_tokens": 4}}
+    result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, raise_on_error=False)
+    assert result.success, [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
+    meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert set(meta) == set(ASSET_NAMES)
+    folder = lambda name: Path(meta[name]["artifact_path"].value)  # noqa: E731
+    labels = LabeledQueries.load(folder("labeled_queries"))
+    assert not labels.ids("train") and labels.ids("dev") and labels.ids("test")
+    assert {d for q in labels.qrels.values() for d in q} == {"fl-a", "fl-b"}
+    pairs = [json.loads(line) for line in (folder("pseudo_queries") / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and not {p["doc_id"] for p in pairs} & {"fl-a", "fl-b"}  # the held-out documents never train
+    checkpoint = json.loads((folder("embedding_checkpoint") / "card.json").read_text())
+    assert checkpoint["recipe"] == "pseudo" and "labels" in checkpoint["recipes"]["skipped"]
+    reranker = json.loads((folder("reranker_adapter") / "card.json").read_text())
+    assert reranker["pretrain"]["zero_label"]
+    report = (folder("evaluation_report") / "report.md").read_text()
+    n = len(labels.ids("test"))
+    assert NOT_USER_RELEVANCE in report and f"{n} of {n} queries are held-out pseudo-queries" in report
