@@ -263,3 +263,41 @@ def test_zero_label_graph_mines_only_pseudo_queries_and_trains_pseudo(tmp_path, 
     card = json.loads((Path(meta["embedding_checkpoint"]["artifact_path"].value) / "card.json").read_text())
     assert card["recipe"] == "pseudo" and set(card["recipes"]["skipped"]) == {"labels"}
     assert "not asked for" in card["recipe_reason"] and "| pseudo |" in meta["embedding_checkpoint"]["recipes"].value
+
+
+def test_pseudo_mining_that_keeps_no_negative_leaves_the_labeled_rows_to_train(tmp_path, tiny_encoder, mlflow_uri,
+                                                                               small_dataset, monkeypatch):
+    """A corpus whose pairs all fail the filters must not fail a run that has labels to train
+    on: hard_negatives records why there is no pseudo row, and the labeled rows are kept."""
+    import dagster as dg
+
+    from domret_pipeline.assets.corpus import corpus_chunks, corpus_documents
+    from domret_pipeline.assets.indexes import base_faiss_index, bm25_index
+    from domret_pipeline.assets.labels import labeled_queries
+    from domret_pipeline.assets.pseudo_queries import pseudo_queries
+    from domret_pipeline.assets.training import hard_negatives
+    from domret_pipeline.core.manifests import HardNegativesManifest, read_manifest
+    from domret_pipeline.core.training import pseudo_pairs
+    from domret_pipeline.core.training.mining import NoNegativesError
+
+    from .conftest import make_resources
+    from .graph_helpers import run_config
+
+    def no_negatives(*args, **kwargs):
+        raise NoNegativesError("hard-negative mining kept no negative for any of 3 queries")
+
+    monkeypatch.setattr(pseudo_pairs, "mine_pseudo", no_negatives)
+    assets = [corpus_documents, corpus_chunks, labeled_queries, pseudo_queries, base_faiss_index, bm25_index,
+              hard_negatives]
+    ops = run_config(small_dataset, tiny_encoder)["ops"]
+    config = {"ops": {a.key.to_user_string(): ops[a.key.to_user_string()] for a in assets
+                      if a.key.to_user_string() in ops}}
+    config["ops"]["pseudo_queries"] = {"config": {"min_query_words": 3, "allow_eval_documents": True}}
+    config["ops"]["base_faiss_index"] = {"config": {"precision": "fp32"}}
+    result = dg.materialize(assets, resources=make_resources(tmp_path, tiny_encoder, mlflow_uri), run_config=config)
+    assert result.success
+    meta = next(e.event_specific_data.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "hard_negatives")
+    manifest = read_manifest(Path(meta["artifact_path"].value), HardNegativesManifest)
+    assert meta["queries"].value > 0 and manifest.pseudo["mined"] == 0
+    assert "kept no negative" in manifest.pseudo["failed"]

@@ -56,7 +56,7 @@ def hard_negatives(
     from ..core.retrieval.encoder import set_offline
     from ..core.training.access import readable_chunks, readable_index, training_principal
     from ..core.training.bi_encoder_data import train_split
-    from ..core.training.mining import MiningResult, write_mined
+    from ..core.training.mining import MiningResult, NoNegativesError, write_mined
     from ..core.training.pseudo_pairs import mine_pseudo, sample_pairs
     from ..core.weak.pseudo_queries import read_pairs
 
@@ -118,13 +118,23 @@ def hard_negatives(
                 config, champion_and_bundle, chunks, {**labels.queries, **{p.pair_id: p.query for p in pairs}},
                 manifest.with_title)
         result = split.mine(settings, bm25_hits, confirmed, cross_scorer) if split else MiningResult([], Counter(), [])
-        pseudo = (mine_pseudo(pairs, chunks, index, encoder, settings, bm25, bm25.visible(principal) if bm25 else None,
-                              cross_scorer) if pairs else MiningResult([], Counter(), []))
+        pseudo, pseudo_failed = MiningResult([], Counter(), []), None
+        if pairs:
+            try:
+                pseudo = mine_pseudo(pairs, chunks, index, encoder, settings, bm25,
+                                     bm25.visible(principal) if bm25 else None, cross_scorer)
+            except NoNegativesError as error:
+                if not result.queries:  # zero-label mode: the pairs are all there is to train on
+                    raise
+                # The labeled rows still train; the pseudo recipes then say they have no rows.
+                pseudo_failed = str(error)
+                context.log.warning(f"hard_negatives: no pseudo-query row: {error}")
         pseudo_record = {
             "pseudo_queries": pseudo_queries.sha256, "pairs": len(all_pairs), "max_queries": config.pseudo_max_queries,
             "mined": len(pseudo.queries), "negatives": pseudo.n_negatives, "removed": dict(pseudo.removed),
             "without_negatives": len(pseudo.queries_without_negatives),
-            "positive_rules": dict(Counter(rule for q in pseudo.queries for _, _, rule in q.positives))}
+            "positive_rules": dict(Counter(rule for q in pseudo.queries for _, _, rule in q.positives)),
+            **({"failed": pseudo_failed} if pseudo_failed else {})}
 
         rules = Counter(rule for q in result.queries for _, _, rule in q.positives)
         per_query = Counter(len(q.negatives) for q in result.queries)
