@@ -86,6 +86,9 @@ def test_whole_graph_materializes_with_lineage_and_mlflow(tmp_path, tiny_encoder
         assert {"ann", "bm25", "fusion", "rerank", "total"} <= set(serving["latency"]["hybrid+rerank@20"]["stages"])
         assert 0 < serving["latency"]["hybrid+rerank@20"]["stages"]["rerank"]["share_of_total"] < 1
         assert "Serving configurations" in events["evaluation_report"].metadata["report"].value
+        # the dev choices behind the served models, as their cards record them (labels only by default)
+        assert "| embedding checkpoint | labels |" in events["evaluation_report"].metadata["report"].value
+        assert "| reranker pretraining | none |" in events["evaluation_report"].metadata["report"].value
         bundle = json.loads((Path(events["serving_config"].metadata["artifact_path"].value) / "serving.json").read_text())
         assert bundle["artifacts"]["reranker_adapter"]["sha256"] == events["reranker_adapter"].metadata["content_sha256"].value
         assert report["inputs"]["reranker_adapter"] == bundle["artifacts"]["reranker_adapter"]["sha256"]

@@ -155,5 +155,6 @@ def test_with_no_label_file_the_whole_tiny_graph_runs_on_pseudo_queries_and_says
     reranker = json.loads((folder("reranker_adapter") / "card.json").read_text())
     assert reranker["pretrain"]["zero_label"]
     report = (folder("evaluation_report") / "report.md").read_text()
+    assert "| embedding checkpoint | pseudo |" in report and "| reranker pretraining | pseudo |" in report
     n = len(labels.ids("test"))
     assert NOT_USER_RELEVANCE in report and f"{n} of {n} queries are held-out pseudo-queries" in report

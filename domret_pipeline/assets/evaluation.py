@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "10"  # 10: rewritten (+prf) serving families and the rewrite's latency; 9: the injection probe section; 8: every system runs as the evaluation principal
+REPORT_VERSION = "11"  # 11: the training choices made on dev; 10: rewritten (+prf) serving families and the rewrite's latency; 9: the injection probe section; 8: every system runs as the evaluation principal
 BASE, TUNED = "dense_base", "dense_tuned"
 
 
@@ -56,6 +56,7 @@ def evaluation_report(
     from ..core.retrieval.bm25 import BM25Index
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
+    from ..core.evaluation.training_choices import training_choices
     from ..core.serving.bundle import open_bundle
     from ..core.serving.dev_choice import best_per_family, evaluate_serving
     from ..core.serving.search import SearchPipeline, ServingConfig
@@ -187,6 +188,7 @@ def evaluation_report(
                 extractive=extractive_step(challenger.scorer(), settings),
                 generator=None if generator is None else generator_step(generator, settings.passages))
         inputs["corpus_documents"] = corpus_documents.sha256
+        report["training_choices"] = training_choices(serving)
         report["inputs"] = inputs
         markdown = to_markdown(report)
         with atomic_artifact_dir(artifacts.path(), "evaluation_report") as pending:

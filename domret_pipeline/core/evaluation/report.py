@@ -66,6 +66,11 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                 "relevant one." if name == "hard_negative" else f"{table['n_queries']} queries.")
         rows = [[system, *(m.get(k, float("nan")) for k in METRIC_COLUMNS)] for system, m in table["systems"].items()]
         tables.append((title, note, ["system", *METRIC_COLUMNS], rows))
+    if report.get("training_choices"):
+        tables.append(("Training choices made on dev",
+                       "What the served bundle's models were trained on, as their cards record it (the serving "
+                       "configuration's own choice is above).",
+                       ["stage", "chosen", "why"], [[r["stage"], r["chosen"], r["why"]] for r in report["training_choices"]]))
     if report.get("diagnostics"):
         rows = [[system, d["uniformity"], d["query_positive"].get("mean", float("nan")),
                  d["query_hard_negative"].get("mean", float("nan")), d["positive_minus_negative"],
