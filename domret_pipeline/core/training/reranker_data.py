@@ -16,7 +16,6 @@ the query verbatim and would teach the reranker to match copied text.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import numpy as np
@@ -103,13 +102,6 @@ def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_ne
     return examples, dev, mined
 
 
-def sample_pairs(pairs: list[PseudoPair], max_pairs: int, seed: int) -> list[PseudoPair]:
-    """Up to ``max_pairs`` of ``pairs``: a seeded sample, kept in their order."""
-    if len(pairs) <= max_pairs:
-        return list(pairs)
-    return [pairs[i] for i in sorted(random.Random(seed).sample(range(len(pairs)), max_pairs))]
-
-
 def pseudo_examples(pairs: list[PseudoPair], chunks: list[Chunk], index, encoder, candidates: int,
                     num_negatives: int, max_positive_ratio: float | None,
                     with_title: bool) -> tuple[list[RerankExample], MiningResult]:
@@ -119,26 +111,13 @@ def pseudo_examples(pairs: list[PseudoPair], chunks: list[Chunk], index, encoder
     ``max_positive_ratio``), the pair's positive chunk is its own chunk or, for a crop (a span,
     no chunk), its document's chunk the retriever scores highest (the labeled ``best_match``
     rule). Pairs on documents outside ``chunks`` (unreadable) give no example."""
-    from ..retrieval.dense_index import all_vectors
-    from ..retrieval.encoder import encode
-    from .mining import mine
-    from .positives import positive_chunks
+    from .pseudo_pairs import mine_pseudo  # the bi-encoder's mining of the pairs, with this stage's rule
 
-    vectors = all_vectors(index)
-    position = {c: i for i, c in enumerate(index.chunk_ids)}
     known, documents = {c.chunk_id for c in chunks}, {c.doc_id for c in chunks}
     pairs = [p for p in pairs if p.chunk_id in known or (p.chunk_id is None and p.doc_id in documents)]
     if not pairs:
         return [], MiningResult([], Counter(), [])
-    ids = [p.pair_id for p in pairs]
-    query_vectors = encode(encoder, [p.query for p in pairs])
-    qvec = dict(zip(ids, query_vectors))
-    qrels = {p.pair_id: {p.doc_id: 1} for p in pairs}
-    crops = {p.pair_id: qrels[p.pair_id] for p in pairs if p.chunk_id is None}
-    positives = positive_chunks(crops, chunks, [], lambda q, cids: [float(vectors[position[c]] @ qvec[q]) for c in cids])
-    positives.update({p.pair_id: [(p.chunk_id, "own_chunk")] for p in pairs if p.chunk_id is not None})
-    mined = mine(ids, query_vectors, index.chunk_ids, vectors, {c.chunk_id: c.doc_id for c in chunks}, qrels, positives,
-                 reranker_mining(candidates, num_negatives, max_positive_ratio))
+    mined = mine_pseudo(pairs, chunks, index, encoder, reranker_mining(candidates, num_negatives, max_positive_ratio))
     by_pair = {p.pair_id: p for p in pairs}
     by_chunk = {c.chunk_id: c for c in chunks}
     examples = [RerankExample(by_pair[q.query_id].query, [by_pair[q.query_id].passage(with_title)],

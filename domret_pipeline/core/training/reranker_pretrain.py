@@ -78,7 +78,8 @@ def pretraining_examples(pairs: list, max_pairs: int, seed: int, chunks: list, i
     result or None, why there are none or "")``: a corpus that yields no pair or no negative
     leaves ``pseudo`` untrained rather than failing the step."""
     from .mining import NoNegativesError
-    from .reranker_data import pseudo_examples, sample_pairs
+    from .pseudo_pairs import sample_pairs
+    from .reranker_data import pseudo_examples
 
     if not pairs:
         return [], None, "pseudo_queries kept no pair"
