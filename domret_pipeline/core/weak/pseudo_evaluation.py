@@ -16,7 +16,6 @@ matching, overstate every system and rank systems only roughly; they are not use
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from ..data.chunking import Chunk
 from ..data.documents import Document
 from ..data.labels import LabeledQueries
+from ..data.splits import split_of
 from .pseudo_queries import PseudoQuerySettings, generate_pseudo_queries
 
 PSEUDO_SLICE = "pseudo_query"
@@ -66,17 +66,12 @@ def wanted(mode: str, labels: LabeledQueries) -> tuple[bool, str]:
 
 
 def held_out_split(doc_id: str, fraction: float, salt: str) -> str | None:
-    """dev, test or None for a document: a stable hash of its id, as query splits are drawn,
-    half of ``fraction`` to each split."""
+    """dev, test or None for a document: the stable hash query splits are drawn by
+    (:func:`..data.splits.split_of`), half of ``fraction`` to each split."""
     if not 0 < fraction < 1:
         raise ValueError(f"pseudo_eval_fraction must be in (0, 1), got {fraction}")
-    digest = hashlib.sha256(f"{salt}:{doc_id}".encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
-    if position < fraction / 2:
-        return "test"
-    if position < fraction:
-        return "dev"
-    return None
+    split = split_of(doc_id, fraction / 2, fraction / 2, salt)
+    return None if split == "train" else split
 
 
 def add_pseudo_evaluation(labels: LabeledQueries, documents: Iterable[Document], chunks: Iterable[Chunk],
