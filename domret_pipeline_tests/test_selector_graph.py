@@ -10,6 +10,7 @@ import dagster as dg
 from domret_pipeline.core.data.serialization import write_jsonl
 from domret_pipeline.core.serving.bundle import open_bundle
 
+from .fake_llm import FakeChatServer
 from .graph_helpers import materialize, run_config
 
 
@@ -20,8 +21,15 @@ def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny
                            for q, d in (("q1", "slo-a"), ("q2", "slo-b"), ("q3", "fl-a"), ("q4", "fl-b"), ("q5", "hl7-a"))])
     config = run_config(small_dataset, tiny_encoder, evidence_path=str(evidence))
     config["ops"]["serving_config"]["config"]["answer_scorer"] = "selector"  # serve it, whatever dev says
-    with dg.instance_for_test() as instance:
-        result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance)
+    # The llm query rewriter rides along (a local fake endpoint): tried on dev, recorded, reported.
+    server = FakeChatServer(lambda request: "Forklifts and SLO exceptions are described in the handbook.")
+    config["ops"]["serving_config"]["config"].update(rewriters=["prf", "llm"], generator_base_url=server.url,
+                                                     generator_model="fake")
+    try:
+        with dg.instance_for_test() as instance:
+            result = materialize(tmp_path, tiny_encoder, mlflow_uri, config, instance)
+    finally:
+        server.close()
     assert result.success
     events = {m.asset_key.to_user_string(): m
               for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
@@ -43,6 +51,11 @@ def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny
     assert answer["scorers_tried"]["selector"]["settings_tried"] > 1
     assert answer["passage_weight"] == answer["scorers_tried"]["selector"]["passage_weight"]
     assert bundle["artifacts"]["sentence_selector"]["sha256"] == events["sentence_selector"].metadata["content_sha256"].value
+    assert bundle["rewrite_endpoint"] == {"base_url": server.url, "model": "fake", "api_key_env": "OPENAI_API_KEY",
+                                          "timeout_s": 10.0}
+    assert bundle["rewrite_calls"]["calls"] > 0 and bundle["rewrite_calls"]["failures"] == 0
+    assert any("+llm (fake)" in row["config"] for row in bundle["dev"]["table"])
+    assert any(r.startswith("rewrite ") for r in bundle["config"]["reasons"])
     # what serving loads for the bundle scores sentences with the selector, verified by hash
     opened = open_bundle(serving_dir)
     scores = opened.scorer()("Leeds forklift speed", ["Forklifts at Leeds drive at most 8 km/h in aisles.", "Bay C."])
@@ -54,6 +67,8 @@ def test_the_selector_trains_serves_and_is_compared_in_the_report(tmp_path, tiny
     assert getattr(opened.scorer(), "name", None) == answer["abstention_scorer"]
 
     report = json.loads((Path(events["evaluation_report"].metadata["artifact_path"].value) / "report.json").read_text())
+    llm_families = {name for name in report["serving"]["rows"] if "+llm" in name}
+    assert llm_families and all("+llm (fake)" in report["serving"]["rows"][n]["config"] for n in llm_families)
     release = report["release"]
     assert set(release["systems"]) == {"base", "challenger", "challenger_encoder"}
     assert release["gate"]["reference"] == "base"  # the bi-encoder variant is compared, never gated

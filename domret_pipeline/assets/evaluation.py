@@ -117,8 +117,10 @@ def evaluation_report(
         reranker = challenger.rerankers(variants) if challenger.reranker is not None else None
         report["serving"], serving_per_query = evaluate_serving(
             labels.qrels_for(config.split), labels.queries, chunks, systems[1].index, systems[1].encoder, bm25, reranker,
-            serving, config.latency_queries, with_title[TUNED], principal=principal,
+            serving, config.latency_queries, with_title[TUNED], principal=principal, expander=challenger.expander,
         )
+        if challenger.expander is not None:  # what the llm rewrite's endpoint was asked here, and how often it failed
+            report["serving"]["rewrite_endpoint"] = challenger.expander.record()
         per_query.update({f"pipeline:{name}": rows for name, rows in serving_per_query.items()})
         inputs["reranker_adapter"] = reranker_ref["sha256"]
 

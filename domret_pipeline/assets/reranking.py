@@ -181,7 +181,8 @@ def _precision_choice(context, config: RerankerConfig, dev, merged: Path):
         "BM25 by reciprocal rank fusion; reranking on or off, its depth and fusion weight) with the "
         "references (path + hash) of the tuned index, BM25, reranker and chunks it serves; what "
         "`domret search` loads and champion_release registers. Reranking is on only where it beats "
-        "the stage before it on dev, and so is query rewriting (pseudo-relevance feedback); the reasons are recorded."
+        "the stage before it on dev, and so is query rewriting (pseudo-relevance feedback, or an LLM's "
+        "expansion through an OpenAI-compatible endpoint); the reasons are recorded."
     ),
 )
 def serving_config(
@@ -205,6 +206,7 @@ def serving_config(
     from ..core.retrieval.dense_index import open_with_encoder
     from ..core.retrieval.encoder import set_offline
     from ..core.serving.dev_choice import dev_order, select_on_dev
+    from ..core.serving.bundle import rewrite_endpoint
     from ..core.serving.rewrite import feedback_grid
     from ..core.serving.search import SearchPipeline, variant_key
     from ..core.retrieval.cross_encoder import load_reranker
@@ -227,12 +229,16 @@ def serving_config(
         qrels = labels.qrels_for("dev")
         weights = ([None] if config.rerank_only else []) + list(config.fusion_weights)
         bm25 = BM25Index.load(Path(bm25_index.path))
+        endpoint = config.rewrite_endpoint()  # the llm rewriter's, when rewriters lists it
+        expander = rewrite_endpoint(endpoint)
         chosen, scored = select_on_dev(qrels, labels.queries, chunks, index, encoder, bm25,
                                        rerankers, config.candidates, weights, config.depth, config.rrf_k, config.min_gain,
                                        with_title, config.latency_budget_ms,
                                        config.budget_queries, context.log.info, config.score_over_budget,
                                        principal=principal,
-                                       rewrites=feedback_grid(config.rewriters, config.prf_depths, config.prf_weights))
+                                       rewrites=feedback_grid(config.rewriters, config.prf_depths, config.prf_weights,
+                                                              config.generator_model),
+                                       expander=expander)
         # The reranker of the served variant; the default one (fp32, trained length) otherwise,
         # for the answer step's scorer choice.
         # (what open_bundle loads for the same bundle).
@@ -258,7 +264,7 @@ def serving_config(
         # labels had evidence to train it) maximises the dev answer quality: the mean of citation
         # F1 and abstention accuracy.
         pipeline = SearchPipeline(chunks, index, encoder, chosen, bm25, reranker if chosen.rerank else None, with_title,
-                                  principal=principal)
+                                  principal=principal, expander=expander)
         documents = {d.doc_id: d for d in read_documents(f"{corpus_documents.path}/documents.jsonl")}
         options, eligible, answer_reasons = _answer_options(config, encoder, reranker, Path(sentence_selector.path))
         searched = RememberedSearch(pipeline)  # every scorer answers the same dev searches
@@ -314,6 +320,7 @@ def serving_config(
                 "with_title": with_title, "reranker_max_length": card["training"]["max_length"],
                 "latency_budget_ms": config.latency_budget_ms, "score_over_budget": config.score_over_budget,
                 "dev": {"n_queries": len(qrels), "table": table, "principal": principal.as_list()}, "answer": answer,
+                **({"rewrite_endpoint": endpoint, "rewrite_calls": expander.record()} if expander else {}),
             })
         tracked.log_metrics({"dev_ndcg@10_served": dev_scores[chosen.label()], "dev_ndcg@10_dense": dev_scores["dense"],
                              "rerank_on": float(chosen.rerank), "rewrite_on": float(chosen.rewrite != "none")})

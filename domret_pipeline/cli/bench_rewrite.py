@@ -35,7 +35,9 @@ def cmd_bench_rewrite(args: argparse.Namespace) -> int:
     from ..core.data.labels import LabeledQueries
     from ..core.evaluation.metrics import mean_metrics
     from ..core.serving.bundle import open_bundle
-    from ..core.serving.dev_choice import choose, collect_rankings, evaluate_config, grid, rewritten, same_stages
+    from ..core.serving.dev_choice import (
+        cheaper_first, choose, collect_rankings, evaluate_config, grid, rewritten, same_stages,
+    )
     from ..core.serving.rewrite import feedback_grid
     from ..core.serving.search import SearchPipeline
     from ..core.training.access import training_principal
@@ -56,7 +58,7 @@ def cmd_bench_rewrite(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         rankings = collect_rankings(sorted(qrels), labels.queries, *parts, 0, served.depth, served.rrf_k,
                                     opened.pipeline.with_title, principal=who,
-                                    rewrites=list(dict.fromkeys(c.feedback() for c in subset if c.rewrite != "none")))
+                                    rewrites=list(dict.fromkeys(c.query_rewrite() for c in subset if c.rewrite != "none")))
         seconds = time.perf_counter() - started
         return {c.label(): mean_metrics(evaluate_config(qrels, rankings, c, chunk_to_doc)) for c in subset}, seconds
 
@@ -67,7 +69,7 @@ def cmd_bench_rewrite(args: argparse.Namespace) -> int:
     for first in ("dense", "hybrid"):
         plain = next(c for c in configs if c.label() == first)
         twins = [c for c in configs if c.rewrite != "none" and same_stages(c, plain)]
-        best[first] = max(twins, key=lambda c: (dev[c.label()]["ndcg@10"], -c.prf_k, -c.prf_weight))
+        best[first] = max(twins, key=lambda c: (dev[c.label()]["ndcg@10"], *cheaper_first(c)))
     frozen = [c for c in configs if c.rewrite == "none"] + list(best.values())
     test, _ = scores_on("test", frozen, None)  # the frozen split, as the report runs it (public)
 

@@ -43,9 +43,17 @@ class ServingSelectionConfig(dg.Config):
     )
     rewriters: list[str] = Field(
         default=["prf"], description="Query rewriters tried on dev beside none (prf: pseudo-relevance feedback, the "
-        "query vector moved toward its top dense hits; another name fails the step); one serves only where it beats the chosen configuration "
-        "without it by more than min_gain. Empty: never rewrite.",
+        "query vector moved toward its top dense hits; llm: query2doc, the query followed by a passage an "
+        "OpenAI-compatible endpoint writes for it, see generator_*; another name fails the step); one serves only "
+        "where it beats the chosen configuration without it by more than min_gain. Empty: never rewrite.",
     )
+    generator_base_url: str = Field(default="", description="llm rewriter: OpenAI-compatible base URL, e.g. "
+                                    "http://localhost:8000/v1 (rewriters lists llm: it needs this and generator_model).")
+    generator_model: str = Field(default="", description="llm rewriter: the endpoint's model name.")
+    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="llm rewriter: environment variable "
+                                       "holding the API key (the bundle records the variable's name, never the key).")
+    generator_timeout_s: float = Field(default=10.0, description="llm rewriter: how long a search waits for the "
+                                       "expansion before it goes on with the query as written (the failure is counted).")
     prf_depths: list[int] = Field(default=[1], description="prf: feedback chunks (the query's top dense hits) tried on dev.")
     prf_weights: list[float] = Field(
         default=[0.5], description="prf: weights b of q + b * mean(feedback vectors), renormalised, tried on dev."
@@ -80,6 +88,16 @@ class ServingSelectionConfig(dg.Config):
         from ..core.answers.extractive import AnswerSettings
 
         return derive(self, AnswerSettings, "answer_", **core_only)
+
+    def rewrite_endpoint(self) -> dict | None:
+        """The llm rewriter's endpoint as the bundle records it (no key), or None when rewriters
+        does not list llm; refused when it does and the endpoint is not configured."""
+        if "llm" not in self.rewriters:
+            return None
+        if not (self.generator_base_url and self.generator_model):
+            raise ValueError("serving_config: rewriters lists 'llm' but generator_base_url and generator_model are not set")
+        return {"base_url": self.generator_base_url, "model": self.generator_model,
+                "api_key_env": self.generator_api_key_env, "timeout_s": self.generator_timeout_s}
 
     def abstention_settings(self) -> AbstentionSettings:
         from ..core.answers.extractive import AbstentionSettings

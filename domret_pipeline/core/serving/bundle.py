@@ -24,6 +24,7 @@ class OpenBundle:
     chunks: list
     documents: dict | None  # doc_id -> Document, when the bundle names its corpus_documents
     _selector: object | None = None  # the sentence selector, loaded by scorer() when the bundle uses it
+    expander: object | None = None  # the llm rewrite's endpoint, when the bundle records one
 
     def rerankers(self, variants: set[str]) -> dict:
         """The reranker at each variant (precision/token limit) named, loaded from the bundle's
@@ -105,6 +106,7 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
         # served configuration does not rerank).
         reranker = load_reranker(refs["reranker_adapter"].verify() / "merged",
                                  config.rerank_max_length or bundle["reranker_max_length"], config.rerank_precision)
+    expander = rewrite_endpoint(bundle.get("rewrite_endpoint")) if config.rewrite == "llm" or load_all else None
     chunks = read_chunks(refs["corpus_chunks"].verify() / "chunks.jsonl")
     documents = None
     if "corpus_documents" in refs:
@@ -112,5 +114,18 @@ def open_bundle(folder: str | Path, rerank: bool | None = None, top_n: int | Non
     # Passages as the served index rendered them: its manifest is the one record of with_title
     # (serving.json repeats it for people).
     pipeline = SearchPipeline(chunks, index, encoder, config, bm25, reranker if config.rerank else None,
-                              index_manifest.with_title)
-    return OpenBundle(folder, bundle, pipeline, index, encoder, bm25, reranker, chunks, documents)
+                              index_manifest.with_title, expander=expander)
+    return OpenBundle(folder, bundle, pipeline, index, encoder, bm25, reranker, chunks, documents, expander=expander)
+
+
+def rewrite_endpoint(record: dict | None):
+    """The ``llm`` rewrite's endpoint from the bundle's ``rewrite_endpoint`` record (base URL,
+    model, the name of the environment variable holding the key: never the key), or None."""
+    if not record:
+        return None
+    import os
+
+    from .llm_rewrite import OpenAICompatibleExpander
+
+    return OpenAICompatibleExpander(record["base_url"], record["model"], os.environ.get(record.get("api_key_env", ""), ""),
+                                    float(record.get("timeout_s", 10.0)))

@@ -31,7 +31,7 @@ from ..data.chunking import Chunk
 from ..evaluation.metrics import evaluate_run, mean_metrics
 from ..retrieval.document_ranking import aggregate_max
 from .latency import over_budget, time_pipeline, time_reranking, timing_group
-from .rewrite import Feedback
+from .rewrite import Expansion, Rewrite
 from .search import SearchPipeline, ServingConfig, StageOutputs, final_order, variant_key
 
 PIPELINE_K = (10,)  # rankings stop at `depth` chunks: Recall@100 would not be comparable
@@ -57,16 +57,17 @@ def as_variants(reranker) -> dict:
 def collect_rankings(
     qids: list[str], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     max_candidates: int, depth: int = 100, rrf_k: int = 60, with_title: bool = True, batch_size: int = 32,
-    progress=None, principal=None, rewrites: list[Feedback] | tuple = (),
+    progress=None, principal=None, rewrites: list[Rewrite] | tuple = (), expander=None,
 ) -> SplitRankings:
     """One run of the served pipeline's stages for every configuration of a grid: dense and
     hybrid first stages, of the queries as written and of each query rewrite in ``rewrites``,
     and each reranker variant over the union of their top ``max_candidates`` chunks.
     ``reranker``: one model, or models by variant (see :func:`as_variants`). ``progress`` (a
     :class:`.progress.Progress` over queries x variants) is advanced as they are scored.
-    ``principal``: who the queries run as (None: public only)."""
+    ``principal``: who the queries run as (None: public only). ``expander``: the ``llm``
+    rewrite's endpoint, when ``rewrites`` holds it."""
     pipeline = SearchPipeline(chunks, index, encoder, ServingConfig("hybrid", depth=depth, rrf_k=rrf_k), bm25,
-                              with_title=with_title, batch_size=batch_size, principal=principal)
+                              with_title=with_title, batch_size=batch_size, principal=principal, expander=expander)
     stages = pipeline.run_stages([queries[q] for q in qids], first_stages=("dense", "hybrid"),
                                  candidates=max_candidates, rerankers=as_variants(reranker),
                                  depth=max(depth, max_candidates), progress=progress, rewrites=(None, *rewrites))
@@ -96,7 +97,7 @@ def pipeline_metrics(pipeline: SearchPipeline, qrels: dict[str, dict[str, int]],
 
 
 def grid(candidates: list[int], fusion_weights: list[float | None], with_reranker: bool, depth: int, rrf_k: int,
-         variants: list[tuple[str, int | None]] | None = None, rewrites: list[Feedback] | tuple = ()) -> list[ServingConfig]:
+         variants: list[tuple[str, int | None]] | None = None, rewrites: list[Rewrite] | tuple = ()) -> list[ServingConfig]:
     """Dense, hybrid, and with a reranker every (first stage, candidates, fusion weight,
     reranker variant); ``variants`` are (precision, max_length) pairs, by default fp32 at the
     trained length. Then each of those again with each query rewrite of ``rewrites``."""
@@ -111,11 +112,25 @@ def grid(candidates: list[int], fusion_weights: list[float | None], with_reranke
     return configs + [rewritten(c, feedback) for feedback in rewrites for c in configs]
 
 
-def rewritten(config: ServingConfig, feedback: Feedback | None) -> ServingConfig:
-    """``config`` with the query rewritten by ``feedback`` (None: as written), no reasons."""
-    if feedback is None:
-        return replace(config, rewrite="none", prf_k=None, prf_weight=None, reasons=[])
-    return replace(config, rewrite="prf", prf_k=feedback.k, prf_weight=feedback.weight, reasons=[])
+def rewritten(config: ServingConfig, rewrite: Rewrite | None) -> ServingConfig:
+    """``config`` with the query rewritten by ``rewrite`` (None: as written), no reasons."""
+    plain = replace(config, rewrite="none", prf_k=None, prf_weight=None, rewrite_model=None, reasons=[])
+    if rewrite is None:
+        return plain
+    if isinstance(rewrite, Expansion):
+        return replace(plain, rewrite="llm", rewrite_model=rewrite.model)
+    return replace(plain, rewrite="prf", prf_k=rewrite.k, prf_weight=rewrite.weight)
+
+
+def uncached(expander):
+    """The ``llm`` rewrite's endpoint as a timed request meets it: without the expansions
+    remembered from the dev pass (a remembered one would time as free)."""
+    return None if expander is None else expander.uncached()
+
+
+def cheaper_first(config: ServingConfig) -> tuple:
+    """The tie-break of rewritten twins on dev (larger is preferred): the cheaper rewrite."""
+    return tuple(-x for x in config.query_rewrite().cost())
 
 
 def same_stages(a: ServingConfig, b: ServingConfig) -> bool:
@@ -139,8 +154,8 @@ def choose(scores: dict[str, float], configs: list[ServingConfig], min_gain: flo
         reasons.append(f"rewrite off: no rewrite of {chosen.label()} "
                        + ("fits the latency budget" if rewrites else "was tried"))
         return chosen
-    # Ties go to fewer feedback chunks, then the smaller move: the query closer to as written.
-    best = max(fits, key=lambda c: (scores[c.label()], -c.prf_k, -c.prf_weight))
+    # Ties go to the cheaper rewrite: prf before the LLM, fewer feedback chunks, the smaller move.
+    best = max(fits, key=lambda c: (scores[c.label()], *cheaper_first(c)))
     best_score = scores[best.label()]
     if best_score > base + min_gain:
         reasons.append(f"rewrite on: {best.label()} dev nDCG@10 {best_score:.4f} > {chosen.label()} {base:.4f}")
@@ -189,13 +204,13 @@ def _choose_stages(scores: dict[str, float], configs: list[ServingConfig], min_g
 
 def best_per_family(scores: dict[str, float], configs: list[ServingConfig]) -> dict[str, ServingConfig]:
     """The best dev configuration of each family (dense, hybrid, dense+rerank, hybrid+rerank,
-    and each with ``+prf`` where query rewrites were tried): the report shows each family with
+    and each with ``+prf`` or ``+llm`` where query rewrites were tried): the report shows each family with
     its dev-chosen candidates, weight and rewrite."""
     families: dict[str, ServingConfig] = {}
     for config in configs:
         if scores.get(config.label()) is None:  # not scored on dev (over the latency budget)
             continue
-        family = config.first_stage + ("+prf" if config.rewrite != "none" else "") + ("+rerank" if config.rerank else "")
+        family = config.first_stage + (f"+{config.rewrite}" if config.rewrite != "none" else "") + ("+rerank" if config.rerank else "")
         if family not in families or scores[config.label()] > scores[families[family].label()]:
             families[family] = config
     return families
@@ -218,12 +233,13 @@ def score_all(qrels, rankings: SplitRankings, configs: list[ServingConfig], chun
 
 def evaluate_serving(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
-    serving: dict, latency_queries: int = 100, with_title: bool = True, principal=None,
+    serving: dict, latency_queries: int = 100, with_title: bool = True, principal=None, expander=None,
 ) -> tuple[dict, dict[str, dict[str, dict[str, float]]]]:
     """Every configuration family at its dev-chosen settings, and the served configuration, on
     one (frozen) split; plus per-stage latency of the served pipeline and of the full one
     (hybrid + rerank), one query at a time. ``serving`` is the ``serving.json`` document;
-    ``principal`` who the queries run as (None: public only)."""
+    ``principal`` who the queries run as (None: public only); ``expander`` the ``llm``
+    rewrite's endpoint, needed when a configuration evaluated rewrites with it."""
     from ..evaluation.significance import paired_test
 
     dev_rows = serving["dev"]["table"]
@@ -237,10 +253,15 @@ def evaluate_serving(
     max_candidates = max([c.candidates for c in evaluated.values() if c.rerank] or [0])
     needed = {c.variant() for c in evaluated.values() if c.rerank}
     qids = sorted(qrels)
-    feedbacks = list(dict.fromkeys(c.feedback() for c in evaluated.values() if c.rewrite != "none"))
+    feedbacks = list(dict.fromkeys(c.query_rewrite() for c in evaluated.values() if c.rewrite != "none"))
+    if expander is None:  # no endpoint here: a rewrite through it cannot be evaluated
+        if any(isinstance(f, Expansion) for f in feedbacks) and served.rewrite == "llm":
+            raise ValueError("the served configuration rewrites queries with an LLM, but no expander (endpoint) was given")
+        feedbacks = [f for f in feedbacks if not isinstance(f, Expansion)]
+        evaluated = {k: c for k, c in evaluated.items() if c.rewrite != "llm"}
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25,
                                 {v: m for v, m in rerankers.items() if v in needed}, max_candidates, served.depth,
-                                served.rrf_k, with_title, principal=principal, rewrites=feedbacks)
+                                served.rrf_k, with_title, principal=principal, rewrites=feedbacks, expander=expander)
     chunk_to_doc = {c.chunk_id: c.doc_id for c in chunks}
     per_query = {name: evaluate_config(qrels, rankings, c, chunk_to_doc) for name, c in evaluated.items()}
     rows = {
@@ -257,9 +278,10 @@ def evaluate_serving(
         timed = [queries[q] for q in qids[:latency_queries]]
         setups = {"served": served}
         # the query rewrite's cost when dev left it off: the served stages with its best dev rewrite
-        twins = [c for c in configs if c.rewrite != "none" and same_stages(c, served) and dev_scores.get(c.label()) is not None]
+        twins = [c for c in configs if c.rewrite != "none" and same_stages(c, served) and dev_scores.get(c.label()) is not None
+                 and (expander is not None or c.rewrite != "llm")]
         if served.rewrite == "none" and twins:
-            best = max(twins, key=lambda c: (dev_scores[c.label()], -c.prf_k, -c.prf_weight))
+            best = max(twins, key=lambda c: (dev_scores[c.label()], *cheaper_first(c)))
             setups[f"served+{best.rewrite}"] = best
         full_variant = served if served.rerank else ServingConfig()
         if full_variant.variant() in rerankers:
@@ -269,7 +291,7 @@ def evaluate_serving(
         for name, config in setups.items():
             pipeline = SearchPipeline(chunks, index, encoder, config, bm25,
                                       rerankers[config.variant()] if config.rerank else None, with_title,
-                                      principal=principal)
+                                      principal=principal, expander=uncached(expander))
             latency[name] = {"config": config.label(), "stages": time_pipeline(pipeline, timed)}
     report = {"served": served.label(), "reasons": list(served.reasons), "rows": rows,
               "significance_vs_dense": significance, "latency": latency,
@@ -281,7 +303,8 @@ def select_on_dev(
     qrels: dict[str, dict[str, int]], queries: dict[str, str], chunks: list[Chunk], index, encoder, bm25, reranker,
     candidates: list[int], fusion_weights: list[float | None], depth: int = 100, rrf_k: int = 60,
     min_gain: float = 0.0, with_title: bool = True, budget_ms: float | None = None, budget_queries: int = 30,
-    progress_sink=None, score_over_budget: bool = True, principal=None, rewrites: list[Feedback] | None = None,
+    progress_sink=None, score_over_budget: bool = True, principal=None, rewrites: list[Rewrite] | None = None,
+    expander=None,
 ) -> tuple[ServingConfig, dict[str, dict]]:
     """Time the reranking configurations one query at a time when there is a latency budget,
     rule out those over it, score the grid on the dev split and choose; returns (chosen, scored
@@ -292,7 +315,8 @@ def select_on_dev(
     whose every configuration is over the budget (their ``metrics`` are None): on a CPU that
     pass is most of this step's time, and those variants cannot be chosen anyway. ``principal``:
     who the dev queries run as (None: public only). ``rewrites``: the query rewrites tried
-    beside none (every configuration again with each; see :func:`choose`)."""
+    beside none (every configuration again with each; see :func:`choose`); ``expander``: the
+    ``llm`` rewrite's endpoint, when ``rewrites`` holds it."""
     from ..progress import Progress
 
     if not qrels:
@@ -310,7 +334,7 @@ def select_on_dev(
             groups = len({timing_group(c) for c in subset})
             return time_reranking(
                 subset, lambda c: SearchPipeline(chunks, index, encoder, c, bm25, rerankers.get(c.variant()), with_title,
-                                                 principal=principal),
+                                                 principal=principal, expander=uncached(expander)),
                 timed, Progress(f"serving_config: timing {what}", groups, "configurations", progress_sink))
 
         plain = [c for c in configs if c.rewrite == "none"]
@@ -329,7 +353,8 @@ def select_on_dev(
     progress = Progress("serving_config: reranking dev candidates", len(qids) * len(scored_variants), "query passes",
                         progress_sink) if scored_variants else None
     rankings = collect_rankings(qids, queries, chunks, index, encoder, bm25, scored_variants, max(candidates),
-                                depth, rrf_k, with_title, progress=progress, principal=principal, rewrites=rewrites or [])
+                                depth, rrf_k, with_title, progress=progress, principal=principal, rewrites=rewrites or [],
+                                expander=expander)
     scored = score_all(qrels, rankings, [c for c in configs if not c.rerank or c.variant() in scored_variants],
                        {c.chunk_id: c.doc_id for c in chunks})
     for config in configs:

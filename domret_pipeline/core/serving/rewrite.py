@@ -1,4 +1,12 @@
-"""Query rewriting before the first stage, without a model: pseudo-relevance feedback.
+"""Query rewriting before the first stage: pseudo-relevance feedback (no model), and an
+LLM's query2doc expansion through an OpenAI-compatible endpoint.
+
+Both rewrites replace the query's dense vector (BM25 keeps reading the words as written), are
+tried on dev like the other stages (:mod:`.dev_choice`) and are timed as the ``rewrite`` stage.
+A rewrite is a :class:`Feedback` (``prf``) or an :class:`Expansion` (``llm``, see
+:mod:`.llm_rewrite`); each has a ``key`` (its rankings in the stage outputs), a ``label`` and a
+``cost`` (ties on dev go to the cheaper: no rewrite, then prf with fewer feedback chunks and a
+smaller move, then the LLM, which costs a model call per query).
 
 ``prf`` is dense Rocchio. The query's vector moves toward the mean of the vectors of its top
 ``k`` dense hits, then is renormalised (the index scores by inner product of unit vectors):
@@ -19,8 +27,6 @@ in the fusion constant shares one rewritten vector per query (and its figures st
 The chunk vectors are those the index stores (:func:`..retrieval.dense_index.stored_vectors`):
 no chunk is re-encoded. Only chunks the principal may read feed the feedback: the dense stage
 already returns only those, and the caller passes the access check again here.
-
-An LLM rewriter through the OpenAI-compatible endpoint is not built yet.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-REWRITERS = ("none", "prf")
+REWRITERS = ("none", "prf", "llm")
 
 
 @dataclass(frozen=True)
@@ -52,16 +58,51 @@ class Feedback:
     def label(self) -> str:
         return f"prf@{self.k} (b={self.weight:g})"
 
+    def cost(self) -> tuple:
+        return (1, self.k, self.weight)
 
-def feedback_grid(rewriters: list[str], depths: list[int], weights: list[float]) -> list[Feedback]:
+
+@dataclass(frozen=True)
+class Expansion:
+    """The LLM rewriter's identity: the endpoint's ``model`` writes a passage for the query (the
+    endpoint itself is the pipeline's expander, :class:`.llm_rewrite.OpenAICompatibleExpander`)."""
+
+    model: str
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("the llm rewrite needs the endpoint's model name")
+
+    def key(self) -> str:
+        return f"llm/{self.model}"
+
+    def label(self) -> str:
+        return f"llm ({self.model})"
+
+    def cost(self) -> tuple:
+        return (2, 0, 0.0)
+
+
+Rewrite = Feedback | Expansion
+
+
+def feedback_grid(rewriters: list[str], depths: list[int], weights: list[float],
+                  llm_model: str | None = None) -> list[Rewrite]:
     """The rewrite settings a dev choice tries beside no rewrite (``serving_config``'s
-    ``rewriters``, ``prf_depths`` and ``prf_weights``)."""
+    ``rewriters``, ``prf_depths`` and ``prf_weights``; ``llm_model``: the endpoint's model,
+    which ``llm`` needs)."""
     unknown = set(rewriters) - set(REWRITERS)
     if unknown:
         raise ValueError(f"unknown rewriters {sorted(unknown)} (known: {', '.join(REWRITERS)})")
-    if "prf" not in rewriters:
-        return []
-    return [Feedback(k, float(w)) for k in sorted(set(depths)) for w in sorted(set(weights))]
+    grid: list[Rewrite] = []
+    if "prf" in rewriters:
+        grid += [Feedback(k, float(w)) for k in sorted(set(depths)) for w in sorted(set(weights))]
+    if "llm" in rewriters:
+        if not llm_model:
+            raise ValueError("the llm rewriter needs an OpenAI-compatible endpoint: set generator_base_url and "
+                             "generator_model")
+        grid.append(Expansion(llm_model))
+    return grid
 
 
 def rocchio(query_vectors: np.ndarray, feedback: list[np.ndarray], weight: float) -> np.ndarray:

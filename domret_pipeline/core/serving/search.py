@@ -15,7 +15,8 @@ Stages, per query batch:
 
 1. **ann** (dense or hybrid): encode the queries and search the FAISS index (``depth`` chunks);
    **rewrite** (when on, see :mod:`.rewrite`): the query vectors move toward their top ``prf_k``
-   dense hits and the index is searched again with them; that ranking is the dense one;
+   dense hits (``prf``), or are those of the query followed by a passage an LLM wrote for it
+   (``llm``), and the index is searched again with them; that ranking is the dense one;
 2. **bm25** (hybrid or bm25 first stage, or when asked): BM25 top ``depth`` chunks;
 3. **fusion** (hybrid only): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)``;
 4. **rerank** (when on): the first ``candidates`` chunks are scored by the cross-encoder.
@@ -51,7 +52,7 @@ from ..retrieval.access import ChunkAccess, GroupTable, Principal, check_same_gr
 from ..retrieval.encoder import encode
 from .fusion import rrf_fuse
 from .ranking import StageOutputs, final_order, final_ranking
-from .rewrite import REWRITERS, Feedback, prf_query_vectors
+from .rewrite import REWRITERS, Expansion, Feedback, Rewrite, prf_query_vectors
 
 
 @dataclass
@@ -68,9 +69,10 @@ class ServingConfig:
     top_n: int = 10
     rerank_precision: str = "fp32"  # the reranker's inference precision (see core.retrieval.precision)
     rerank_max_length: int | None = None  # tokens the reranker reads; None: what it was trained with
-    rewrite: str = "none"  # "none" or "prf" (pseudo-relevance feedback, see .rewrite); bundles without it: none
+    rewrite: str = "none"  # "none", "prf" (pseudo-relevance feedback) or "llm" (see .rewrite); bundles without it: none
     prf_k: int | None = None  # prf: feedback chunks (tried on dev: serving_config's prf_depths)
     prf_weight: float | None = None  # prf: how far the query moves toward them (prf_weights)
+    rewrite_model: str | None = None  # llm: the endpoint's model that writes the expansion
     reasons: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -81,7 +83,7 @@ class ServingConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def label(self) -> str:
-        first = self.first_stage + (f"+{self.feedback().label()}" if self.rewrite != "none" else "")
+        first = self.first_stage + (f"+{self.query_rewrite().label()}" if self.rewrite != "none" else "")
         if not self.rerank:
             return first
         how = "rerank only" if self.fusion_weight is None else f"w={self.fusion_weight:g}"
@@ -90,20 +92,24 @@ class ServingConfig:
             variant = f" [{self.rerank_precision}" + (f", {self.rerank_max_length} tokens]" if self.rerank_max_length else "]")
         return f"{first}+rerank@{self.candidates} ({how}){variant}"
 
-    def feedback(self) -> Feedback | None:
+    def query_rewrite(self) -> Rewrite | None:
         """The query rewrite's parameters; None when the query is not rewritten."""
         if self.rewrite not in REWRITERS:
             raise ValueError(f"rewrite must be one of {', '.join(REWRITERS)}, not {self.rewrite!r}")
         if self.rewrite == "none":
             return None
+        if self.rewrite == "llm":
+            if not self.rewrite_model:
+                raise ValueError("rewrite llm needs rewrite_model")
+            return Expansion(self.rewrite_model)
         if self.prf_k is None or self.prf_weight is None:
             raise ValueError("rewrite prf needs prf_k and prf_weight")
         return Feedback(self.prf_k, self.prf_weight)
 
     def rewrite_key(self) -> str:
         """Which rewritten first-stage rankings this configuration reads ("none": the query's own)."""
-        feedback = self.feedback()
-        return "none" if feedback is None else feedback.key()
+        rewrite = self.query_rewrite()
+        return "none" if rewrite is None else rewrite.key()
 
     def retrieval_depth(self) -> int:
         """Chunks each first-stage retriever returns: ``depth``, or the reranked head when it is deeper."""
@@ -154,21 +160,25 @@ class SearchPipeline:
     ``run_stages`` and ``rankings`` give the evaluations the same stages, batched.
 
     ``principal``: who a call that names none runs as; public only by default (what a user
-    request without a principal sees). An evaluation that runs as a principal passes it here."""
+    request without a principal sees). An evaluation that runs as a principal passes it here.
+    ``expander``: the ``llm`` rewrite's endpoint (:class:`.llm_rewrite.OpenAICompatibleExpander`),
+    needed only when a configuration run rewrites with it."""
 
     def __init__(self, chunks: list[Chunk], index, encoder, config: ServingConfig, bm25=None, reranker=None,
-                 with_title: bool = True, batch_size: int = 32, principal=None):
+                 with_title: bool = True, batch_size: int = 32, principal=None, expander=None):
         if config.first_stage not in FIRST_STAGES:
             raise ValueError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, not {config.first_stage!r}")
         if config.first_stage in ("hybrid", "bm25") and bm25 is None:
             raise ValueError(f"a {config.first_stage} first stage needs a BM25 index")
         if config.rerank and reranker is None:
             raise ValueError("reranking is on but no reranker was given")
-        if config.feedback() is not None and config.first_stage == "bm25":
-            raise ValueError("prf rewrites the query's dense vector: a bm25 first stage does not read it")
+        if config.query_rewrite() is not None and config.first_stage == "bm25":
+            raise ValueError(f"{config.rewrite} rewrites the query's dense vector: a bm25 first stage does not read it")
+        if isinstance(config.query_rewrite(), Expansion) and expander is None:
+            raise ValueError("the llm rewrite serves, but no expander (its OpenAI-compatible endpoint) was given")
         self.chunks = {c.chunk_id: c for c in chunks}
         self.index, self.encoder, self.config = index, encoder, config
-        self.bm25, self.reranker = bm25, reranker
+        self.bm25, self.reranker, self.expander = bm25, reranker, expander
         self.with_title, self.batch_size = with_title, batch_size
         self.principal = Principal.of(principal)
         self._position = {c: i for i, c in enumerate(self.chunks)}
@@ -192,7 +202,7 @@ class SearchPipeline:
     def run_stages(self, queries: list[str], *, first_stages: tuple[str, ...] | None = None,
                    candidates: int | None = None, rerankers: dict | None = None, depth: int | None = None,
                    lexical: bool = False, query_vectors: np.ndarray | None = None, progress=None,
-                   principal=None, rewrites: tuple[Feedback | None, ...] | None = None) -> StageOutputs:
+                   principal=None, rewrites: tuple[Rewrite | None, ...] | None = None) -> StageOutputs:
         """Run the stages once for every query. By default those of the served configuration;
         an evaluation may ask for several ``first_stages`` at once, the reranker ``rerankers``
         (variant key -> model) over the union of their top ``candidates``, BM25 even where no
@@ -212,7 +222,7 @@ class SearchPipeline:
         if rerankers is None:
             rerankers = {config.variant(): self.reranker} if config.rerank else {}
         depth = depth or max(config.retrieval_depth(), candidates)
-        rewrites = tuple(dict.fromkeys(rewrites if rewrites is not None else (config.feedback(),)))
+        rewrites = tuple(dict.fromkeys(rewrites if rewrites is not None else (config.query_rewrite(),)))
         feedbacks = [f for f in rewrites if f is not None]
         if feedbacks and not {"dense", "hybrid"} & set(first_stages):
             raise ValueError("a query rewrite was asked for but no first stage reads the query's dense vector")
@@ -223,12 +233,17 @@ class SearchPipeline:
             stages.query_vectors = self.encode_queries(queries) if query_vectors is None else query_vectors
             stages.dense = self._dense_search(stages.query_vectors, depth, access)
             timings["ann"] = time.perf_counter() - started
-        if feedbacks:  # the feedback: the plain dense ranking, readable chunks only (checked again)
+        if feedbacks:
             started = time.perf_counter()
-            for feedback in feedbacks:
-                vectors = prf_query_vectors(self.index, stages.query_vectors, stages.dense, feedback,
-                                            None if access is None else access.readable)
-                stages.rewritten[feedback.key()] = {"dense": self._dense_search(vectors, depth, access)}
+            for rewrite in feedbacks:
+                if isinstance(rewrite, Expansion):  # the query and the passage the endpoint wrote for it
+                    if self.expander is None:
+                        raise ValueError("the llm rewrite was asked for but the pipeline has no expander")
+                    vectors = self.encode_queries(self.expander(list(queries)))
+                else:  # the feedback: the plain dense ranking, readable chunks only (checked again)
+                    vectors = prf_query_vectors(self.index, stages.query_vectors, stages.dense, rewrite,
+                                                None if access is None else access.readable)
+                stages.rewritten[rewrite.key()] = {"dense": self._dense_search(vectors, depth, access)}
             timings["rewrite"] = time.perf_counter() - started
         if lexical or {"hybrid", "bm25"} & set(first_stages):
             if self.bm25 is None:
