@@ -13,7 +13,7 @@ from ..core.manifests import DenseIndexManifest, read_manifest
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata
 
-REPORT_VERSION = "11"  # 11: the training choices made on dev; 10: rewritten (+prf) serving families and the rewrite's latency; 9: the injection probe section; 8: every system runs as the evaluation principal
+REPORT_VERSION = "12"  # 12: +llm serving families, the rewrite endpoint's calls; 11: the training choices made on dev; 10: rewritten (+prf) serving families and the rewrite's latency; 9: the injection probe section; 8: every system runs as the evaluation principal
 BASE, TUNED = "dense_base", "dense_tuned"
 
 

@@ -14,7 +14,7 @@ from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
 RERANKER_VERSION = "4"  # 4: pretraining on pseudo-pairs chosen on dev, zero-label mode; 3: readable candidates only
-SERVING_VERSION = "4"  # 4: query rewriting (prf) tried on dev; 3: the dev choice searches as the training principal
+SERVING_VERSION = "5"  # 5: the llm rewriter (rewrite_model, rewrite_endpoint); 4: query rewriting (prf) tried on dev; 3: the dev choice searches as the training principal
 
 
 @dg.asset(
