@@ -112,9 +112,9 @@ def _tables(report: dict) -> list[tuple[str, str, list[str], list[list[object]]]
                 for setup, values in serving.get("latency", {}).items() for stage, lat in values["stages"].items()]
         if rows:
             tables.append(("Latency per stage", "One query at a time on this machine; ann includes encoding the query; "
-                           "rewrite (query rewriting by pseudo-relevance feedback) is building the rewritten query vectors "
-                           "and the second ANN search (`served+prf`: the served stages with the best dev rewrite, timed when "
-                           "dev left it off). Share: the reranker's part of the total time.",
+                           "rewrite (query rewriting) is building the rewritten query vectors (for llm, the endpoint's "
+                           "call) and the second ANN search (`served+prf` or `served+llm`: the served stages with the best "
+                           "dev rewrite, timed when dev left it off). Share: the reranker's part of the total time.",
                            ["setup", "configuration", "stage", "p50 ms", "p95 ms", "p99 ms", "mean ms", "share"], rows))
     if report.get("release"):
         release = report["release"]
