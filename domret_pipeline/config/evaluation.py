@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Optional
 
-import dagster as dg
 from pydantic import Field
 
-from .base import derive
+from .base import GeneratorEndpoint, derive
 
 if TYPE_CHECKING:
     from ..core.answers.extractive import AbstentionSettings, AnswerSettings
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from ..core.training.reranker import RerankerSettings
 
 
-class EvaluationConfig(dg.Config):
+class EvaluationConfig(GeneratorEndpoint):
     split: Literal["train", "dev", "test"] = Field(default="test", description="The frozen split to report on.")
     k_values: list[int] = [10, 100]
     latency_queries: int = Field(default=100, description="How many queries to time one at a time (0: skip).")
@@ -27,9 +26,6 @@ class EvaluationConfig(dg.Config):
         default="extractive",
         description="How answers are written: extractive (offline, default) or an OpenAI-compatible endpoint.",
     )
-    generator_base_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://localhost:8000/v1.")
-    generator_model: str = ""
-    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.")
     injection_probe: bool = Field(
         default=True, description="Plant prompt-injection probes into a copy of the corpus and count, per kind, whether "
         "the served answer path (and the generator, when configured) follows them (report section 'Injection probe').",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Optional
 
-import dagster as dg
 from pydantic import Field
 
-from .base import derive
+from .base import GeneratorEndpoint, derive
 
 if TYPE_CHECKING:
     from ..core.answers.extractive import AbstentionSettings, AnswerSettings
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
     from ..core.training.reranker import RerankerSettings
 
 
-class ServingSelectionConfig(dg.Config):
+class ServingSelectionConfig(GeneratorEndpoint):
     candidates: list[int] = Field(default=[20], description="Reranking depths tried on dev, e.g. [20, 50].")
     rerank_only: bool = Field(default=True, description="Try the reranker's score alone as well as the fusions.")
     fusion_weights: list[float] = Field(
@@ -47,11 +46,6 @@ class ServingSelectionConfig(dg.Config):
         "OpenAI-compatible endpoint writes for it, see generator_*; another name fails the step); one serves only "
         "where it beats the chosen configuration without it by more than min_gain. Empty: never rewrite.",
     )
-    generator_base_url: str = Field(default="", description="llm rewriter: OpenAI-compatible base URL, e.g. "
-                                    "http://localhost:8000/v1 (rewriters lists llm: it needs this and generator_model).")
-    generator_model: str = Field(default="", description="llm rewriter: the endpoint's model name.")
-    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="llm rewriter: environment variable "
-                                       "holding the API key (the bundle records the variable's name, never the key).")
     generator_timeout_s: float = Field(default=10.0, description="llm rewriter: how long a search waits for the "
                                        "expansion before it goes on with the query as written (the failure is counted).")
     prf_depths: list[int] = Field(default=[1], description="prf: feedback chunks (the query's top dense hits) tried on dev.")

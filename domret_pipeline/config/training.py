@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 import dagster as dg
 from pydantic import Field
 
-from .base import derive
+from .base import GeneratorEndpoint, derive
 
 if TYPE_CHECKING:
     from ..core.answers.extractive import AbstentionSettings, AnswerSettings
@@ -65,7 +65,7 @@ class MiningConfig(dg.Config):
         return derive(self, MiningSettings, **core_only)
 
 
-class PseudoQueriesConfig(dg.Config):
+class PseudoQueriesConfig(GeneratorEndpoint):
     """``pseudo_queries``: weakly labeled pairs cut from the corpus (core/weak/pseudo_queries.py)."""
 
     kinds: list[str] = Field(
@@ -90,11 +90,6 @@ class PseudoQueriesConfig(dg.Config):
     crops_per_document: int = Field(default=1, description="Crop pairs drawn per document.")
     generated_per_document: int = Field(default=1, description="generated: chunks per document the question writer "
                                         "is asked about (one call each).")
-    generator_base_url: str = Field(default="", description="generated: OpenAI-compatible base URL, e.g. "
-                                    "http://localhost:8000/v1 (the kind needs it and generator_model).")
-    generator_model: str = Field(default="", description="generated: the endpoint's model name.")
-    generator_api_key_env: str = Field(default="OPENAI_API_KEY", description="generated: environment variable "
-                                       "holding the API key (the key itself is never logged).")
     max_pairs_per_document: int = Field(default=4, description="Pairs kept per document, the kinds taken in turn.")
     max_pairs: int = Field(default=20_000, description="Pairs kept in all (a seeded sample when more survive).")
     allow_eval_documents: bool = Field(
