@@ -2,14 +2,18 @@
 examples are mined like labeled ones and train on the pair's own passage; the dev choice keeps
 the better option and says why, ties going to none; zero-label mode trains on pseudo-pairs only."""
 
+import dataclasses
+
 import pytest
 
 from domret_pipeline.config import RerankerConfig
 from domret_pipeline.core.data.chunking import passage_text
 from domret_pipeline.core.data.labels import LabeledQueries, normalized_text
 from domret_pipeline.core.training import reranker_pretrain
-from domret_pipeline.core.training.reranker import DevSample, RerankerOutcome, RerankExample, train_reranker
-from domret_pipeline.core.training.reranker_data import prepare, pseudo_examples
+from domret_pipeline.core.training.reranker import (
+    DISTILL_LOSS, DevSample, RerankerOutcome, RerankExample, train_reranker,
+)
+from domret_pipeline.core.training.reranker_data import TEACHER_SCALE, prepare, pseudo_examples
 from domret_pipeline.core.training.reranker_pretrain import choose_pretraining
 
 from .settings_helpers import settings_for
@@ -59,9 +63,13 @@ def test_pseudo_examples_train_on_the_pairs_passage_against_other_documents_only
 
 def _fake_trainer(scores: dict[str, float], calls: list):
     """train_reranker standing in: the dev score of a run is ``scores[what it trained]``, where
-    the pretraining is "pretrain", labels on a fresh model "none", labels after pretraining "pseudo"."""
+    the pretraining is "pretrain" ("distill-pretrain" under the distillation loss), labels on a
+    fresh model "none", labels after pretraining "pseudo" (or "distill")."""
     def fake(base_model, examples, dev, settings, work_dir, progress_sink=None, progress_label="", start=None):
-        kind = "pretrain" if examples and examples[0].query.startswith("pseudo") else ("pseudo" if start else "none")
+        if examples and examples[0].query.startswith("pseudo"):
+            kind = "distill-pretrain" if settings.loss == DISTILL_LOSS else "pretrain"
+        else:
+            kind = ("distill" if start == "model-distill-pretrain" else "pseudo") if start else "none"
         calls.append((kind, settings.epochs))
         return RerankerOutcome(model=f"model-{kind}", dev_score=scores[kind], best_epoch=1.0, dev_history=[],
                                loss_history=[], trainable_parameters=1, total_parameters=2, seconds=0.0,
@@ -71,6 +79,7 @@ def _fake_trainer(scores: dict[str, float], calls: list):
 
 LABELED = [RerankExample("labeled q", ["p"], ["n"])]
 PSEUDO = [RerankExample("pseudo q", ["p"], ["n"])]
+PSEUDO_SCORED = [RerankExample("pseudo q", ["p"], ["n"], teacher=[12.0, 9.0])]
 
 
 @pytest.mark.parametrize("none, pseudo, expected, said", [
@@ -115,6 +124,55 @@ def test_pseudo_without_pairs_is_reported_untrained_and_zero_label_trains_on_pai
                            pseudo_missing="pseudo_queries kept no pair")
     with pytest.raises(ValueError, match="pretrain must list some of"):
         choose_pretraining(["distill?"], "base", LABELED, PSEUDO, [], _settings(), 1, tmp_path)
+
+
+def test_distill_is_chosen_on_dev_like_pseudo_and_needs_teacher_scores(monkeypatch, tmp_path):
+    calls = []
+    scores = {"none": 0.5, "pseudo": 0.6, "distill": 0.7, "pretrain": 0.3, "distill-pretrain": 0.45}
+    monkeypatch.setattr(reranker_pretrain, "train_reranker", _fake_trainer(scores, calls))
+    choice = choose_pretraining(["none", "pseudo", "distill"], "base", LABELED, PSEUDO_SCORED, [], _settings(), 4,
+                                tmp_path)
+    assert calls == [("none", 2), ("pretrain", 4), ("pseudo", 2), ("distill-pretrain", 4), ("distill", 2)]
+    assert choice.option == "distill" and choice.pretrain_outcome.model == "model-distill-pretrain"
+    assert choice.reason == "distill: dev nDCG@10 0.7000 > none 0.5000, > pseudo 0.6000"
+    assert {t["option"]: t["pretrain_dev_ndcg"] for t in choice.table()} == {"none": None, "pseudo": 0.3,
+                                                                             "distill": 0.45}
+    # pairs without the teacher's scores: distill is reported untrained, pseudo still runs
+    calls.clear()
+    choice = choose_pretraining(["distill", "pseudo"], "base", LABELED, PSEUDO, [], _settings(), 1, tmp_path)
+    assert choice.option == "pseudo" and calls == [("pretrain", 1), ("pseudo", 2)]
+    assert choice.table()[0]["why"] == "not trained: the pseudo-pair examples carry no teacher score"
+    # zero-label mode trains each listed pair option on the pairs alone and keeps the better
+    calls.clear()
+    zero = choose_pretraining(["none", "distill", "pseudo"], "base", [], PSEUDO_SCORED, [], _settings(), 1, tmp_path)
+    assert calls == [("distill-pretrain", 1), ("pretrain", 1)] and zero.zero_label and zero.option == "distill"
+    assert zero.reason.startswith("zero-label mode") and zero.reason.endswith("distill: dev nDCG@10 0.4500 > pseudo 0.3000")
+    assert zero.outcome is zero.pretrain_outcome
+
+
+def test_distill_examples_carry_the_first_stages_scores_and_train_a_tiny_reranker(weak_corpus, tiny_reranker_base,
+                                                                                  tmp_path):
+    import numpy as np
+
+    from domret_pipeline.core.retrieval.encoder import encode
+
+    chunks, index, encoder, pairs = weak_corpus["chunks"], weak_corpus["index"], weak_corpus["encoder"], weak_corpus["pairs"]
+    plain, _ = pseudo_examples(pairs, chunks, index, encoder, len(chunks), 3, None, True)
+    scored, mined = pseudo_examples(pairs, chunks, index, encoder, len(chunks), 3, None, True, teacher=True)
+    assert all(e.teacher is None for e in plain)
+    assert [(e.query, e.positives, e.negatives) for e in scored] == [(e.query, e.positives, e.negatives) for e in plain]
+    for example, row in zip(scored, mined.queries):
+        assert len(example.teacher) == len(example.negatives) + 1
+        query, passage = encode(encoder, [example.query, example.positives[0]])
+        assert example.teacher[0] == pytest.approx(TEACHER_SCALE * float(query @ passage), abs=1e-3)
+        assert example.teacher[1:] == pytest.approx([TEACHER_SCALE * n["score"] for n in row.negatives])
+        assert example.teacher[1:] == sorted(example.teacher[1:], reverse=True)  # the retriever's own order
+    # MarginMSE pulls the student's margins towards the teacher's: the loss falls on a tiny run
+    dev = _dev(scored[:3])
+    settings = dataclasses.replace(_settings(epochs=3), loss=DISTILL_LOSS)  # not a config choice
+    outcome = train_reranker(str(tiny_reranker_base), scored, dev, settings, tmp_path / "distill")
+    losses = [entry["loss"] for entry in outcome.loss_history]
+    assert len(losses) > 2 and np.mean(losses[-2:]) < losses[0]
 
 
 def _dev(examples):

@@ -13,7 +13,7 @@ from ..core.evaluation.report import markdown_table
 from ..resources import ArtifactStore, MlflowTracker
 from .common import ARTIFACT_IO, artifact_output, plot_metadata, precision_metrics, precision_table_md
 
-RERANKER_VERSION = "4"  # 4: pretraining on pseudo-pairs chosen on dev, zero-label mode; 3: readable candidates only
+RERANKER_VERSION = "5"  # 5: distill (the first stage's scores on pseudo-pairs) as a pretraining option; 4: pretraining on pseudo-pairs chosen on dev, zero-label mode; 3: readable candidates only
 SERVING_VERSION = "5"  # 5: the llm rewriter (rewrite_model, rewrite_endpoint); 4: query rewriting (prf) tried on dev; 3: the dev choice searches as the training principal
 
 
@@ -26,7 +26,8 @@ SERVING_VERSION = "5"  # 5: the llm rewriter (rewrite_model, rewrite_endpoint); 
         "head fully trained. Trained on the fine-tuned retriever's own top-k candidates per training "
         "query (labeled positives vs the non-relevant candidates) with a listwise/pairwise loss by "
         "default; best state on dev reranking nDCG@10 kept (early stopping). Optionally pretrained "
-        "first on pseudo_queries' pairs (mined the same way, the pair's own passage as positive): each "
+        "first on pseudo_queries' pairs (mined the same way, the pair's own passage as positive), on "
+        "the labeled loss (pseudo) or distilling the retriever's own scores of them (distill): each "
         "recipe of `pretrain` is trained and the best on dev kept, with the table and the reason. With no "
         "train-split query (zero-label mode) the pseudo-pairs are the whole training. Writes the adapter "
         "(small) and a merged model for serving."
@@ -67,11 +68,10 @@ def reranker_adapter(
         examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives,
                                        config.max_positive_ratio, with_title)
         settings = config.settings()
-        pseudo, pseudo_mined, pseudo_missing = [], None, "not asked for (pretrain lists no pseudo)"
-        if "pseudo" in config.pretrain or not examples:  # no labeled example: zero-label mode needs them
-            pseudo, pseudo_mined, pseudo_missing = pretraining_examples(
-                read_pairs(pseudo_queries.path), config.pretrain_max_pairs, config.seed, chunks, index, encoder,
-                config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
+        # no labeled example: zero-label mode needs the pairs whatever pretrain lists
+        pseudo, pseudo_mined, pseudo_missing = pretraining_examples(
+            config.pretrain, bool(examples), read_pairs(pseudo_queries.path), config.pretrain_max_pairs, config.seed,
+            chunks, index, encoder, config.candidates, config.num_negatives, config.max_positive_ratio, with_title)
         with atomic_artifact_dir(artifacts.path(), "reranker_adapter") as pending:
             work = pending.path / ".work"
             choice = choose_pretraining(config.pretrain, config.base_model, examples, pseudo, dev, settings,

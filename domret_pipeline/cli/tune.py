@@ -4,7 +4,7 @@ artifacts of a finished run (by default the SciFact run of ``make scifact``).
     domret tune embedding --epochs 1 --lr 2e-5 --num-negatives 1 --range 10 60
     domret tune embedding --recipes labels pseudo pseudo_then_labels --pseudo-max-queries 2000
     domret tune reranker --loss mnrl --lr 5e-4 --epochs 2 --candidates 20
-    domret tune reranker --pretrain none pseudo --pretrain-max-pairs 1000 --max-length 128 --grid-candidates
+    domret tune reranker --pretrain none pseudo distill --pretrain-max-pairs 1000 --max-length 128 --grid-candidates
 
 An option left out takes the graph's default (the config classes define them), so a trial
 differs from the graph's recipe only in what its command line says.
@@ -146,7 +146,7 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     from ..core.training.access import readable_chunks, readable_index, training_principal
     from ..core.training.reranker import save_adapter_and_merged
     from ..core.training.reranker_data import prepare
-    from ..core.training.reranker_pretrain import check_options, choose_pretraining, pretraining_examples
+    from ..core.training.reranker_pretrain import check_options, choose_pretraining, needs_pairs, pretraining_examples
 
     refs = Path(args.refs)
     labels, chunks = labels_and_chunks(refs)
@@ -167,11 +167,10 @@ def cmd_tune_reranker(args: argparse.Namespace) -> int:
     settings = config.settings()
     examples, dev, mined = prepare(labels, chunks, index, encoder, config.candidates, config.num_negatives, None, with_title)
     started = time.perf_counter()
-    pseudo, pseudo_mined, missing = [], None, "not asked for (pretrain lists no pseudo)"
-    if "pseudo" in config.pretrain or not examples:
-        pseudo, pseudo_mined, missing = pretraining_examples(
-            _pseudo_pairs(refs, labels, chunks)[0], config.pretrain_max_pairs, config.seed, chunks, index, encoder,
-            config.candidates, config.num_negatives, None, with_title)
+    pairs = _pseudo_pairs(refs, labels, chunks)[0] if needs_pairs(config.pretrain, bool(examples)) else []
+    pseudo, pseudo_mined, missing = pretraining_examples(
+        config.pretrain, bool(examples), pairs, config.pretrain_max_pairs, config.seed, chunks, index, encoder,
+        config.candidates, config.num_negatives, None, with_title)
     pseudo_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as work:
         choice = choose_pretraining(config.pretrain, config.base_model, examples, pseudo, dev, settings,
@@ -309,7 +308,7 @@ def add_parsers(commands) -> list[argparse.ArgumentParser]:
     r.add_argument("--lora-r", type=int, default=None)
     r.add_argument("--patience", type=int, default=None)
     r.add_argument("--train-precision", default=None, help="fp32, bf16 or auto")
-    r.add_argument("--pretrain", nargs="+", default=None, help="options tried, the best on dev kept: none, pseudo")
+    r.add_argument("--pretrain", nargs="+", default=None, help="options tried, the best on dev kept: none, pseudo, distill (RerankerConfig.pretrain)")
     r.add_argument("--pretrain-max-pairs", type=int, default=None)
     r.add_argument("--pretrain-epochs", type=int, default=None)
     r.add_argument("--grid-candidates", type=int, nargs="*", default=[20, 50],

@@ -229,10 +229,12 @@ class RerankerConfig(CrossEncoderTrainingConfig):
     max_precision_loss: float = Field(default=0.005, description="Dev nDCG@10 a faster precision may lose against fp32.")
     pretrain: list[str] = Field(
         default=["none"],
-        description="Recipes tried, the best on dev reranking nDCG@10 kept (ties: none): none (labels only) and pseudo "
-        "(the adapter and head first trained on pseudo_queries' pairs, then on the labels); another name fails the step. "
-        "Default none only: pseudo's dev gain is not measured yet on the bundled sample or SciFact, and it costs a "
-        "second training run (list both to choose on dev).",
+        description="Recipes tried, the best on dev reranking nDCG@10 kept (ties: none, else the first listed): none "
+        "(labels only), pseudo (the adapter and head first trained on pseudo_queries' pairs with the labeled loss, then "
+        "on the labels) and distill (first trained to match the fine-tuned retriever's own scores of those pairs' "
+        "candidates, MarginMSE, then on the labels); another name fails the step. "
+        "Default none only: each option listed is one more training run, and pretraining is not measured on the "
+        "bundled sample (on SciFact pseudo won dev by +0.054, BENCHMARKS.md; configs/scifact.yaml lists it).",
     )
     pretrain_max_pairs: int = Field(
         default=2000, description="Pseudo-pairs pretraining reads at most (a seeded sample of pseudo_queries' pairs).",

@@ -20,6 +20,11 @@ Losses (``RerankerSettings.loss``):
 - ``bce``: pointwise binary cross-entropy on (query, passage, 0/1) pairs, the option the
   issue tried first and that learned only the base rate on SciFact.
 
+Distillation (:data:`DISTILL_LOSS`, not a config choice: only pretraining's ``distill`` option
+uses it) trains with MarginMSE on examples that carry a teacher's scores
+(``RerankExample.teacher``): the student's margin between the positive and each negative is
+pulled to the teacher's.
+
 Training keeps the best state on the dev reranking nDCG@10 (early stopping), then writes the
 adapter (small) and a merged model for serving. It may also continue an adapter already
 trained (``train_reranker(start=...)``): the labeled fine-tuning after pretraining on
@@ -39,6 +44,7 @@ from .outcome import TrainerOutcome, count_parameters, loss_history
 
 DEV_METRIC = "dev_ndcg@10"
 LOSSES = ("mnrl", "lambda", "listnet", "bce")
+DISTILL_LOSS = "margin_mse"  # examples with teacher scores only (reranker_pretrain's distill)
 HEAD_MODULES = ("classifier", "pooler")
 
 
@@ -76,11 +82,14 @@ class RerankerSettings:
 
 @dataclass
 class RerankExample:
-    """One training query: its text, positive passages and mined negative passages."""
+    """One training query: its text, positive passages and mined negative passages, and
+    optionally a teacher's scores (as logits) for ``positives[0]`` then each negative, which
+    only distillation reads."""
 
     query: str
     positives: list[str]
     negatives: list[str]
+    teacher: list[float] | None = None
 
 
 @dataclass
@@ -133,6 +142,18 @@ def _training_dataset(examples: list[RerankExample], settings: RerankerSettings)
                 for i in range(k):  # a fixed width: a short list repeats its own negatives
                     columns[f"negative_{i + 1}"].append(e.negatives[i % len(e.negatives)])
         return Dataset.from_dict(columns)
+    if settings.loss == DISTILL_LOSS:
+        if any(e.teacher is None or len(e.teacher) != len(e.negatives) + 1 for e in usable):
+            raise ValueError("distillation needs a teacher score for each example's first positive and each negative")
+        columns = {"query": [], "positive": [], **{f"negative_{i + 1}": [] for i in range(k)}, "label": []}
+        for e in usable:
+            picks = [i % len(e.negatives) for i in range(k)]  # a fixed width, as for mnrl
+            columns["query"].append(e.query)
+            columns["positive"].append(e.positives[0])
+            for i, j in enumerate(picks):
+                columns[f"negative_{i + 1}"].append(e.negatives[j])
+            columns["label"].append([e.teacher[0]] + [e.teacher[1 + j] for j in picks])
+        return Dataset.from_dict(columns)
     if settings.loss == "bce":
         columns = {"query": [], "passage": [], "label": []}
         for e in usable:
@@ -163,6 +184,8 @@ def _loss(model, settings: RerankerSettings):
         return losses.ListNetLoss(model)
     if settings.loss == "bce":
         return losses.BinaryCrossEntropyLoss(model)
+    if settings.loss == DISTILL_LOSS:
+        return losses.MarginMSELoss(model)
     raise ValueError(f"unknown reranker loss {settings.loss!r} (one of {', '.join(LOSSES)})")
 
 

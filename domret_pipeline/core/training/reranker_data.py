@@ -12,6 +12,10 @@ pair is a query whose one relevant document is its own, mined by the same :func:
 with the same window, so no chunk of its document is a negative. Its positive is the pair's own
 text (the chunk with the query sentence cut out, or the crop), never the whole chunk, which holds
 the query verbatim and would teach the reranker to match copied text.
+
+For distillation (``pretrain: distill``) each pseudo example also carries the first stage's own
+scores as the teacher: the retriever's cosine of the query with the pair's passage and with each
+mined negative, times :data:`TEACHER_SCALE`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ from ..data.chunking import Chunk, passage_text
 from ..weak.pseudo_queries import PseudoPair
 from .mining import MiningResult, MiningSettings
 from .reranker import DevSample, RerankExample
+
+# Cosines live in [-1, 1] and the margins between candidates are a few hundredths; times 20 (the
+# scale of the bi-encoder's MNRL training, so the logits its softmax read) they are margins a
+# cross-encoder's logits can match under MarginMSE.
+TEACHER_SCALE = 20.0
 
 
 def rerank_examples(mined: MiningResult, queries: dict[str, str], chunks_by_id: dict[str, Chunk],
@@ -103,14 +112,15 @@ def prepare(labels, chunks: list[Chunk], index, encoder, candidates: int, num_ne
 
 
 def pseudo_examples(pairs: list[PseudoPair], chunks: list[Chunk], index, encoder, candidates: int,
-                    num_negatives: int, max_positive_ratio: float | None,
-                    with_title: bool) -> tuple[list[RerankExample], MiningResult]:
+                    num_negatives: int, max_positive_ratio: float | None, with_title: bool,
+                    teacher: bool = False) -> tuple[list[RerankExample], MiningResult]:
     """Reranker examples of pseudo-pairs, mined like labeled queries (module docstring): the
     retriever's top ``candidates`` chunks for the pair's query, every chunk of its document
     removed; the positive is ``pair.passage(with_title)``. For the margin rule (off unless
     ``max_positive_ratio``), the pair's positive chunk is its own chunk or, for a crop (a span,
     no chunk), its document's chunk the retriever scores highest (the labeled ``best_match``
-    rule). Pairs on documents outside ``chunks`` (unreadable) give no example."""
+    rule). Pairs on documents outside ``chunks`` (unreadable) give no example. ``teacher``:
+    attach the first stage's scores (module docstring) for distillation."""
     from .pseudo_pairs import mine_pseudo  # the bi-encoder's mining of the pairs, with this stage's rule
 
     known, documents = {c.chunk_id for c in chunks}, {c.doc_id for c in chunks}
@@ -120,7 +130,16 @@ def pseudo_examples(pairs: list[PseudoPair], chunks: list[Chunk], index, encoder
     mined = mine_pseudo(pairs, chunks, index, encoder, reranker_mining(candidates, num_negatives, max_positive_ratio))
     by_pair = {p.pair_id: p for p in pairs}
     by_chunk = {c.chunk_id: c for c in chunks}
+    rows = [q for q in mined.queries if q.negatives]
     examples = [RerankExample(by_pair[q.query_id].query, [by_pair[q.query_id].passage(with_title)],
                               [passage_text(by_chunk[n["chunk_id"]], with_title) for n in q.negatives])
-                for q in mined.queries if q.negatives]
+                for q in rows]
+    if teacher and rows:
+        from ..retrieval.encoder import encode
+
+        # the negatives' cosines are the mining's own; the passage is no chunk of the index
+        query_vectors = encode(encoder, [e.query for e in examples])
+        passage_vectors = encode(encoder, [e.positives[0] for e in examples])
+        for example, q, qv, pv in zip(examples, rows, query_vectors, passage_vectors):
+            example.teacher = [TEACHER_SCALE * float(qv @ pv)] + [TEACHER_SCALE * n["score"] for n in q.negatives]
     return examples, mined
